@@ -1,0 +1,3 @@
+from counter_worker.main import main
+
+main()

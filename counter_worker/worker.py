@@ -1,0 +1,350 @@
+"""The counter worker: drains ``counter_events`` into Redis, exactly once.
+
+The protocol, per batch of one petition's events:
+
+1. Lease: take ``lease:<batch>`` in Redis (SET NX, short TTL, renewed while working).
+   The batch id is fresh, so this always succeeds; taking it *before* the claim means a
+   worker that stalls anywhere after claiming can be fenced off.
+2. Claim: one Postgres statement marks unclaimed events with the batch id, commits.
+3. Apply: one Lua script adds the summed deltas, if and only if this worker still holds
+   the lease, the petition's counters are built, and the batch is not already applied;
+   it marks the batch applied in the same step.
+4. Ack: delete the batch's events in Postgres, then forget the applied marker and lease.
+
+Recovery: a batch claimed longer ago than the lease is taken over by whoever wins its
+lease (SET NX); re-applying is a no-op when the applied marker is there.
+
+Rebuild (counters missing, or on demand): take the petition's rebuild lease, delete its
+``built`` marker so no delta lands mid-rebuild, then in one REPEATABLE READ snapshot
+count the signatures, claim every unclaimed event and list batches in flight; write the
+counts, the marker, and "applied" for all those batches in one script; ack. A batch in
+flight that was already applied is covered by the counts; one applied later is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, suppress
+from uuid import uuid4
+
+import asyncpg
+from redis.asyncio import Redis
+
+from counter_worker import queries
+from counter_worker.keys import KeyLayout
+from counter_worker.scripts import Scripts
+from countersign.connections import TRANSIENT_ERRORS
+
+log = logging.getLogger("counter_worker")
+
+NOTIFY_CHANNEL = "countersign_events"
+MARKER_SWEEP_INTERVAL = 60.0
+
+
+class CounterWorker:
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        layout: KeyLayout,
+        *,
+        batch_size: int = 5000,
+        lease_ms: int = 10_000,
+        poll_interval: float = 1.0,
+        stop_at: str | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.pool = pool
+        self.redis = redis
+        self.layout = layout
+        self.scripts = Scripts(redis, layout.updates_channel)
+        self.batch_size = batch_size
+        self.lease_ms = lease_ms
+        self.poll_interval = poll_interval
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self._stop_at = stop_at
+        self._petitions_changed = True
+
+    # -- the batch path ---------------------------------------------------------------
+
+    async def process_next_batch(self) -> bool:
+        """Claim, apply and ack one batch. False when there was nothing to claim."""
+        petition_id = await self.pool.fetchval(queries.NEXT_PETITION)
+        if petition_id is None:
+            return False
+        batch_id = str(uuid4())
+        lease = self.layout.petition(petition_id).batch_lease(batch_id)
+        await self.redis.set(lease, self.token, nx=True, px=self.lease_ms)
+        async with self._keep_lease(lease):
+            rows = await self.pool.fetch(
+                queries.CLAIM_BATCH, petition_id, batch_id, self.batch_size
+            )
+            if not rows:  # another worker claimed them first
+                await self.scripts.release_lease(lease, self.token)
+                return True
+            self._stop_point("after_claim")
+            await self._apply_and_ack(petition_id, batch_id, rows)
+        return True
+
+    async def _apply_and_ack(
+        self, petition_id: int, batch_id: str, rows: Iterable[asyncpg.Record]
+    ) -> None:
+        keys = self.layout.petition(petition_id)
+        countries: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        for row in rows:
+            countries[row["country"]] = countries.get(row["country"], 0) + row["delta"]
+            sources[row["source"]] = sources.get(row["source"], 0) + row["delta"]
+        countries = {k: v for k, v in countries.items() if v}
+        sources = {k: v for k, v in sources.items() if v}
+
+        deadline = asyncio.get_running_loop().time() + self.lease_ms / 2000
+        while True:
+            result = await self.scripts.apply(
+                keys, petition_id, batch_id, self.token, countries, sources
+            )
+            if result != "needs_rebuild" or asyncio.get_running_loop().time() > deadline:
+                break
+            # Counters missing (Redis flushed or restarted): rebuild, then retry. The
+            # rebuild either covers this batch (then the retry is a no-op) or precedes it.
+            if not await self.rebuild_petition(petition_id):
+                await asyncio.sleep(0.05)  # another worker is rebuilding it
+
+        if result in ("applied", "already_applied"):
+            self._stop_point("after_apply")
+            await self.pool.execute(queries.ACK_BATCH, batch_id)
+            await self.scripts.forget_batch(keys, batch_id, self.token)
+        elif result == "not_leaseholder":
+            log.warning(
+                "lease on batch %s of petition %s expired before it was applied; "
+                "leaving it to the worker that took it over",
+                batch_id,
+                petition_id,
+            )
+        else:
+            log.warning("petition %s is not rebuilt yet; batch %s waits", petition_id, batch_id)
+            await self.scripts.release_lease(keys.batch_lease(batch_id), self.token)
+
+    async def recover_stale_batches(self) -> int:
+        """Finish batches whose worker stopped renewing its lease. Returns how many."""
+        stale_after = self.lease_ms / 1000
+        recovered = 0
+        for row in await self.pool.fetch(queries.STALE_BATCHES, stale_after):
+            batch_id, petition_id = row["batch_id"], row["petition_id"]
+            lease = self.layout.petition(petition_id).batch_lease(batch_id)
+            if not await self.redis.set(lease, self.token, nx=True, px=self.lease_ms):
+                continue  # its worker is alive (renewing), or someone else took it over
+            async with self._keep_lease(lease):
+                rows = await self.pool.fetch(queries.BATCH_DELTAS, batch_id)
+                if not rows:  # acknowledged meanwhile
+                    await self.scripts.forget_batch(
+                        self.layout.petition(petition_id), batch_id, self.token
+                    )
+                    continue
+                log.info("recovering batch %s of petition %s", batch_id, petition_id)
+                await self._apply_and_ack(petition_id, batch_id, rows)
+                recovered += 1
+        return recovered
+
+    # -- rebuilds ---------------------------------------------------------------------
+
+    async def rebuild_petition(self, petition_id: int) -> bool:
+        """Make the petition's counters equal Postgres. False if another worker holds it."""
+        keys = self.layout.petition(petition_id)
+        if not await self.redis.set(keys.rebuild_lease, self.token, nx=True, px=self.lease_ms):
+            return False
+        try:
+            async with self._keep_lease(keys.rebuild_lease):
+                if await self.scripts.invalidate(keys, self.token) != "invalidated":
+                    return False
+                batch_id = str(uuid4())
+                batch_lease = keys.batch_lease(batch_id)
+                await self.redis.set(batch_lease, self.token, nx=True, px=self.lease_ms)
+                async with self._keep_lease(batch_lease):
+                    countries, sources, in_flight = await self._snapshot(petition_id, batch_id)
+                    self._stop_point("rebuild_before_write")
+                    result = await self.scripts.rebuild(
+                        keys, petition_id, self.token, countries, sources, [*in_flight, batch_id]
+                    )
+                    if result != "rebuilt":
+                        log.warning("rebuild of petition %s lost its lease", petition_id)
+                        return False
+                    await self.pool.execute(queries.ACK_BATCH, batch_id)
+                    await self.scripts.forget_batch(keys, batch_id, self.token)
+            log.info("rebuilt petition %s: %d counted", petition_id, sum(countries.values()))
+            return True
+        finally:
+            await self.scripts.release_lease(keys.rebuild_lease, self.token)
+
+    async def _snapshot(
+        self, petition_id: int, batch_id: str
+    ) -> tuple[dict[str, int], dict[str, int], list[str]]:
+        """Counts, claim of every unclaimed event, and batches in flight: one snapshot."""
+        async with self.pool.acquire() as conn:
+            for attempt in range(20):
+                try:
+                    async with conn.transaction(isolation="repeatable_read"):
+                        rows = await conn.fetch(queries.COUNTED_SIGNATURES, petition_id)
+                        await conn.execute(queries.CLAIM_ALL_UNCLAIMED, petition_id, batch_id)
+                        in_flight = await conn.fetch(
+                            queries.BATCHES_IN_FLIGHT, petition_id, batch_id
+                        )
+                    break
+                except asyncpg.SerializationError:
+                    # A worker claimed some of these events after our snapshot began.
+                    await asyncio.sleep(0.01 * (attempt + 1))
+            else:
+                raise RuntimeError(f"rebuild of petition {petition_id} kept conflicting")
+        countries: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        for row in rows:
+            countries[row["country"]] = countries.get(row["country"], 0) + row["n"]
+            sources[row["source"]] = sources.get(row["source"], 0) + row["n"]
+        return countries, sources, [row["batch_id"] for row in in_flight]
+
+    async def rebuild_all(self) -> int:
+        """Rebuild every petition (``countersign rebuild``). Returns how many."""
+        rebuilt = 0
+        for row in await self.pool.fetch(queries.PETITION_IDS):
+            while not await self.rebuild_petition(row["id"]):
+                await asyncio.sleep(0.05)  # wait out a rebuild another worker is doing
+            rebuilt += 1
+        return rebuilt
+
+    async def rebuild_missing(self) -> int:
+        """Rebuild petitions whose counters are not built (new, or Redis lost them)."""
+        ids = [row["id"] for row in await self.pool.fetch(queries.PETITION_IDS)]
+        if not ids:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for petition_id in ids:
+                pipe.exists(self.layout.petition(petition_id).built)
+            built = await pipe.execute()
+        rebuilt = 0
+        for petition_id, present in zip(ids, built, strict=True):
+            if not present and await self.rebuild_petition(petition_id):
+                rebuilt += 1
+        return rebuilt
+
+    async def sweep_applied_markers(self) -> None:
+        """Drop applied markers of batches already deleted from Postgres.
+
+        They are normally dropped at ack; one outlives it only if a worker died between
+        the ack and the drop, or a rebuild marked a batch acked moments before. A batch
+        absent from Postgres can never be applied again, so its marker is dead weight.
+        """
+        for row in await self.pool.fetch(queries.PETITION_IDS):
+            keys = self.layout.petition(row["id"])
+            marked = await self.redis.hkeys(keys.applied)  # type: ignore[misc]
+            if not marked:
+                continue
+            alive = {
+                r["batch_id"] for r in await self.pool.fetch(queries.EXISTING_BATCHES, marked)
+            }
+            if dead := [batch for batch in marked if batch not in alive]:
+                await self.redis.hdel(keys.applied, *dead)  # type: ignore[misc]
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Burst mode: build what is missing, recover, and apply until nothing is left."""
+        await self.rebuild_missing()
+        await self.recover_stale_batches()
+        while await self.process_next_batch():
+            pass
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Work until ``stopping`` is set; the batch in hand is always finished first."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        listener: asyncpg.Connection | None = None
+        next_maintenance = next_sweep = 0.0
+        backoff = 0.1
+        log.info("worker %s started", self.token)
+        while not stopping.is_set():
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(wake)
+                    self._petitions_changed = True  # whatever happened while we were away
+                wake.clear()
+                if self._petitions_changed or loop.time() >= next_maintenance:
+                    self._petitions_changed = False
+                    await self.rebuild_missing()
+                    await self.recover_stale_batches()
+                    next_maintenance = loop.time() + self.poll_interval
+                if loop.time() >= next_sweep:
+                    await self.sweep_applied_markers()
+                    next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
+                while not stopping.is_set() and await self.process_next_batch():
+                    pass
+                backoff = 0.1
+            except TRANSIENT_ERRORS as exc:
+                log.warning("server unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                listener = await _close_quietly(listener)
+                await _wait_any(stopping, timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            await _wait_any(wake, stopping, timeout=self.poll_interval)
+        await _close_quietly(listener)
+        log.info("worker %s stopped", self.token)
+
+    async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection:
+        # A connection of its own: LISTEN holds it for the worker's whole life.
+        conn: asyncpg.Connection = await asyncpg.connect(self.dsn, timeout=5)
+
+        def notified(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload == "petitions":
+                self._petitions_changed = True
+            wake.set()
+
+        await conn.add_listener(NOTIFY_CHANNEL, notified)
+        conn.add_termination_listener(lambda _conn: wake.set())
+        return conn
+
+    @asynccontextmanager
+    async def _keep_lease(self, key: str) -> AsyncIterator[None]:
+        """Renew a lease we hold every third of its TTL until the block ends."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_ms / 3000)
+                try:
+                    if not await self.scripts.renew_lease(key, self.token, self.lease_ms):
+                        return
+                except TRANSIENT_ERRORS:
+                    return
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    def _stop_point(self, name: str) -> None:
+        if self._stop_at == name:
+            self._stop_at = None
+            log.warning("stopping at %s (COUNTERSIGN_WORKER_STOP_AT)", name)
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
+async def _close_quietly(conn: asyncpg.Connection | None) -> None:
+    if conn is not None:
+        with suppress(Exception):
+            await conn.close(timeout=1)
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

