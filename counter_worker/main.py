@@ -35,7 +35,9 @@ async def serve(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         work = asyncio.create_task(worker.run(stopping))
-        await asyncio.wait({work, asyncio.create_task(stopping.wait())}, return_when="FIRST_COMPLETED")
+        await asyncio.wait(
+            {work, asyncio.create_task(stopping.wait())}, return_when="FIRST_COMPLETED"
+        )
         try:
             # Finish the batch in hand, but not forever: an unfinished batch is recovered
             # by another worker once its lease lapses.

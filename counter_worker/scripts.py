@@ -148,7 +148,8 @@ class Scripts:
         total = sum(countries.values())
         args = [self._channel, petition_id, batch_id, token, total]
         args += _pairs(countries) + _pairs(sources)
-        return await _call(self._apply, self._counter_keys(keys, keys.batch_lease(batch_id)), args)
+        lease = keys.batch_lease(batch_id)
+        return str(await _call(self._apply, self._counter_keys(keys, lease), args))
 
     async def rebuild(
         self,
@@ -161,10 +162,10 @@ class Scripts:
     ) -> str:
         args = [self._channel, petition_id, token, sum(countries.values())]
         args += _pairs(countries) + _pairs(sources) + [len(applied_batches), *applied_batches]
-        return await _call(self._rebuild, self._counter_keys(keys, keys.rebuild_lease), args)
+        return str(await _call(self._rebuild, self._counter_keys(keys, keys.rebuild_lease), args))
 
     async def invalidate(self, keys: PetitionKeys, token: str) -> str:
-        return await _call(self._invalidate, [keys.rebuild_lease, keys.built], [token])
+        return str(await _call(self._invalidate, [keys.rebuild_lease, keys.built], [token]))
 
     async def forget_batch(self, keys: PetitionKeys, batch_id: str, token: str) -> None:
         await _call(self._forget, [keys.applied, keys.batch_lease(batch_id)], [batch_id, token])

@@ -212,8 +212,9 @@ class CounterWorker:
         """Rebuild every petition (``countersign rebuild``). Returns how many."""
         rebuilt = 0
         for row in await self.pool.fetch(queries.PETITION_IDS):
-            while not await self.rebuild_petition(row["id"]):
-                await asyncio.sleep(0.05)  # wait out a rebuild another worker is doing
+            # Another worker may be rebuilding it; its lease ends within lease_ms.
+            while not await self.rebuild_petition(row["id"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
             rebuilt += 1
         return rebuilt
 
@@ -241,14 +242,12 @@ class CounterWorker:
         """
         for row in await self.pool.fetch(queries.PETITION_IDS):
             keys = self.layout.petition(row["id"])
-            marked = await self.redis.hkeys(keys.applied)  # type: ignore[misc]
+            marked = await self.redis.hkeys(keys.applied)
             if not marked:
                 continue
-            alive = {
-                r["batch_id"] for r in await self.pool.fetch(queries.EXISTING_BATCHES, marked)
-            }
+            alive = {r["batch_id"] for r in await self.pool.fetch(queries.EXISTING_BATCHES, marked)}
             if dead := [batch for batch in marked if batch not in alive]:
-                await self.redis.hdel(keys.applied, *dead)  # type: ignore[misc]
+                await self.redis.hdel(keys.applied, *dead)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -285,8 +284,11 @@ class CounterWorker:
                     pass
                 backoff = 0.1
             except TRANSIENT_ERRORS as exc:
-                log.warning("server unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff)
-                listener = await _close_quietly(listener)
+                log.warning(
+                    "server unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff
+                )
+                await _close_quietly(listener)
+                listener = None
                 await _wait_any(stopping, timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

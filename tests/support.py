@@ -82,7 +82,7 @@ async def assert_converges(
     pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, timeout: float = 30
 ) -> Tally:
     try:
-        truth, _ = await eventually(
+        found = await eventually(
             lambda: converged(pool, redis, layout, petition_id), timeout=timeout
         )
     except AssertionError:
@@ -92,7 +92,8 @@ async def assert_converges(
         raise AssertionError(
             f"Redis never equalled Postgres: postgres={truth} redis={live} pending={pending}"
         ) from None
-    return truth
+    assert found is not None
+    return found[0]
 
 
 async def add_signatures(
@@ -134,7 +135,7 @@ class WorkerProcess:
 
     def is_stopped(self) -> bool:
         try:
-            return psutil.Process(self.pid).status() == psutil.STATUS_STOPPED
+            return bool(psutil.Process(self.pid).status() == psutil.STATUS_STOPPED)
         except psutil.NoSuchProcess:
             return False
 

@@ -1,0 +1,3 @@
+from countersign.cli import main
+
+main()

@@ -1,0 +1,159 @@
+"""``countersign dev``: the whole service pair on one machine, in one command."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+import asyncpg
+
+from countersign.embedded import EmbeddedServers, resolve_servers
+from countersign.migrations import migrate
+from countersign.runtime import run
+from countersign.settings import Settings
+from petition_api.petitions import create_petition, fetch_petition
+
+DEMO_SLUG = "refer-syria-to-icc"
+DEMO_TITLE = "Refer Syria to the International Criminal Court"
+DEMO_TARGET = "The Government of the Russian Federation"
+DEMO_TEXT = (
+    "Hundreds of thousands of people have been killed in Syria, and the crimes committed "
+    "against civilians there, by every side, have gone unpunished. The UN Security Council "
+    "can refer the situation in Syria to the International Criminal Court, as it did for "
+    "Darfur and Libya. A referral has been blocked by veto. We call on the Government of the "
+    "Russian Federation to stop blocking it, and on every member of the Security Council to "
+    "refer the situation in Syria to the International Criminal Court, so that those "
+    "responsible for war crimes and crimes against humanity can be brought to justice."
+)
+DEMO_GOAL = 100_000
+
+
+def dev_secret_key(data_dir: Path) -> str:
+    """A secret key kept in the data folder, so hashes stay stable across restarts."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def prepare(settings: Settings) -> tuple[str, str, EmbeddedServers | None]:
+    database_url, redis_url, embedded = await resolve_servers(
+        settings.database_url, settings.redis_url, settings.data_dir
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)
+        if await fetch_petition(conn, DEMO_SLUG) is None:
+            await create_petition(
+                conn,
+                slug=DEMO_SLUG,
+                title=DEMO_TITLE,
+                body=DEMO_TEXT,
+                target=DEMO_TARGET,
+                goal=DEMO_GOAL,
+                status="open",
+            )
+    finally:
+        await conn.close()
+    return database_url, redis_url, embedded
+
+
+def run_dev(settings: Settings, host: str, port: int) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print("countersign: starting servers and applying migrations...", flush=True)
+    database_url, redis_url, embedded = run(prepare(settings))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.data_dir),
+        "COUNTERSIGN_HOST": host,
+        "COUNTERSIGN_PORT": str(port),
+    }
+    # Own sessions: Ctrl-C reaches this process only, which then stops the API first
+    # (no new signatures) and the worker second (it finishes its batch).
+    api = subprocess.Popen([sys.executable, "-m", "petition_api"], env=env, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "counter_worker"], env=env, start_new_session=True
+    )
+    children = [api, worker]
+    stop_requested = False
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        base = f"http://{host}:{port}"
+        if _wait_ready(base, children, lambda: stop_requested):
+            _print_banner(base, settings.data_dir if embedded else None)
+        while not stop_requested and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        print("countersign: stopping...", flush=True)
+        for child in children:
+            _stop(child)
+        if embedded is not None:
+            embedded.stop()
+    if stop_requested:
+        print("countersign: stopped.", flush=True)
+        return 0
+    print("countersign: a process exited unexpectedly; see the log above.", file=sys.stderr)
+    return 1
+
+
+def _wait_ready(
+    base: str, children: list[subprocess.Popen[bytes]], stopping: object, timeout: float = 60
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(stopping) and stopping():
+            return False
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _print_banner(base: str, data_dir: Path | None) -> None:
+    petition = f"{base}/v1/petitions/{DEMO_SLUG}"
+    lines = [
+        "",
+        "countersign is running",
+        f"  API           {base}",
+        f"  petition      {petition}",
+        f"  live counts   {petition}/counts",
+        f"  sign          curl {petition}/signatures -H 'Content-Type: application/json'",
+        """                  -d '{"name": "Your Name", "email": "you@example.org",""",
+        """                       "country": "FR"}'""",
+    ]
+    if data_dir is not None:
+        lines.append(f"  data          {data_dir.resolve()} (embedded Postgres and Redis)")
+    lines += ["Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)
+
+
+def _stop(child: subprocess.Popen[bytes], grace: float = 15) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

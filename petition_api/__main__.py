@@ -1,0 +1,3 @@
+from petition_api.main import main
+
+main()

@@ -1,0 +1,46 @@
+"""The application factory. ``create_app`` does no I/O; resources open in cleanup contexts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from counter_worker.keys import KeyLayout
+from countersign.connections import create_pg_pool, create_redis
+from countersign.settings import Settings
+from petition_api import views
+from petition_api.appkeys import DB, HASHER, LAYOUT, PETITIONS, REDIS, SETTINGS, WRITER
+from petition_api.errors import error_middleware
+from petition_api.petitions import PetitionDirectory
+from petition_api.signing import Hasher, SignatureWriter
+
+
+def create_app(settings: Settings) -> web.Application:
+    database_url, redis_url = settings.require_servers()
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[LAYOUT] = KeyLayout(settings.redis_prefix)
+    app[HASHER] = Hasher(settings.require_secret_key())
+
+    async def postgres(app: web.Application) -> AsyncIterator[None]:
+        app[DB] = await create_pg_pool(
+            database_url, max_size=settings.db_pool_size, application_name="petition_api"
+        )
+        app[PETITIONS] = PetitionDirectory(app[DB])
+        yield
+        await app[DB].close()
+
+    async def redis(app: web.Application) -> AsyncIterator[None]:
+        app[REDIS] = create_redis(redis_url)
+        yield
+        await app[REDIS].aclose()
+
+    async def writer(app: web.Application) -> AsyncIterator[None]:
+        app[WRITER] = SignatureWriter(app[DB])
+        yield
+        await app[WRITER].close()
+
+    app.cleanup_ctx.extend([postgres, redis, writer])
+    views.add_routes(app)
+    return app

@@ -1,0 +1,168 @@
+"""Recording signatures: identity hashing and the batching writer.
+
+Requests that arrive while an INSERT is in flight are written together by the next one:
+one statement, one transaction, one trigger run, one NOTIFY for up to ``max_batch``
+signatures. Under light load a batch is a single signature and adds no delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from dataclasses import astuple, dataclass
+
+import asyncpg
+
+from countersign.connections import TRANSIENT_ERRORS
+
+log = logging.getLogger("petition_api.signing")
+
+_GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
+
+
+def canonical_email(email: str) -> str:
+    """The address as a mailbox, for duplicate detection: case and surrounding spaces
+    ignored, ``+tags`` dropped, and for Gmail the dots that Gmail itself ignores."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    domain = domain.rstrip(".")
+    if domain in _GMAIL_DOMAINS:
+        domain = "gmail.com"
+        local = local.replace(".", "")
+    untagged = local.split("+", 1)[0]
+    return f"{untagged or local}@{domain}"
+
+
+class Hasher:
+    """Keyed hashes (HMAC-SHA256) of personal identifiers, each purpose with its own key,
+    so a table of hashed emails cannot be matched against a table of hashed IPs."""
+
+    def __init__(self, secret_key: str) -> None:
+        secret = secret_key.encode()
+        self._email_key = hmac.digest(secret, b"countersign email v1", hashlib.sha256)
+        self._ip_key = hmac.digest(secret, b"countersign ip v1", hashlib.sha256)
+
+    def email(self, email: str) -> bytes:
+        return hmac.digest(self._email_key, canonical_email(email).encode(), hashlib.sha256)
+
+    def ip(self, address: str) -> bytes:
+        return hmac.digest(self._ip_key, address.encode(), hashlib.sha256)
+
+
+@dataclass(frozen=True)
+class NewSignature:
+    petition_id: int
+    name: str
+    email: str
+    email_hash: bytes
+    country: str
+    postal_code: str | None
+    source: str | None
+    consent_updates: bool
+    ip_hash: bytes | None
+
+
+# Inserts the batch into petitions that are open right now, skipping duplicates of an
+# address already signed (the unique index decides, so concurrent requests are safe),
+# and returns the ordinals of the rows whose petition was open.
+INSERT_BATCH = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[],
+        $6::text[], $7::text[], $8::boolean[], $9::bytea[]
+    ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country,
+                           postal_code, source, consent_updates, ip_hash, ord)
+), accepted AS (
+    SELECT input.* FROM input JOIN petitions p ON p.id = input.petition_id
+    WHERE p.status = 'open' AND (p.closes_at IS NULL OR p.closes_at > now())
+), inserted AS (
+    INSERT INTO signatures (petition_id, name, email, email_hash, country,
+                            postal_code, source, consent_updates, ip_hash)
+    SELECT petition_id, name, email, email_hash, country,
+           postal_code, source, consent_updates, ip_hash
+    FROM accepted
+    ON CONFLICT (petition_id, email_hash) DO NOTHING
+)
+SELECT ord FROM accepted
+"""
+
+
+class BackendUnavailable(Exception):
+    """Postgres could not be reached; the signature was not recorded."""
+
+
+class SignatureWriter:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500, writers: int = 4) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[NewSignature, asyncio.Future[bool]]] = asyncio.Queue()
+        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(writers)]
+
+    async def write(self, signature: NewSignature) -> bool:
+        """Record a signature. True once it is committed (or the address had already
+        signed); False if the petition is not open. Raises BackendUnavailable."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((signature, future))
+        # Shielded: a client hanging up must not take a half-written batch with it.
+        return await asyncio.shield(future)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then stop."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            log.warning("signature writer closed with %d queued", self._queue.qsize())
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write_batch(self, batch: list[tuple[NewSignature, asyncio.Future[bool]]]) -> None:
+        try:
+            accepted = await self._insert([signature for signature, _ in batch])
+        except TRANSIENT_ERRORS as exc:
+            log.warning("could not record %d signatures: %s", len(batch), type(exc).__name__)
+            for _, future in batch:
+                _settle(future, exception=BackendUnavailable())
+            return
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad row must not fail the others: write them one by one.
+                for item in batch:
+                    await self._write_batch([item])
+                return
+            for _, future in batch:
+                _settle(future, exception=exc)
+            return
+        for ordinal, (_, future) in enumerate(batch, start=1):
+            _settle(future, result=ordinal in accepted)
+
+    async def _insert(self, signatures: list[NewSignature]) -> set[int]:
+        columns = list(zip(*(astuple(signature) for signature in signatures), strict=True))
+        rows = await self._pool.fetch(INSERT_BATCH, *columns)
+        return {row["ord"] for row in rows}
+
+
+def _settle(
+    future: asyncio.Future[bool],
+    *,
+    result: bool | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(bool(result))

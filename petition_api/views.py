@@ -1,0 +1,166 @@
+"""Public HTTP handlers: petitions, signing, counts, health."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, cast
+
+from aiohttp import web
+from marshmallow import ValidationError
+
+from counter_worker.counts import read_counts
+from countersign.connections import TRANSIENT_ERRORS
+from petition_api import appkeys as keys
+from petition_api.errors import ApiError, unavailable
+from petition_api.petitions import Petition
+from petition_api.schemas import CountsSchema, PetitionSchema, SignatureSchema
+from petition_api.signing import BackendUnavailable, NewSignature
+
+_signature_schema = SignatureSchema()
+_petition_schema = PetitionSchema()
+_counts_schema = CountsSchema()
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/petitions/{slug}", get_petition)
+    app.router.add_post("/v1/petitions/{slug}/signatures", sign)
+    app.router.add_get("/v1/petitions/{slug}/counts", get_counts)
+
+
+async def public_petition(request: web.Request) -> Petition:
+    petition = await request.app[keys.PETITIONS].get(request.match_info["slug"])
+    if petition is None or not petition.is_public:
+        raise ApiError(404, "petition_not_found", "no such petition")
+    return petition
+
+
+async def get_petition(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    body = _petition_schema.dump(petition)
+    body["status"] = petition.effective_status
+    return web.json_response(body)
+
+
+async def sign(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    if petition.effective_status != "open":
+        raise ApiError(409, "petition_closed", "this petition is not taking signatures")
+    data = await _read_body(request)
+    try:
+        fields = _signature_schema.load(data)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "validation_failed",
+            "some fields are invalid",
+            fields=cast(dict[str, Any], exc.messages),
+        ) from None
+    if fields["website"]:
+        # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
+        return _counted()
+
+    hasher = request.app[keys.HASHER]
+    signature = NewSignature(
+        petition_id=petition.id,
+        name=fields["name"],
+        email=fields["email"],
+        email_hash=hasher.email(fields["email"]),
+        country=fields["country"],
+        postal_code=fields["postal_code"],
+        source=fields["source"],
+        consent_updates=fields["consent_updates"],
+        ip_hash=hasher.ip(request.remote) if request.remote else None,
+    )
+    try:
+        accepted = await request.app[keys.WRITER].write(signature)
+    except BackendUnavailable:
+        raise unavailable("the signature could not be recorded; try again shortly") from None
+    if not accepted:
+        raise ApiError(409, "petition_closed", "this petition is not taking signatures")
+    # The same answer whether the address is new or had signed already: nobody can use
+    # this endpoint to find out whether someone signed.
+    return _counted()
+
+
+def _counted() -> web.Response:
+    return web.json_response({"status": "counted"}, status=201)
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            data = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid_json", "the body must be a JSON object")
+        return data
+    if request.content_type in FORM_TYPES:
+        form = await request.post()
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "send application/json or application/x-www-form-urlencoded",
+    )
+
+
+async def get_counts(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    try:
+        counts = await read_counts(request.app[keys.REDIS], request.app[keys.LAYOUT], petition.id)
+    except TRANSIENT_ERRORS:
+        raise unavailable("live counts are unavailable; try again shortly") from None
+    if counts is None:
+        raise ApiError(
+            503,
+            "counts_unavailable",
+            "the live counts are being rebuilt; try again in a moment",
+            headers={"Retry-After": "1"},
+        )
+    payload = _counts_schema.dump(
+        {
+            "slug": petition.slug,
+            "total": counts.total,
+            "goal": petition.goal,
+            "countries": [{"code": c, "count": n} for c, n in counts.top_countries()],
+            "updated_at": counts.updated_at,
+        }
+    )
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    etag = hashlib.blake2b(body, digest_size=12).hexdigest()
+    headers = {
+        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
+        "ETag": f'"{etag}"',
+    }
+    if any(candidate.value == etag for candidate in request.if_none_match or ()):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Postgres and Redis both answer within a second."""
+
+    async def check(probe: Any) -> str:
+        try:
+            await asyncio.wait_for(probe, timeout=1.0)
+        except TRANSIENT_ERRORS:
+            return "unavailable"
+        return "ok"
+
+    status = {
+        "postgres": await check(request.app[keys.DB].fetchval("SELECT 1")),
+        "redis": await check(request.app[keys.REDIS].ping()),
+    }
+    ready = all(value == "ok" for value in status.values())
+    return web.json_response(status, status=200 if ready else 503)
