@@ -18,6 +18,7 @@ from counter_worker.worker import CounterWorker
 from countersign.settings import Settings
 from petition_api.app import create_app
 from petition_api.signing import canonical_email
+from tests.support import eventually
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
@@ -288,7 +289,12 @@ async def test_unknown_petition_is_404_and_closed_is_409(
 ) -> None:
     await error_of(await client.post("/v1/petitions/nope/signatures", json=signer()), 404)
     await pool.execute("UPDATE petitions SET status = 'closed'")
-    await asyncio.sleep(2.1)  # the petition cache's lifetime: what a real client would see
+
+    async def reads_closed() -> bool:  # once the API's petition cache has expired
+        response = await client.get(f"/v1/petitions/{SLUG}")
+        return bool((await response.json())["status"] == "closed")
+
+    await eventually(reads_closed, timeout=10)
     error = await error_of(await client.post(SIGN, json=signer()), 409)
     assert error["code"] == "petition_closed"
 

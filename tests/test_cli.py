@@ -1,0 +1,267 @@
+"""The ``countersign`` command and its processes, run as a user would run them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from counter_worker.counts import read_counts
+from counter_worker.keys import KeyLayout
+from countersign.embedded import with_database
+from tests.conftest import Servers, SpawnWorker
+from tests.support import add_signatures, assert_converges, eventually
+
+COMMAND = [sys.executable, "-m", "countersign"]
+SETTING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY")
+
+
+def countersign(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
+    return subprocess.run(
+        [*COMMAND, *args],
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["dev"],
+        ["api"],
+        ["worker"],
+        ["migrate"],
+        ["petition"],
+        ["petition", "create"],
+        ["petition", "open"],
+        ["petition", "close"],
+        ["rebuild"],
+    ],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = countersign(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        (["api"], {}, "DATABASE_URL and REDIS_URL must be set"),
+        (["worker"], {"DATABASE_URL": "postgresql://x/y"}, "REDIS_URL must be set"),
+        (
+            ["api"],
+            {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x"},
+            "COUNTERSIGN_SECRET_KEY must be set",
+        ),
+        (["worker"], {"DATABASE_URL": "mysql://x/y"}, '"DATABASE_URL" invalid'),
+        (["api"], {"COUNTERSIGN_PORT": "eighty"}, '"COUNTERSIGN_PORT" invalid'),
+        (["api"], {"COUNTERSIGN_SECRET_KEY": "short"}, '"COUNTERSIGN_SECRET_KEY" invalid'),
+        (["worker"], {"COUNTERSIGN_WORKER_LEASE_MS": "-1"}, '"COUNTERSIGN_WORKER_LEASE_MS"'),
+    ],
+)
+def test_a_bad_setting_stops_the_process_with_one_line(
+    command: list[str], env: dict[str, str], message: str
+) -> None:
+    result = countersign(*command, env=env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("countersign: error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+async def empty_database(servers: Servers) -> AsyncIterator[str]:
+    name = f"cs_test_empty_{uuid4().hex[:10]}"
+    admin = await asyncpg.connect(servers.postgres)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(servers.postgres, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_two_migrations_started_at_once_apply_each_file_once(
+    empty_database: str, servers: Servers
+) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database, "REDIS_URL": servers.redis}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *COMMAND, "migrate", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [await proc.communicate() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    conn = await asyncpg.connect(empty_database)
+    try:
+        names = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")]
+        files = sorted(path.name for path in (Path(__file__).parent.parent / "sql").glob("*.sql"))
+        assert sorted(names) == files
+    finally:
+        await conn.close()
+    reports = sorted(out.decode() for out, _ in outputs)
+    assert reports[0].startswith("applied 0 migration(s)")
+
+
+async def test_petition_commands(
+    worker_env: dict[str, str], pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return countersign(*args, env=worker_env)
+
+    created = run(
+        "petition", "create", "--slug", "free-them", "--title", "Free them", "--goal", "500"
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "created petition free-them (draft)"
+    row = await pool.fetchrow("SELECT title, goal, status FROM petitions WHERE slug = 'free-them'")
+    assert dict(row) == {"title": "Free them", "goal": 500, "status": "draft"}
+
+    assert run("petition", "open", "free-them").stdout.strip() == "petition free-them is open"
+    assert await pool.fetchval("SELECT status FROM petitions WHERE slug = 'free-them'") == "open"
+    assert run("petition", "close", "free-them").returncode == 0
+    assert await pool.fetchval("SELECT status FROM petitions WHERE slug = 'free-them'") == "closed"
+
+    again = run("petition", "create", "--slug", "free-them", "--title", "Again")
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    bad = run("petition", "create", "--slug", "Not A Slug", "--title", "Bad")
+    assert bad.returncode == 2
+    assert "slug" in bad.stderr
+    missing = run("petition", "open", "nope")
+    assert missing.returncode == 2
+    assert "no petition" in missing.stderr
+
+    petition_id = await pool.fetchval("SELECT id FROM petitions WHERE slug = 'free-them'")
+    await add_signatures(pool, petition_id, 12)
+    rebuilt = run("rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.strip() == "rebuilt the counters of 1 petition(s)"
+    counts = await read_counts(redis, layout, petition_id)
+    assert counts is not None
+    assert counts.total == 12
+
+
+async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
+    pool: asyncpg.Pool,
+    redis: Redis,
+    layout: KeyLayout,
+    petition_id: int,
+    spawn: SpawnWorker,
+) -> None:
+    worker = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+
+    async def built() -> bool:
+        return await read_counts(redis, layout, petition_id) is not None
+
+    await eventually(built)
+    await add_signatures(pool, petition_id, 50)
+    await worker.wait_stopped()  # a batch claimed and in hand
+    worker.signal(signal.SIGTERM)  # delivered when it runs again
+    worker.signal(signal.SIGCONT)
+    assert await asyncio.to_thread(worker.proc.wait, 20) == 0
+    assert "stopped" in worker.log()
+    truth = await assert_converges(pool, redis, layout, petition_id, timeout=1)
+    assert truth.total == 50
+
+
+# -- countersign dev ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _http(
+    method: str, url: str, body: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310  (a loopback http URL)
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
+    tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
+) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
+    env |= {"COUNTERSIGN_PORT": str(port), "COUNTERSIGN_REDIS_PREFIX": layout.prefix}
+    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+        env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
+    base = f"http://127.0.0.1:{port}/v1/petitions/refer-syria-to-icc"
+
+    async def start() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, "dev", env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert proc.stdout is not None
+        seen = ""
+        while "Press Ctrl-C to stop." not in seen:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
+            assert line, f"dev exited early:\n{seen}"
+            seen += line.decode()
+        assert f"live counts   {base}/counts" in seen
+        return proc
+
+    async def total_is(expected: int) -> bool:
+        status, body = await asyncio.to_thread(_http, "GET", f"{base}/counts")
+        return status == 200 and body["total"] == expected
+
+    async def stop(proc: asyncio.subprocess.Process) -> None:
+        proc.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, output.decode()
+        assert "countersign: stopped." in output.decode()
+
+    first = await start()
+    try:
+        status, petition = await asyncio.to_thread(_http, "GET", base)
+        assert status == 200
+        assert petition["goal"] == 100000
+        assert "Russian" in str(petition["target"])
+        signer = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
+        assert (await asyncio.to_thread(_http, "POST", f"{base}/signatures", signer))[0] == 201
+        await eventually(lambda: total_is(1))
+    finally:
+        await stop(first)
+    if not os.environ.get("DATABASE_URL"):
+        assert (tmp_path / ".countersign" / "postgres").is_dir()
+
+    second = await start()
+    try:
+        await eventually(lambda: total_is(1))
+    finally:
+        await stop(second)
