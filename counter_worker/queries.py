@@ -52,7 +52,7 @@ PETITION_IDS = "SELECT id FROM petitions ORDER BY id"
 COUNTED_SIGNATURES = """
 SELECT country, coalesce(source, '') AS source, count(*) AS n
 FROM signatures
-WHERE petition_id = $1 AND status = 'counted'
+WHERE petition_id = $1 AND counted
 GROUP BY 1, 2
 """
 

@@ -1,7 +1,7 @@
 """Lua scripts: each step of the counter protocol that touches Redis is one atomic script.
 
 All keys of one call belong to one petition (one hash tag), so every script is legal on
-Redis Cluster. Results are short status words; see ``counter_worker.protocol``.
+Redis Cluster. Results are short status words; ``counter_worker.worker`` acts on them.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ CREATE TABLE petitions (
     closes_at   timestamptz
 );
 
--- A signature counts while status = 'counted'. Later states (pending confirmation,
--- invalidated, ...) are added by later migrations; the triggers below only ever ask
--- "did this row count before, does it count now".
+-- Whether a signature counts is one generated column, so that the triggers below (and
+-- every GROUP BY that checks Redis) ask one question: did this row count before, does it
+-- count now. Each reason not to count is its own column, so undoing one (releasing a
+-- suspect, undoing an invalidation) restores whatever the others say.
 CREATE TABLE signatures (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     petition_id      bigint NOT NULL REFERENCES petitions (id),
@@ -28,8 +29,20 @@ CREATE TABLE signatures (
     source           text,
     consent_updates  boolean NOT NULL DEFAULT false,
     ip_hash          bytea,
-    status           text NOT NULL DEFAULT 'counted' CHECK (status IN ('counted')),
     created_at       timestamptz NOT NULL DEFAULT now(),
+    -- NULL while the signer has not confirmed their address (double opt-in).
+    confirmed_at     timestamptz DEFAULT now(),
+    -- Set when abuse checks flag it: stored, not counted, until staff release it.
+    suspect_reason   text,
+    -- Set when staff invalidate it (fraud); cleared by undo.
+    invalidated_at   timestamptz,
+    invalid_reason   text,
+    -- Set when the signer's personal data was erased on request.
+    erased_at        timestamptz,
+    counted          boolean NOT NULL GENERATED ALWAYS AS (
+        confirmed_at IS NOT NULL AND suspect_reason IS NULL
+        AND invalidated_at IS NULL AND erased_at IS NULL
+    ) STORED,
     UNIQUE (petition_id, email_hash)
 );
 
@@ -55,7 +68,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO counter_events (petition_id, country, source, delta)
     SELECT petition_id, country, coalesce(source, ''), count(*)
-    FROM new_rows WHERE status = 'counted'
+    FROM new_rows WHERE counted
     GROUP BY 1, 2, 3;
     IF FOUND THEN
         PERFORM pg_notify('countersign_events', '');
@@ -70,10 +83,10 @@ BEGIN
     SELECT petition_id, country, source, sum(delta)
     FROM (
         SELECT petition_id, country, coalesce(source, '') AS source, -1 AS delta
-        FROM old_rows WHERE status = 'counted'
+        FROM old_rows WHERE counted
         UNION ALL
         SELECT petition_id, country, coalesce(source, ''), 1
-        FROM new_rows WHERE status = 'counted'
+        FROM new_rows WHERE counted
     ) AS changes
     GROUP BY 1, 2, 3
     HAVING sum(delta) <> 0;
@@ -88,7 +101,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO counter_events (petition_id, country, source, delta)
     SELECT petition_id, country, coalesce(source, ''), -count(*)
-    FROM old_rows WHERE status = 'counted'
+    FROM old_rows WHERE counted
     GROUP BY 1, 2, 3;
     IF FOUND THEN
         PERFORM pg_notify('countersign_events', '');

@@ -48,7 +48,7 @@ async def postgres_tally(pool: asyncpg.Pool, petition_id: int) -> Tally:
     """The truth: a GROUP BY over counted signatures."""
     rows = await pool.fetch(
         """SELECT country, coalesce(source, '') AS source, count(*) AS n FROM signatures
-           WHERE petition_id = $1 AND status = 'counted' GROUP BY 1, 2""",
+           WHERE petition_id = $1 AND counted GROUP BY 1, 2""",
         petition_id,
     )
     countries: dict[str, int] = {}

@@ -121,7 +121,7 @@ async def test_sign_with_json_records_one_counted_signature(
     assert row["postal_code"] == "75001"
     assert row["source"] == "partner-a"
     assert row["consent_updates"] is True
-    assert row["status"] == "counted"
+    assert row["counted"] is True
     # Neither the canonical address nor the raw IP is stored; only keyed hashes.
     assert len(row["email_hash"]) == 32
     assert len(row["ip_hash"]) == 32

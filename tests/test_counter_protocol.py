@@ -81,6 +81,29 @@ async def test_hand_written_sql_updates_and_deletes_reach_redis(
     assert await redis_tally(redis, layout, petition_id) == truth
 
 
+async def test_each_reason_not_to_count_is_undone_on_its_own(
+    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+) -> None:
+    await add_signatures(pool, petition_id, 50)
+    await pool.execute("UPDATE signatures SET suspect_reason = 'burst' WHERE country = 'SY'")
+    await pool.execute(
+        "UPDATE signatures SET invalidated_at = now(), invalid_reason = 'fraud'"
+        " WHERE country IN ('SY', 'FR')"
+    )
+    await worker.drain()
+    assert (await redis_tally(redis, layout, petition_id)).total == 30  # type: ignore[union-attr]
+
+    # Undoing the invalidation leaves the suspects uncounted, and the reverse.
+    await pool.execute("UPDATE signatures SET invalidated_at = NULL, invalid_reason = NULL")
+    await worker.drain()
+    assert (await redis_tally(redis, layout, petition_id)).total == 40  # type: ignore[union-attr]
+    await pool.execute("UPDATE signatures SET suspect_reason = NULL")
+    await worker.drain()
+    truth = await postgres_tally(pool, petition_id)
+    assert truth.total == 50
+    assert await redis_tally(redis, layout, petition_id) == truth
+
+
 async def test_truncate_is_refused(pool: asyncpg.Pool, petition_id: int) -> None:
     await add_signatures(pool, petition_id, 3)
     with pytest.raises(asyncpg.RaiseError, match="bypasses the live counters"):
