@@ -9,7 +9,10 @@ CREATE TABLE petitions (
     goal        integer NOT NULL DEFAULT 1000 CHECK (goal > 0),
     status      text NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'open', 'closed')),
     created_at  timestamptz NOT NULL DEFAULT now(),
-    closes_at   timestamptz
+    closes_at   timestamptz,
+    -- Web origins (https://example.org) whose pages may embed the widget and call the
+    -- API from the browser; '*' allows any, for open campaigns.
+    allowed_origins text[] NOT NULL DEFAULT '{}'
 );
 
 -- Whether a signature counts is one generated column, so that the triggers below (and
