@@ -31,6 +31,7 @@ class Settings:
     max_body_bytes: int
     db_pool_size: int
     counts_max_age: int
+    counts_cache_ms: int
     worker_batch_size: int
     worker_poll_interval: float
     worker_lease_ms: int
@@ -87,6 +88,9 @@ def load_settings() -> Settings:
             ),
             db_pool_size=env.int("COUNTERSIGN_DB_POOL_SIZE", 8, validate=Range(min=2, max=200)),
             counts_max_age=env.int("COUNTERSIGN_COUNTS_MAX_AGE", 2, validate=Range(min=0)),
+            counts_cache_ms=env.int(
+                "COUNTERSIGN_COUNTS_CACHE_MS", 100, validate=Range(min=0, max=10_000)
+            ),
             worker_batch_size=env.int("COUNTERSIGN_WORKER_BATCH_SIZE", 5000, validate=Range(min=1)),
             worker_poll_interval=env.float(
                 "COUNTERSIGN_WORKER_POLL_INTERVAL", 1.0, validate=Range(min=0.01)

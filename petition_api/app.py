@@ -10,7 +10,17 @@ from counter_worker.keys import KeyLayout
 from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
 from petition_api import views
-from petition_api.appkeys import DB, HASHER, LAYOUT, PETITIONS, REDIS, SETTINGS, WRITER
+from petition_api.appkeys import (
+    COUNTS,
+    DB,
+    HASHER,
+    LAYOUT,
+    PETITIONS,
+    REDIS,
+    SETTINGS,
+    WRITER,
+)
+from petition_api.counts import CountsRenderer
 from petition_api.errors import error_middleware
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
@@ -33,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def redis(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = create_redis(redis_url)
+        app[COUNTS] = CountsRenderer(app[REDIS], app[LAYOUT], ttl=settings.counts_cache_ms / 1000)
         yield
         await app[REDIS].aclose()
 

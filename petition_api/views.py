@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from typing import Any, cast
 
 from aiohttp import web
 from marshmallow import ValidationError
 
-from counter_worker.counts import read_counts
 from countersign.connections import TRANSIENT_ERRORS
 from petition_api import appkeys as keys
 from petition_api.errors import ApiError, unavailable
 from petition_api.petitions import Petition
-from petition_api.schemas import CountsSchema, PetitionSchema, SignatureSchema
+from petition_api.schemas import PetitionSchema, SignatureSchema
 from petition_api.signing import BackendUnavailable, NewSignature
 
 _signature_schema = SignatureSchema()
 _petition_schema = PetitionSchema()
-_counts_schema = CountsSchema()
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -114,34 +111,23 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
 async def get_counts(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     try:
-        counts = await read_counts(request.app[keys.REDIS], request.app[keys.LAYOUT], petition.id)
+        rendered = await request.app[keys.COUNTS].render(petition)
     except TRANSIENT_ERRORS:
         raise unavailable("live counts are unavailable; try again shortly") from None
-    if counts is None:
+    if rendered is None:
         raise ApiError(
             503,
             "counts_unavailable",
             "the live counts are being rebuilt; try again in a moment",
             headers={"Retry-After": "1"},
         )
-    payload = _counts_schema.dump(
-        {
-            "slug": petition.slug,
-            "total": counts.total,
-            "goal": petition.goal,
-            "countries": [{"code": c, "count": n} for c, n in counts.top_countries()],
-            "updated_at": counts.updated_at,
-        }
-    )
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    etag = hashlib.blake2b(body, digest_size=12).hexdigest()
     headers = {
         "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
-        "ETag": f'"{etag}"',
+        "ETag": f'"{rendered.etag}"',
     }
-    if any(candidate.value == etag for candidate in request.if_none_match or ()):
+    if any(candidate.value == rendered.etag for candidate in request.if_none_match or ()):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=body, content_type="application/json", headers=headers)
+    return web.Response(body=rendered.body, content_type="application/json", headers=headers)
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -129,6 +129,7 @@ def settings(database_url: str, servers: Servers, layout: KeyLayout) -> Settings
         secret_key=TEST_SECRET,
         worker_lease_ms=LEASE_MS,
         worker_poll_interval=0.1,
+        counts_cache_ms=0,  # tests read counts right after draining; one test covers the cache
     )
 
 

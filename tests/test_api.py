@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -399,3 +400,20 @@ async def test_health_and_readiness(client: Client) -> None:
     response = await client.get("/readyz")
     assert response.status == 200
     assert await response.json() == {"postgres": "ok", "redis": "ok"}
+
+
+async def test_each_process_reuses_a_rendered_count_briefly(
+    aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
+) -> None:
+    cached = await aiohttp_client(create_app(dataclasses.replace(settings, counts_cache_ms=300)))
+    await worker.drain()
+    assert (await (await cached.get(COUNTS)).json())["total"] == 0
+    assert (await cached.post(SIGN, json=signer())).status == 201
+    await worker.drain()
+    # Within the cache's lifetime the rendered body is reused, then it is read again.
+    assert (await (await cached.get(COUNTS)).json())["total"] == 0
+
+    async def shows_the_signature() -> bool:
+        return bool((await (await cached.get(COUNTS)).json())["total"] == 1)
+
+    await eventually(shows_the_signature, timeout=5)
