@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
@@ -15,12 +17,15 @@ from countersign.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("counter_worker")
 
 
-async def serve(settings: Settings) -> None:
-    database_url, redis_url = settings.require_servers()
+@asynccontextmanager
+async def connected_worker(
+    settings: Settings, database_url: str, redis_url: str
+) -> AsyncIterator[CounterWorker]:
+    """A worker configured from the settings, with its connections open."""
     pool = await create_pg_pool(database_url, max_size=4, application_name="counter_worker")
     redis = create_redis(redis_url)
     try:
-        worker = CounterWorker(
+        yield CounterWorker(
             database_url,
             pool,
             redis,
@@ -30,6 +35,13 @@ async def serve(settings: Settings) -> None:
             poll_interval=settings.worker_poll_interval,
             stop_at=settings.worker_stop_at,
         )
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+async def serve(settings: Settings) -> None:
+    async with connected_worker(settings, *settings.require_servers()) as worker:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -44,9 +56,6 @@ async def serve(settings: Settings) -> None:
             await asyncio.wait_for(work, settings.worker_shutdown_grace)
         except TimeoutError:
             log.warning("batch not finished within the shutdown grace; leaving it to recovery")
-    finally:
-        await redis.aclose()
-        await pool.close()
 
 
 def main() -> None:

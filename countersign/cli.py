@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
-from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import resolve_servers
 from countersign.migrations import migrate as apply_migrations
 from countersign.runtime import configure_logging, fail, run
@@ -197,23 +196,10 @@ def petition_close(slug: str) -> None:
 @main.command()
 def rebuild() -> None:
     """Recompute every petition's Redis counters from Postgres, while signing goes on."""
-    from counter_worker.keys import KeyLayout
-    from counter_worker.worker import CounterWorker
+    from counter_worker.main import connected_worker
 
     async def action(database_url: str, redis_url: str, settings: Settings) -> int:
-        pool = await create_pg_pool(database_url, max_size=2, application_name="rebuild")
-        redis = create_redis(redis_url)
-        try:
-            worker = CounterWorker(
-                database_url,
-                pool,
-                redis,
-                KeyLayout(settings.redis_prefix),
-                lease_ms=settings.worker_lease_ms,
-            )
+        async with connected_worker(settings, database_url, redis_url) as worker:
             return await worker.rebuild_all()
-        finally:
-            await redis.aclose()
-            await pool.close()
 
     click.echo(f"rebuilt the counters of {_with_servers(action)} petition(s)")

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
@@ -79,16 +80,25 @@ def template_database(servers: Servers) -> Iterator[str]:
     asyncio.run(drop())
 
 
-@pytest.fixture
-async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
+@asynccontextmanager
+async def throwaway_database(servers: Servers, template: str | None = None) -> AsyncIterator[str]:
+    """A new database (a copy of ``template``, or empty), dropped afterwards."""
     name = f"cs_test_{uuid4().hex[:12]}"
     admin = await _admin(servers)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    copy = f' TEMPLATE "{template}"' if template else ""
+    await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield with_database(servers.postgres, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
+    """A database of this test's own, migrated."""
+    async with throwaway_database(servers, template_database) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import asyncpg
 import pytest
@@ -21,8 +20,7 @@ from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
-from countersign.embedded import with_database
-from tests.conftest import Servers, SpawnWorker
+from tests.conftest import Servers, SpawnWorker, throwaway_database
 from tests.support import add_signatures, assert_converges, eventually
 
 COMMAND = [sys.executable, "-m", "countersign"]
@@ -94,14 +92,8 @@ def test_a_bad_setting_stops_the_process_with_one_line(
 
 @pytest.fixture
 async def empty_database(servers: Servers) -> AsyncIterator[str]:
-    name = f"cs_test_empty_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(servers.postgres)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(servers.postgres, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with throwaway_database(servers) as url:
+        yield url
 
 
 async def test_two_migrations_started_at_once_apply_each_file_once(
