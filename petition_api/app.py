@@ -9,7 +9,7 @@ from aiohttp import web
 from counter_worker.keys import KeyLayout
 from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
-from petition_api import views
+from petition_api import admin, views
 from petition_api.appkeys import DB, HASHER, LAYOUT, PETITIONS, REDIS, SETTINGS, WRITER
 from petition_api.errors import error_middleware
 from petition_api.petitions import PetitionDirectory
@@ -43,4 +43,5 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.extend([postgres, redis, writer])
     views.add_routes(app)
+    admin.add_routes(app)
     return app
