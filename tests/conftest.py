@@ -25,6 +25,9 @@ from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import start_embedded, with_database
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
+from petition_api.admin.auth import Role, create_token
+from petition_api.app import create_app
+from tests.admin_support import AiohttpClient, Client, StaffTokens
 from tests.support import WorkerProcess, spawn_worker
 
 
@@ -176,3 +179,23 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
     yield start
     for process in spawned:
         process.kill()
+
+
+# -- staff (the /v1/admin API) -------------------------------------------------------------
+
+
+@pytest.fixture
+async def staff(pool: asyncpg.Pool) -> StaffTokens:
+    """An admin token and an exporter token."""
+    return StaffTokens(
+        admin=await create_token(pool, "admin-test", Role.ADMIN),
+        exporter=await create_token(pool, "exporter-test", Role.EXPORTER),
+    )
+
+
+@pytest.fixture
+async def admin_client(
+    aiohttp_client: AiohttpClient, settings: Settings, petition_id: int
+) -> Client:
+    """The API in process, with the usual open petition."""
+    return await aiohttp_client(create_app(settings))
