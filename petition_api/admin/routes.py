@@ -188,8 +188,13 @@ async def summary(request: web.Request) -> web.StreamResponse:
 
 
 def wants_csv(request: web.Request) -> bool:
-    accepted = (part.split(";")[0].strip().lower() for part in request.headers.getall("Accept", []))
-    return "text/csv" in {media for header in accepted for media in header.split(",")}
+    """CSV when the Accept header names text/csv at all; JSON otherwise."""
+    media = {
+        part.split(";")[0].strip().lower()
+        for header in request.headers.getall("Accept", [])
+        for part in header.split(",")
+    }
+    return "text/csv" in media
 
 
 def summary_json(petition: ManagedPetition, figures: Summary) -> dict[str, Any]:
@@ -276,7 +281,7 @@ async def export_signatures(request: web.Request) -> web.StreamResponse:
             raise
         # The status line is sent: cut the connection, so the client sees a broken
         # download rather than a short file that looks complete.
-        log.exception("export of petition %s failed with %s", petition.id, type(exc).__name__)
+        log.error("export of petition %s failed with %s", petition.id, type(exc).__name__)
         if request.transport is not None:
             request.transport.close()
         return response

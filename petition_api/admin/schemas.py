@@ -12,6 +12,7 @@ from marshmallow import (
     ValidationError,
     fields,
     post_load,
+    pre_load,
     validate,
     validates_schema,
 )
@@ -95,16 +96,19 @@ class ExportQuerySchema(_SignedBetween):
         return data
 
 
-class SummaryQuerySchema(StrictSchema):
-    pass
-
-
 class RepeatedIpQuerySchema(StrictSchema):
     min_signatures = fields.Integer(load_default=2, validate=validate.Range(min=2))
 
 
 class ErasureSchema(StrictSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
+
+    @pre_load
+    def _strip(self, data: Any, **_: Any) -> Any:
+        # Addresses pasted from a request email often carry spaces around them.
+        if isinstance(data, dict) and isinstance(data.get("email"), str):
+            return {**data, "email": data["email"].strip()}
+        return data
 
 
 class InvalidationSchema(_SignedBetween):
