@@ -105,6 +105,13 @@ async def running_api(env: dict[str, str], log_path: Path) -> AsyncIterator[ApiP
         await asyncio.to_thread(api.wait, 20)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def spawn_api(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log_file:  # the child keeps its own descriptor
         return subprocess.Popen(
@@ -117,13 +124,6 @@ def spawn_api(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
 
 def read_log(log_path: Path) -> str:
     return log_path.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def read_csv(body: bytes) -> list[dict[str, str]]:
