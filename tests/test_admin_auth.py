@@ -147,6 +147,24 @@ async def test_a_request_records_when_the_token_was_last_used(
 # -- the token commands ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["token"],
+        ["token", "create"],
+        ["token", "list"],
+        ["token", "revoke"],
+        ["audit"],
+        ["export"],
+        ["anonymise"],
+    ],
+)
+def test_every_staff_command_has_help(args: list[str]) -> None:
+    result = countersign(*args, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: " in result.stdout
+
+
 async def test_token_commands(worker_env: dict[str, str], pool: asyncpg.Pool) -> None:
     created = countersign("token", "create", "press-office", env=worker_env)
     assert created.returncode == 0, created.stderr

@@ -473,6 +473,7 @@ async def test_cli_export_writes_the_file_and_audits_it(
     result = countersign("export", SLUG, "--out", str(out), "--country", "RU", env=worker_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+    assert "exporting refer-syria-to-icc" in result.stderr  # the progress bar's label
     assert "exported 12 signatures" in result.stderr
     assert read_csv(out.read_bytes()) == await expected_rows(pool, country="RU")
     assert os.listdir(tmp_path) == ["delivery.csv"]  # and no partial file left
