@@ -34,7 +34,8 @@ def create_admin_app() -> web.Application:
     router.add_get("/petitions/{slug}", routes.get_petition)
     router.add_patch("/petitions/{slug}", routes.update_petition)
     router.add_get("/petitions/{slug}/summary", routes.summary)
-    router.add_get("/petitions/{slug}/signatures.csv", routes.export_signatures)
+    # No HEAD: it would run (and audit) a whole export to send nothing.
+    router.add_get("/petitions/{slug}/signatures.csv", routes.export_signatures, allow_head=False)
     router.add_get("/petitions/{slug}/delivery", delivery_page)
     router.add_get("/petitions/{slug}/ip-hashes", routes.repeated_ip_hashes)
     router.add_get("/petitions/{slug}/invalidations", routes.list_invalidations)
