@@ -249,6 +249,13 @@ class CounterWorker:
             if dead := [batch for batch in marked if batch not in alive]:
                 await self.redis.hdel(keys.applied, *dead)
 
+    async def close_expired_petitions(self) -> int:
+        """Close petitions past their close date. Returns how many."""
+        closed = await self.pool.fetch(queries.CLOSE_EXPIRED_PETITIONS)
+        for row in closed:
+            log.info("petition %s reached its close date; closed", row["id"])
+        return len(closed)
+
     # -- the loop -----------------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -276,6 +283,7 @@ class CounterWorker:
                     self._petitions_changed = False
                     await self.rebuild_missing()
                     await self.recover_stale_batches()
+                    await self.close_expired_petitions()
                     next_maintenance = loop.time() + self.poll_interval
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
+from countersign import cli_staff
 from countersign.embedded import resolve_servers
 from countersign.migrations import migrate as apply_migrations
 from countersign.runtime import configure_logging, fail, run
@@ -203,3 +204,9 @@ def rebuild() -> None:
             return await worker.rebuild_all()
 
     click.echo(f"rebuilt the counters of {_with_servers(action)} petition(s)")
+
+
+main.add_command(cli_staff.token)
+main.add_command(cli_staff.audit)
+main.add_command(cli_staff.export)
+main.add_command(cli_staff.anonymise)

@@ -36,6 +36,8 @@ class Settings:
     worker_poll_interval: float
     worker_lease_ms: int
     worker_shutdown_grace: float
+    # Longest a signatures export may stream before it is cut (slow clients, huge files).
+    export_timeout: float
     # Test seam: the worker stops itself (SIGSTOP) the first time it reaches this point,
     # so the fault tests can kill or freeze it at an exact step of the counter protocol.
     worker_stop_at: str | None
@@ -99,6 +101,7 @@ def load_settings() -> Settings:
             worker_shutdown_grace=env.float(
                 "COUNTERSIGN_WORKER_SHUTDOWN_GRACE", 10.0, validate=Range(min=0)
             ),
+            export_timeout=env.float("COUNTERSIGN_EXPORT_TIMEOUT", 3600.0, validate=Range(min=1)),
             worker_stop_at=env.str("COUNTERSIGN_WORKER_STOP_AT", None, validate=OneOf(STOP_POINTS)),
         )
     except EnvError as exc:

@@ -9,7 +9,7 @@ from aiohttp import web
 from counter_worker.keys import KeyLayout
 from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
-from petition_api import views
+from petition_api import admin, views
 from petition_api.appkeys import (
     COUNTS,
     DB,
@@ -54,4 +54,5 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.extend([postgres, redis, writer])
     views.add_routes(app)
+    admin.add_routes(app)
     return app

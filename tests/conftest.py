@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,9 @@ from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import start_embedded, with_database
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
+from petition_api.admin.auth import Role, create_token
+from petition_api.app import create_app
+from tests.admin_support import AiohttpClient, Client, StaffTokens
 from tests.support import WorkerProcess, spawn_worker
 
 
@@ -44,14 +48,19 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     postgres, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    embedded = None
-    if not postgres or not redis:
-        embedded = start_embedded(tmp_path_factory.mktemp("servers"), keep=False)
-    yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)  # type: ignore[union-attr]
-    if embedded is not None:
-        embedded.stop()
+    if postgres and redis:
+        yield Servers(postgres, redis)
+        return
+    # Not under pytest's temporary root: a concurrent pytest session prunes old folders
+    # there, which would pull the data directory from under the running server.
+    with tempfile.TemporaryDirectory(prefix="countersign-test-servers-") as directory:
+        embedded = start_embedded(Path(directory), keep=False)
+        try:
+            yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)
+        finally:
+            embedded.stop()
 
 
 async def _admin(servers: Servers) -> asyncpg.Connection:
@@ -187,3 +196,23 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
     yield start
     for process in spawned:
         process.kill()
+
+
+# -- staff (the /v1/admin API) -------------------------------------------------------------
+
+
+@pytest.fixture
+async def staff(pool: asyncpg.Pool) -> StaffTokens:
+    """An admin token and an exporter token."""
+    return StaffTokens(
+        admin=await create_token(pool, "admin-test", Role.ADMIN),
+        exporter=await create_token(pool, "exporter-test", Role.EXPORTER),
+    )
+
+
+@pytest.fixture
+async def admin_client(
+    aiohttp_client: AiohttpClient, settings: Settings, petition_id: int
+) -> Client:
+    """The API in process, with the usual open petition."""
+    return await aiohttp_client(create_app(settings))

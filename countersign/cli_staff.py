@@ -1,0 +1,344 @@
+"""Staff commands: tokens, the audit log, exports for delivery, and retention.
+
+Registered on the ``countersign`` group in ``countersign.cli``. Like the rest of the
+command, they use DATABASE_URL or the embedded servers of the data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import asyncpg
+import click
+
+from countersign.connections import create_pg_pool
+from countersign.runtime import fail
+from countersign.settings import Settings
+
+T = TypeVar("T")
+
+ROLES = click.Choice(["admin", "exporter"])
+DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
+
+
+def _with_connection(action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    # Imported here: countersign.cli imports this module to register its commands.
+    from countersign.cli import _with_connection as with_connection
+
+    return with_connection(action)
+
+
+def _with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
+    from countersign.cli import _with_servers as with_servers
+
+    return with_servers(action)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S%z") if value else "-"
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+@click.group()
+def token() -> None:
+    """Staff tokens for the /v1/admin API (shown once, stored hashed)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=ROLES,
+    default="exporter",
+    show_default=True,
+    help="admin: everything; exporter: summaries and exports without emails.",
+)
+def token_create(name: str, role: str) -> None:
+    """Create a token and print it, alone on stdout: it is not shown again.
+
+    NAME identifies the token in the audit log (1-64 of letters, digits, . _ @ -);
+    names are never reused, revoked ones included.
+    """
+    from petition_api.admin import audit
+    from petition_api.admin.auth import Role, create_token
+
+    async def action(conn: asyncpg.Connection) -> str:
+        try:
+            async with conn.transaction():
+                created = await create_token(conn, name, Role(role))
+                await audit.record(
+                    conn, audit.cli_actor(), "token.create", details={"name": name, "role": role}
+                )
+        except asyncpg.UniqueViolationError:
+            fail(f"a token named {name!r} exists already (names are never reused)")
+        except asyncpg.CheckViolationError:
+            fail("a token name is 1-64 of letters, digits, '.', '_', '@' and '-'")
+        return created
+
+    click.echo(_with_connection(action))
+
+
+@token.command("list")
+def token_list() -> None:
+    """Tokens with their role and use; never the tokens themselves."""
+    from petition_api.admin.auth import list_tokens
+
+    tokens = _with_connection(list_tokens)
+    if not tokens:
+        click.echo("no staff tokens")
+        return
+    click.echo(
+        _table(
+            ["name", "role", "created", "last used", "revoked"],
+            [
+                [
+                    t.name,
+                    t.role.value,
+                    _when(t.created_at),
+                    _when(t.last_used_at),
+                    _when(t.revoked_at),
+                ]
+                for t in tokens
+            ],
+        )
+    )
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke a token at once: its next request gets 401."""
+    from petition_api.admin import audit
+    from petition_api.admin.auth import revoke_token
+
+    async def action(conn: asyncpg.Connection) -> bool:
+        async with conn.transaction():
+            revoked = await revoke_token(conn, name)
+            if revoked:
+                await audit.record(conn, audit.cli_actor(), "token.revoke", details={"name": name})
+        return revoked
+
+    if not _with_connection(action):
+        fail(f"no active token named {name!r}")
+    click.echo(f"revoked token {name}")
+
+
+# -- audit log -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def audit(limit: int) -> None:
+    """Print the audit log, newest first: who read or changed what, and how many rows."""
+    from petition_api.admin import audit as audit_log
+
+    async def action(conn: asyncpg.Connection) -> list[audit_log.AuditEntry]:
+        return await audit_log.recent(conn, limit)
+
+    entries = _with_connection(action)
+    if not entries:
+        click.echo("the audit log is empty")
+        return
+    click.echo(
+        _table(
+            ["at", "who", "action", "petition", "rows", "details"],
+            [
+                [
+                    _when(e.at),
+                    e.actor,
+                    e.action,
+                    e.slug or "-",
+                    "-" if e.row_count is None else str(e.row_count),
+                    json.dumps(e.details, separators=(",", ":"), sort_keys=True),
+                ]
+                for e in entries
+            ],
+        )
+    )
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+class FileWriteError(Exception):
+    """The export file could not be written (disk full, permissions...)."""
+
+
+class _Progress:
+    """Feeds click's progress bar (rows done, rate, ETA) from the CSV chunks written."""
+
+    def __init__(self, bar: Any, out: IO[bytes]) -> None:
+        self.bar = bar
+        self.out = out
+        self.started = time.monotonic()
+        self.rows = 0
+        self.bytes = 0
+
+    async def write(self, chunk: bytes) -> None:
+        try:
+            self.out.write(chunk)
+        except OSError as exc:
+            # Not an OSError any more: the command reports those as database trouble.
+            raise FileWriteError(exc.strerror or type(exc).__name__) from exc
+        self.bytes += len(chunk)
+        # Lines, not rows, if a value holds a line break; only the display is approximate:
+        # the final count comes from the COPY itself.
+        lines = chunk.count(b"\n")
+        self.rows += lines
+        self.bar.update(lines, f"{self.rate():,.0f} rows/s")
+
+    def rate(self) -> float:
+        return self.rows / max(time.monotonic() - self.started, 1e-6)
+
+
+@click.command()
+@click.argument("slug")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--format", "file_format", type=click.Choice(["csv"]), default="csv")
+@click.option("--country", default=None, help="Only signatures from this country (ISO code).")
+@click.option("--source", default=None, help="Only signatures with this source code.")
+@click.option("--signed-after", type=DATES, default=None, help="From this time (UTC if no zone).")
+@click.option("--signed-before", type=DATES, default=None, help="Before this time.")
+@click.option("--include-email", is_flag=True, help="Add the signers' emails.")
+def export(
+    slug: str,
+    out_path: Path,
+    file_format: str,
+    country: str | None,
+    source: str | None,
+    signed_after: datetime | None,
+    signed_before: datetime | None,
+    include_email: bool,
+) -> None:
+    """Export a petition's counted signatures to a file, as the API does (audited).
+
+    The file appears complete or not at all: rows go to FILE.partial, renamed at the end.
+    """
+    from marshmallow import ValidationError
+
+    from petition_api.admin import audit
+    from petition_api.admin.export import ExportFilters, audited_export, count_rows
+    from petition_api.admin.queries import fetch_managed
+    from petition_api.admin.schemas import ExportQuerySchema
+
+    given = {
+        "country": country,
+        "source": source,
+        "signed_after": signed_after.isoformat() if signed_after else None,
+        "signed_before": signed_before.isoformat() if signed_before else None,
+    }
+    try:
+        filters = ExportFilters(
+            **ExportQuerySchema().load({k: v for k, v in given.items() if v is not None})
+        )
+    except ValidationError as exc:
+        fail(f"invalid filter: {json.dumps(exc.messages)}")
+    partial = out_path.with_name(out_path.name + ".partial")
+
+    async def action(
+        database_url: str, _redis_url: str, settings: Settings
+    ) -> tuple[int, int, float]:
+        # A pool: the audit log is written beside the COPY, and after it if it fails.
+        pool = await create_pg_pool(database_url, max_size=2, application_name="export")
+        try:
+            petition = await fetch_managed(pool, slug)
+            if petition is None:
+                fail(f"no petition with slug {slug!r}")
+            total = await count_rows(pool, petition.id, filters)
+            with click.progressbar(
+                length=total + 1,  # + the header line
+                label=f"exporting {slug}",
+                file=sys.stderr,
+                show_pos=True,
+                show_eta=True,
+                item_show_func=lambda rate: rate,
+            ) as bar:
+                progress = _Progress(bar, out)
+                rows = await audited_export(
+                    pool,
+                    actor=audit.cli_actor(),
+                    via="cli",
+                    petition_id=petition.id,
+                    filters=filters,
+                    include_email=include_email,
+                    sink=progress.write,
+                    timeout=settings.export_timeout,
+                )
+            return rows, progress.bytes, time.monotonic() - progress.started
+        finally:
+            await pool.close()
+
+    try:
+        out = partial.open("wb")
+    except OSError as exc:
+        fail(f"cannot write {partial}: {exc.strerror}")
+    try:
+        with out:
+            rows, size, seconds = _with_servers(action)
+    except FileWriteError as exc:
+        partial.unlink(missing_ok=True)
+        fail(f"cannot write {partial}: {exc}")
+    except BaseException:  # failures exit through SystemExit too
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(out_path)
+    click.echo(
+        f"exported {rows:,} signatures ({size / 1e6:.1f} MB) to {out_path} in {seconds:.1f}s "
+        f"({rows / max(seconds, 1e-6):,.0f} rows/s)",
+        err=True,
+    )
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--closed-for",
+    "days",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Petitions closed at least this many days ago.",
+)
+def anonymise(days: int) -> None:
+    """Remove signers' names, emails, postal codes (and keyed hashes) from petitions
+    closed DAYS ago or more. Country, source and times stay: every count is unchanged."""
+    from petition_api.admin import audit
+    from petition_api.admin.queries import Anonymised, anonymise_closed
+
+    async def action(conn: asyncpg.Connection) -> list[Anonymised]:
+        async with conn.transaction():
+            done = await anonymise_closed(conn, days)
+            for petition in done:
+                await audit.record(
+                    conn,
+                    audit.cli_actor(),
+                    "anonymise",
+                    petition_id=petition.petition_id,
+                    details={"closed_for_days": days},
+                    row_count=petition.signatures,
+                )
+        return done
+
+    done = _with_connection(action)
+    if not done:
+        click.echo(f"no petition has been closed for {days} days or more")
+        return
+    for petition in done:
+        click.echo(f"anonymised {petition.signatures} signature(s) of {petition.slug}")

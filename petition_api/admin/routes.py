@@ -1,0 +1,398 @@
+"""Staff HTTP handlers under ``/v1/admin``: petitions, summaries, exports, erasure and
+invalidation. Authentication and roles are checked before any of them runs
+(``petition_api.admin.auth``); handlers only add the email rule of exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import asyncpg
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from petition_api import appkeys as keys
+from petition_api.admin import audit, queries
+from petition_api.admin.auth import STAFF, Role
+from petition_api.admin.export import UTF8_BOM, ExportFilters, audited_export
+from petition_api.admin.queries import Criteria, ManagedPetition, Summary
+from petition_api.admin.schemas import (
+    ErasureSchema,
+    ExportQuerySchema,
+    InvalidationOutSchema,
+    InvalidationSchema,
+    ManagedPetitionSchema,
+    PetitionCreateSchema,
+    PetitionUpdateSchema,
+    RepeatedIpQuerySchema,
+)
+from petition_api.errors import ApiError
+
+log = logging.getLogger("petition_api.admin")
+
+# Status moves staff may make; staying in the same status is always allowed.
+TRANSITIONS = {("draft", "open"), ("open", "closed"), ("closed", "open")}
+
+_petition_schema = ManagedPetitionSchema()
+_invalidation_schema = InvalidationOutSchema()
+
+
+# -- request plumbing ---------------------------------------------------------------------
+
+
+def db(request: web.Request) -> asyncpg.Pool:
+    return request.config_dict[keys.DB]
+
+
+def load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return cast(dict[str, Any], schema.load(data))
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "validation_failed",
+            "some fields are invalid",
+            fields=cast(dict[str, Any], exc.messages),
+        ) from None
+
+
+def query_fields(request: web.Request) -> dict[str, str]:
+    """The query string as a dict; a parameter given twice is refused, not guessed at."""
+    data: dict[str, str] = {}
+    for name, value in request.query.items():
+        if name in data:
+            raise ApiError(
+                422, "validation_failed", "some fields are invalid", fields={name: ["Give once."]}
+            )
+        data[name] = value
+    return data
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+async def petition_of(request: web.Request) -> ManagedPetition:
+    petition = await queries.fetch_managed(db(request), request.match_info["slug"])
+    if petition is None:
+        raise ApiError(404, "petition_not_found", "no such petition")
+    return petition
+
+
+def petition_json(petition: ManagedPetition) -> dict[str, Any]:
+    body = cast(dict[str, Any], _petition_schema.dump(petition))
+    body["status"] = petition.effective_status
+    return body
+
+
+# -- petitions --------------------------------------------------------------------------------
+
+
+async def list_petitions(request: web.Request) -> web.Response:
+    petitions = await queries.list_managed(db(request))
+    return web.json_response({"petitions": [petition_json(p) for p in petitions]})
+
+
+async def get_petition(request: web.Request) -> web.Response:
+    return web.json_response(petition_json(await petition_of(request)))
+
+
+async def create_petition(request: web.Request) -> web.Response:
+    fields = load(PetitionCreateSchema(), await json_body(request))
+    async with db(request).acquire() as conn, conn.transaction():
+        try:
+            petition = await queries.insert_managed(conn, fields)
+        except asyncpg.UniqueViolationError:
+            raise ApiError(
+                409, "petition_exists", "a petition with this slug exists already"
+            ) from None
+        await audit.record(
+            conn,
+            request[STAFF].name,
+            "petition.create",
+            petition_id=petition.id,
+            details={"status": petition.status},
+        )
+    return web.json_response(petition_json(petition), status=201)
+
+
+async def update_petition(request: web.Request) -> web.Response:
+    changes = load(PetitionUpdateSchema(), await json_body(request))
+    async with db(request).acquire() as conn, conn.transaction():
+        current = await queries.fetch_managed(conn, request.match_info["slug"], for_update=True)
+        if current is None:
+            raise ApiError(404, "petition_not_found", "no such petition")
+        status = changes.get("status", current.status)
+        if status != current.status and (current.status, status) not in TRANSITIONS:
+            raise ApiError(
+                409,
+                "invalid_status_transition",
+                f"a {current.status} petition cannot become {status}; "
+                "allowed: draft to open, open to closed, closed to open",
+            )
+        closes_at = changes.get("closes_at", current.closes_at)
+        if "status" in changes and status == "open" and closes_at and closes_at <= _now():
+            raise ApiError(
+                409,
+                "closes_at_passed",
+                "its close date has passed: set a later closes_at (or null) to open it",
+            )
+        petition = await queries.update_managed(conn, current.id, changes)
+        details: dict[str, Any] = {"fields": sorted(request_fields(changes))}
+        if petition.status != current.status:
+            details["status"] = {"from": current.status, "to": petition.status}
+        await audit.record(
+            conn, request[STAFF].name, "petition.update", petition_id=petition.id, details=details
+        )
+    return web.json_response(petition_json(petition))
+
+
+def request_fields(changes: dict[str, Any]) -> list[str]:
+    """Field names as the client spelled them (the text goes to the body column)."""
+    return ["text" if name == "body" else name for name in changes]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+
+async def summary(request: web.Request) -> web.StreamResponse:
+    petition = await petition_of(request)
+    figures = await queries.summarise(db(request), petition.id)
+    if wants_csv(request):
+        return web.Response(
+            body=UTF8_BOM + summary_csv(figures).encode(),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{petition.slug}-summary.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+    return web.json_response(summary_json(petition, figures), headers={"Cache-Control": "no-store"})
+
+
+def wants_csv(request: web.Request) -> bool:
+    """CSV when the Accept header names text/csv at all; JSON otherwise."""
+    media = {
+        part.split(";")[0].strip().lower()
+        for header in request.headers.getall("Accept", [])
+        for part in header.split(",")
+    }
+    return "text/csv" in media
+
+
+def summary_json(petition: ManagedPetition, figures: Summary) -> dict[str, Any]:
+    return {
+        "petition": petition.slug,
+        "title": petition.title,
+        "status": petition.effective_status,
+        "goal": petition.goal,
+        "total": figures.total,
+        "countries": [
+            {"code": c.code, "name": c.name, "count": c.count} for c in figures.countries
+        ],
+        "sources": [{"source": s.source, "count": s.count} for s in figures.sources],
+        "days": [{"date": d.date.isoformat(), "count": d.count} for d in figures.days],
+        "invalidated": figures.invalidated,
+        "erased": figures.erased,
+        "first_signed_at": _iso(figures.first_signed_at),
+        "last_signed_at": _iso(figures.last_signed_at),
+        "generated_at": _now().isoformat(),
+    }
+
+
+def summary_csv(figures: Summary) -> str:
+    """One table a spreadsheet can filter: section, key, name, count."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["section", "key", "name", "count"])
+    writer.writerow(["total", "", "", figures.total])
+    writer.writerow(["invalidated", "", "", figures.invalidated])
+    writer.writerow(["erased", "", "", figures.erased])
+    writer.writerows(["country", c.code, c.name, c.count] for c in figures.countries)
+    writer.writerows(["source", s.cell or "", "", s.count] for s in figures.sources)
+    writer.writerows(["day", d.date.isoformat(), "", d.count] for d in figures.days)
+    return out.getvalue()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+async def export_signatures(request: web.Request) -> web.StreamResponse:
+    staff = request[STAFF]
+    petition = await petition_of(request)
+    query = load(ExportQuerySchema(), query_fields(request))
+    include_email = query.pop("include", None) == "email"
+    if include_email and not staff.may(Role.ADMIN):
+        raise ApiError(403, "insufficient_role", "emails are exported for the admin role only")
+    response = web.StreamResponse(
+        headers={
+            "Content-Disposition": f'attachment; filename="{petition.slug}-signatures.csv"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    response.content_type = "text/csv"
+    response.charset = "utf-8"
+
+    async def send(chunk: bytes) -> None:
+        # Headers go with the first bytes, once the export is on record: a failure
+        # before that is still an ordinary JSON error.
+        if not response.prepared:
+            await response.prepare(request)
+        await response.write(chunk)
+
+    try:
+        await audited_export(
+            db(request),
+            actor=staff.name,
+            via="http",
+            petition_id=petition.id,
+            filters=ExportFilters(**query),
+            include_email=include_email,
+            sink=send,
+            timeout=request.config_dict[keys.SETTINGS].export_timeout,
+        )
+    except ConnectionResetError:
+        log.info("export of petition %s: the client left before the end", petition.id)
+        return response
+    except Exception as exc:
+        if not response.prepared:
+            raise
+        # The status line is sent: cut the connection, so the client sees a broken
+        # download rather than a short file that looks complete.
+        log.error("export of petition %s failed with %s", petition.id, type(exc).__name__)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+# -- fraud and erasure ------------------------------------------------------------------------
+
+
+async def repeated_ip_hashes(request: web.Request) -> web.Response:
+    petition = await petition_of(request)
+    query = load(RepeatedIpQuerySchema(), query_fields(request))
+    found = await queries.repeated_ip_hashes(db(request), petition.id, query["min_signatures"])
+    await audit.record(
+        db(request),
+        request[STAFF].name,
+        "search.ip_hashes",
+        petition_id=petition.id,
+        details={"min_signatures": query["min_signatures"]},
+        row_count=sum(item["signatures"] for item in found),
+    )
+    return web.json_response(
+        {
+            "ip_hashes": [
+                {
+                    **item,
+                    "first_signed_at": _iso(item["first_signed_at"]),
+                    "last_signed_at": _iso(item["last_signed_at"]),
+                }
+                for item in found
+            ]
+        }
+    )
+
+
+async def create_invalidation(request: web.Request) -> web.Response:
+    petition = await petition_of(request)
+    fields = load(InvalidationSchema(), await json_body(request))
+    criteria = Criteria(**{name: fields.get(name) for name in InvalidationSchema.CRITERIA})
+    staff = request[STAFF]
+    async with db(request).acquire() as conn:
+        if fields["dry_run"]:
+            hits = await queries.count_invalidation_targets(conn, petition.id, criteria)
+            await audit.record(
+                conn,
+                staff.name,
+                "invalidation.dry_run",
+                petition_id=petition.id,
+                details={"criteria": criteria.describe()},
+                row_count=hits,
+            )
+            return web.json_response({"would_invalidate": hits})
+        invalidation = await queries.apply_invalidation(
+            conn, petition.id, criteria, fields["reason"], staff.name
+        )
+        await audit.record(
+            conn,
+            staff.name,
+            "invalidation.apply",
+            petition_id=petition.id,
+            details={"invalidation": invalidation.id, "criteria": invalidation.criteria},
+            row_count=invalidation.row_count,
+        )
+    return web.json_response(_invalidation_schema.dump(invalidation), status=201)
+
+
+async def list_invalidations(request: web.Request) -> web.Response:
+    petition = await petition_of(request)
+    found = await queries.list_invalidations(db(request), petition.id)
+    return web.json_response({"invalidations": _invalidation_schema.dump(found, many=True)})
+
+
+async def undo_invalidation(request: web.Request) -> web.Response:
+    try:
+        invalidation_id = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "invalidation_not_found", "no such invalidation") from None
+    staff = request[STAFF]
+    async with db(request).acquire() as conn:
+        try:
+            undone = await queries.undo_invalidation(conn, invalidation_id, staff.name)
+        except queries.AlreadyUndone:
+            raise ApiError(
+                409, "invalidation_undone", "this invalidation was undone already"
+            ) from None
+        if undone is None:
+            raise ApiError(404, "invalidation_not_found", "no such invalidation")
+        invalidation, restored = undone
+        await audit.record(
+            conn,
+            staff.name,
+            "invalidation.undo",
+            petition_id=invalidation.petition_id,
+            details={"invalidation": invalidation.id},
+            row_count=restored,
+        )
+    return web.json_response({**_invalidation_schema.dump(invalidation), "restored": restored})
+
+
+async def erase(request: web.Request) -> web.Response:
+    fields = load(ErasureSchema(), await json_body(request))
+    email_hash = request.config_dict[keys.HASHER].email(fields["email"])
+    async with db(request).acquire() as conn, conn.transaction():
+        signatures, petitions = await queries.erase_by_email_hash(conn, email_hash)
+        # Neither the address nor its hash: the log must not be a way to find someone.
+        await audit.record(
+            conn,
+            request[STAFF].name,
+            "erasure",
+            details={"petitions": petitions},
+            row_count=signatures,
+        )
+    return web.json_response({"erased": signatures, "petitions": petitions})

@@ -1,0 +1,245 @@
+"""Petition admin: create, edit, the status life cycle, and closing by date."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.admin_support import ADMIN, SLUG, Client, StaffTokens, bearer
+from tests.conftest import SpawnWorker
+from tests.support import eventually
+from tests.test_api import error_of
+from tests.test_cli import countersign
+
+PETITIONS = f"{ADMIN}/petitions"
+ONE = f"{PETITIONS}/{SLUG}"
+
+
+def soon(days: int = 30) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+async def audit_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT actor, action, petition_id, details::text, row_count FROM audit_log ORDER BY id"
+    )
+    return [{**dict(row), "details": json.loads(row["details"])} for row in rows]
+
+
+async def test_create_a_petition(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    body: dict[str, Any] = {
+        "slug": "free-the-journalists",
+        "title": "Free the journalists",
+        "text": "They did their job.\n\nRelease them.",
+        "target": "The Minister of Justice",
+        "goal": 5000,
+        "allowed_origins": ["https://partner.example.org", "http://localhost:3000"],
+        "closes_at": soon(),
+    }
+    response = await admin_client.post(PETITIONS, json=body, headers=bearer(staff.admin))
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["status"] == "draft"
+    assert created["closed_at"] is None
+    assert {key: created[key] for key in body if key != "closes_at"} == {
+        key: value for key, value in body.items() if key != "closes_at"
+    }
+    assert datetime.fromisoformat(created["closes_at"]) == datetime.fromisoformat(body["closes_at"])
+    row = await pool.fetchrow("SELECT * FROM petitions WHERE slug = 'free-the-journalists'")
+    assert row["body"] == body["text"]
+    assert row["allowed_origins"] == body["allowed_origins"]
+    [entry] = await audit_rows(pool)
+    assert entry["actor"] == "admin-test"
+    assert entry["action"] == "petition.create"
+    assert entry["petition_id"] == row["id"]
+
+    listed = await admin_client.get(PETITIONS, headers=bearer(staff.exporter))
+    slugs = [p["slug"] for p in (await listed.json())["petitions"]]
+    assert slugs == ["free-the-journalists", SLUG]  # drafts included, newest first
+    one = await admin_client.get(f"{PETITIONS}/free-the-journalists", headers=bearer(staff.admin))
+    assert await one.json() == created
+
+    again = await admin_client.post(PETITIONS, json=body, headers=bearer(staff.admin))
+    assert (await error_of(again, 409))["code"] == "petition_exists"
+    missing = await admin_client.get(f"{PETITIONS}/nope", headers=bearer(staff.admin))
+    assert (await error_of(missing, 404))["code"] == "petition_not_found"
+
+
+async def test_create_open_at_once(admin_client: Client, staff: StaffTokens) -> None:
+    response = await admin_client.post(
+        PETITIONS,
+        json={"slug": "now", "title": "Now", "status": "open"},
+        headers=bearer(staff.admin),
+    )
+    assert (await response.json())["status"] == "open"
+    public = await admin_client.get("/v1/petitions/now")
+    assert public.status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": "No slug"}, "slug"),
+        ({"slug": "no-title"}, "title"),
+        ({"slug": "Bad Slug", "title": "x"}, "slug"),
+        ({"slug": "x", "title": ""}, "title"),
+        ({"slug": "x", "title": "x", "goal": 0}, "goal"),
+        ({"slug": "x", "title": "x", "goal": "100"}, "goal"),
+        ({"slug": "x", "title": "x", "goal": 2**31}, "goal"),
+        ({"slug": "x", "title": "x", "closes_at": "2001-01-01T00:00:00Z"}, "closes_at"),
+        ({"slug": "x", "title": "x", "closes_at": "next week"}, "closes_at"),
+        ({"slug": "x", "title": "x", "allowed_origins": ["https://x.org/path"]}, "allowed_origins"),
+        ({"slug": "x", "title": "x", "allowed_origins": "https://x.org"}, "allowed_origins"),
+        ({"slug": "x", "title": "x", "status": "closed"}, "status"),
+        ({"slug": "x", "title": "x", "owner": "me"}, "owner"),
+    ],
+)
+async def test_create_rejects_bad_fields_one_by_one(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, body: dict[str, Any], field: str
+) -> None:
+    response = await admin_client.post(PETITIONS, json=body, headers=bearer(staff.admin))
+    error = await error_of(response, 422)
+    assert error["code"] == "validation_failed"
+    assert set(error["fields"]) == {field}
+    assert await pool.fetchval("SELECT count(*) FROM petitions") == 1
+
+
+async def test_bodies_must_be_json_objects(admin_client: Client, staff: StaffTokens) -> None:
+    headers = bearer(staff.admin)
+    form = await admin_client.post(PETITIONS, data={"slug": "x"}, headers=headers)
+    assert (await error_of(form, 415))["code"] == "unsupported_media_type"
+    broken = await admin_client.post(
+        PETITIONS, data=b"{", headers={**headers, "Content-Type": "application/json"}
+    )
+    assert (await error_of(broken, 400))["code"] == "invalid_json"
+    listed = await admin_client.patch(ONE, json=["title"], headers=headers)
+    assert (await error_of(listed, 400))["code"] == "invalid_json"
+
+
+async def test_edit_each_field(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    changes = {
+        "title": "Refer Syria to the International Criminal Court",
+        "text": "New text",
+        "target": "The UN Security Council",
+        "goal": 250000,
+        "allowed_origins": ["*"],
+        "closes_at": soon(10),
+    }
+    response = await admin_client.patch(ONE, json=changes, headers=bearer(staff.admin))
+    assert response.status == 200, await response.text()
+    edited = await response.json()
+    for key in ("title", "text", "target", "goal", "allowed_origins"):
+        assert edited[key] == changes[key]
+    assert edited["status"] == "open"
+
+    cleared = await admin_client.patch(ONE, json={"closes_at": None}, headers=bearer(staff.admin))
+    assert (await cleared.json())["closes_at"] is None
+    row = await pool.fetchrow("SELECT title, body, closes_at FROM petitions WHERE slug = $1", SLUG)
+    assert (row["title"], row["body"], row["closes_at"]) == (changes["title"], "New text", None)
+
+    entries = [e for e in await audit_rows(pool) if e["action"] == "petition.update"]
+    assert entries[0]["details"] == {"fields": sorted(changes)}
+    assert entries[1]["details"] == {"fields": ["closes_at"]}
+
+    slug_change = await admin_client.patch(ONE, json={"slug": "other"}, headers=bearer(staff.admin))
+    assert set((await error_of(slug_change, 422))["fields"]) == {"slug"}
+    unknown = await admin_client.patch(
+        f"{PETITIONS}/nope", json={"title": "x"}, headers=bearer(staff.admin)
+    )
+    assert (await error_of(unknown, 404))["code"] == "petition_not_found"
+
+
+async def test_the_status_life_cycle(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    headers = bearer(staff.admin)
+    draft = await admin_client.post(PETITIONS, json={"slug": "life", "title": "L"}, headers=headers)
+    assert (await draft.json())["status"] == "draft"
+    url = f"{PETITIONS}/life"
+
+    async def move(status: str) -> Any:
+        return await admin_client.patch(url, json={"status": status}, headers=headers)
+
+    async def closed_at() -> datetime | None:
+        value: datetime | None = await pool.fetchval(
+            "SELECT closed_at FROM petitions WHERE slug = 'life'"
+        )
+        return value
+
+    refused = await move("closed")  # a draft never took signatures: open it first
+    assert (await error_of(refused, 409))["code"] == "invalid_status_transition"
+    assert (await (await move("open")).json())["status"] == "open"
+    assert await closed_at() is None
+    assert (await error_of(await move("draft"), 409))["code"] == "invalid_status_transition"
+    closed = await (await move("closed")).json()
+    assert closed["status"] == "closed"
+    assert closed["closed_at"] is not None
+    assert await closed_at() is not None
+    assert (await error_of(await move("draft"), 409))["code"] == "invalid_status_transition"
+    assert (await move("closed")).status == 200  # staying put is fine
+    reopened = await (await move("open")).json()
+    assert reopened["status"] == "open"
+    assert reopened["closed_at"] is None
+
+    statuses = [
+        e["details"].get("status")
+        for e in await audit_rows(pool)
+        if e["action"] == "petition.update"
+    ]
+    assert statuses == [
+        {"from": "draft", "to": "open"},
+        {"from": "open", "to": "closed"},
+        None,
+        {"from": "closed", "to": "open"},
+    ]
+
+
+async def test_reopening_needs_a_close_date_in_the_future(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(
+        "UPDATE petitions SET status = 'closed', closes_at = now() - interval '1 day'"
+    )
+    headers = bearer(staff.admin)
+    refused = await admin_client.patch(ONE, json={"status": "open"}, headers=headers)
+    assert (await error_of(refused, 409))["code"] == "closes_at_passed"
+    reopened = await admin_client.patch(
+        ONE, json={"status": "open", "closes_at": soon()}, headers=headers
+    )
+    assert (await reopened.json())["status"] == "open"
+
+
+async def test_a_petition_closes_by_itself_when_its_date_passes(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, spawn: SpawnWorker
+) -> None:
+    closes_at = datetime.now(UTC) - timedelta(seconds=30)
+    await pool.execute("UPDATE petitions SET closes_at = $1", closes_at)
+    # Reads treat it as closed at once...
+    one = await admin_client.get(ONE, headers=bearer(staff.admin))
+    assert (await one.json())["status"] == "closed"
+    assert await pool.fetchval("SELECT status FROM petitions") == "open"
+
+    spawn()  # ...and a running worker makes the row say so, dated when it really closed.
+
+    async def closed() -> bool:
+        return bool(await pool.fetchval("SELECT status = 'closed' FROM petitions"))
+
+    await eventually(closed)
+    assert await pool.fetchval("SELECT closed_at FROM petitions") == closes_at
+
+
+async def test_cli_close_and_open_keep_closed_at(
+    worker_env: dict[str, str], pool: asyncpg.Pool, petition_id: int
+) -> None:
+    assert countersign("petition", "close", SLUG, env=worker_env).returncode == 0
+    assert await pool.fetchval("SELECT closed_at FROM petitions") is not None
+    assert countersign("petition", "open", SLUG, env=worker_env).returncode == 0
+    assert await pool.fetchval("SELECT closed_at FROM petitions") is None
