@@ -136,6 +136,12 @@ def petition() -> None:
 @click.option("--goal", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--closes-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]), default=None)
 @click.option("--open", "open_now", is_flag=True, help="Open it for signatures at once.")
+@click.option(
+    "--confirmation/--no-confirmation",
+    default=True,
+    show_default=True,
+    help="Count a signature only once the signer confirms their email address.",
+)
 def petition_create(
     slug: str,
     title: str,
@@ -144,6 +150,7 @@ def petition_create(
     goal: int,
     closes_at: datetime | None,
     open_now: bool,
+    confirmation: bool,
 ) -> None:
     """Create a petition (a draft unless --open)."""
     from petition_api.petitions import create_petition
@@ -159,6 +166,7 @@ def petition_create(
                 goal=goal,
                 status="open" if open_now else "draft",
                 closes_at=closes_at,
+                require_confirmation=confirmation,
             )
         except asyncpg.UniqueViolationError:
             fail(f"a petition with slug {slug!r} exists already")

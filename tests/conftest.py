@@ -143,10 +143,11 @@ async def worker(
 
 @pytest.fixture
 async def petition_id(pool: asyncpg.Pool) -> int:
+    """An open petition whose signatures count at once (no email confirmation)."""
     petition: int = await pool.fetchval(
-        """INSERT INTO petitions (slug, title, body, target, goal, status)
+        """INSERT INTO petitions (slug, title, body, target, goal, status, require_confirmation)
            VALUES ('refer-syria-to-icc', 'Refer Syria to the ICC', 'Text', 'Russia', 100000,
-                   'open') RETURNING id"""
+                   'open', false) RETURNING id"""
     )
     return petition
 

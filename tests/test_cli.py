@@ -138,8 +138,21 @@ async def test_petition_commands(
     )
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == "created petition free-them (draft)"
-    row = await pool.fetchrow("SELECT title, goal, status FROM petitions WHERE slug = 'free-them'")
-    assert dict(row) == {"title": "Free them", "goal": 500, "status": "draft"}
+    row = await pool.fetchrow(
+        """SELECT title, goal, status, require_confirmation
+           FROM petitions WHERE slug = 'free-them'"""
+    )
+    assert dict(row) == {
+        "title": "Free them",
+        "goal": 500,
+        "status": "draft",
+        "require_confirmation": True,  # by default
+    }
+    unconfirmed = run("petition", "create", "--slug", "quick", "--title", "Q", "--no-confirmation")
+    assert unconfirmed.returncode == 0, unconfirmed.stderr
+    assert not await pool.fetchval(
+        "SELECT require_confirmation FROM petitions WHERE slug = 'quick'"
+    )
 
     assert run("petition", "open", "free-them").stdout.strip() == "petition free-them is open"
     assert await pool.fetchval("SELECT status FROM petitions WHERE slug = 'free-them'") == "open"
@@ -160,7 +173,7 @@ async def test_petition_commands(
     await add_signatures(pool, petition_id, 12)
     rebuilt = run("rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert rebuilt.stdout.strip() == "rebuilt the counters of 1 petition(s)"
+    assert rebuilt.stdout.strip() == "rebuilt the counters of 2 petition(s)"
     counts = await read_counts(redis, layout, petition_id)
     assert counts is not None
     assert counts.total == 12
