@@ -11,6 +11,7 @@ import click
 
 from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import resolve_servers
+from countersign.mail_commands import mailer, purge_pending
 from countersign.migrations import migrate as apply_migrations
 from countersign.runtime import configure_logging, fail, run
 from countersign.settings import Settings, SettingsError, load_settings
@@ -94,13 +95,13 @@ def dev(host: str | None, port: int | None) -> None:
 )
 def api(host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP API (needs DATABASE_URL, REDIS_URL, COUNTERSIGN_SECRET_KEY)."""
-    from petition_api.main import serve
+    from countersign.texts import TextsError
+    from petition_api.main import check, serve
 
     settings = _settings()
     try:
-        settings.require_servers()
-        settings.require_secret_key()
-    except SettingsError as exc:
+        check(settings)
+    except (SettingsError, TextsError) as exc:
         fail(str(exc))
     serve(settings, host or settings.host, port or settings.port, workers)
 
@@ -225,3 +226,7 @@ def rebuild() -> None:
             await pool.close()
 
     click.echo(f"rebuilt the counters of {_with_servers(action)} petition(s)")
+
+
+main.add_command(mailer)
+main.add_command(purge_pending)
