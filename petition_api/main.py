@@ -14,6 +14,7 @@ from countersign.runtime import configure_logging, event_loop_factory, fail
 from countersign.settings import Settings, SettingsError, load_settings
 from countersign.texts import TextCatalog, TextsError
 from petition_api.app import create_app
+from petition_api.confirmation import AccessLogger
 
 log = logging.getLogger("petition_api")
 
@@ -30,6 +31,7 @@ def serve_one(settings: Settings, host: str, port: int, reuse_port: bool = False
         port=port,
         reuse_port=reuse_port,
         access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=AccessLogger,
         print=None,
         loop=event_loop_factory()(),
         shutdown_timeout=10,

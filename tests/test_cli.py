@@ -301,11 +301,12 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
         status, body = await asyncio.to_thread(_http, "GET", f"{base}/counts")
         return status == 200 and body["total"] == expected
 
-    async def stop(proc: asyncio.subprocess.Process) -> None:
+    async def stop(proc: asyncio.subprocess.Process) -> str:
         proc.send_signal(signal.SIGINT)
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode == 0, output.decode()
         assert "countersign: stopped." in output.decode()
+        return output.decode()
 
     first = await start()
     try:
@@ -329,7 +330,11 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
         assert (status, "your signature is confirmed" in page) == (200, True)
         await eventually(lambda: total_is(1))
     finally:
-        await stop(first)
+        output = await stop(first)
+    # The access log shows the GET and the POST, not the token: it confirms a signature.
+    token = link.rsplit("/", 1)[1]
+    assert '"POST /confirm/redacted HTTP/1.1" 200' in output
+    assert token not in output
     [email] = (tmp_path / ".countersign" / "mail").glob("*.eml")
     assert confirmation_link(parse(email.read_bytes())) == link
     if not os.environ.get("DATABASE_URL"):
