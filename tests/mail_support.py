@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import warnings
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,13 +24,22 @@ class SmtpSink:
     message arrived.
     """
 
-    def __init__(self, authenticate: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        authenticate: tuple[str, str] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
         self.received: list[EmailMessage] = []
         self.refuse: list[str] = []
         self.hold_at: int | None = None
         self.holding = asyncio.Event()
         self.release = asyncio.Event()
         self._credentials = authenticate
+        # With ``tls``: STARTTLS required before any mail, or TLS from the first byte.
+        self._tls = tls
+        self._implicit_tls = implicit_tls
         self._server: asyncio.Server | None = None
 
     @property
@@ -40,7 +50,7 @@ class SmtpSink:
 
     async def start(self) -> None:
         self._server = await asyncio.get_running_loop().create_server(
-            self._protocol, "127.0.0.1", 0
+            self._protocol, "127.0.0.1", 0, ssl=self._tls if self._implicit_tls else None
         )
 
     def _protocol(self) -> SMTP:
@@ -55,6 +65,8 @@ class SmtpSink:
                 authenticator=self._authenticator if authenticate else None,
                 auth_required=authenticate,
                 auth_require_tls=not authenticate,
+                tls_context=None if self._implicit_tls else self._tls,
+                require_starttls=self._tls is not None and not self._implicit_tls,
             )
 
     async def stop(self) -> None:

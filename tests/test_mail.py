@@ -7,12 +7,14 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
+import trustme
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
@@ -201,6 +203,53 @@ async def test_credentials_from_the_url_are_used(
         assert sink.received == []
         await let_time_pass(pool)
         await sender_with(dataclasses.replace(slow, smtp=right), database_url, pool).drain()
+        assert len(sink.received) == 1
+    finally:
+        await sink.stop()
+
+
+@pytest.fixture
+def certificate_authority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
+    """A test CA, trusted by TLS clients of this process (OpenSSL's SSL_CERT_FILE)."""
+    authority = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return authority
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+async def test_tls_as_the_url_asks(
+    pool: asyncpg.Pool,
+    confirming_petition_id: int,
+    mail_settings: Settings,
+    database_url: str,
+    certificate_authority: trustme.CA,
+    mode: str,
+) -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    sink = SmtpSink(tls=server_context, implicit_tls=mode == "implicit")
+    await sink.start()
+    try:
+        url = {
+            "starttls": f"smtp://127.0.0.1:{sink.port}?starttls=true&timeout=5",
+            "implicit": f"smtps://127.0.0.1:{sink.port}?timeout=5",
+        }[mode]
+        slow = dataclasses.replace(mail_settings, mail_retry_base=60.0)
+        if mode == "starttls":
+            # Told not to upgrade, the sender gets no further than the server's demand
+            # for STARTTLS: nothing goes out in clear.
+            plain = parse_smtp_url(f"smtp://127.0.0.1:{sink.port}?starttls=false&timeout=5")
+            [job_id] = await queue_emails(pool, confirming_petition_id, 1)
+            await sender_with(dataclasses.replace(slow, smtp=plain), database_url, pool).drain()
+            assert (await job(pool, job_id))["last_error"] == "530"
+            assert sink.received == []
+            await let_time_pass(pool)
+        else:
+            await queue_emails(pool, confirming_petition_id, 1)
+        secure = dataclasses.replace(slow, smtp=parse_smtp_url(url))
+        await sender_with(secure, database_url, pool).drain()
         assert len(sink.received) == 1
     finally:
         await sink.stop()
