@@ -49,11 +49,16 @@ def start_mail_catcher(folder: Path, announce: Callable[[str], None]) -> tuple[C
     folder.mkdir(parents=True, exist_ok=True)
     # aiosmtpd narrates every SMTP command at INFO; the links printed are what matters.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    return start_smtp_server(MailCatcher(folder, announce))
+
+
+def start_smtp_server(handler: object) -> tuple[Controller, int]:
+    """An aiosmtpd server for ``handler`` on a free loopback port, in a thread."""
     # aiosmtpd's Controller needs the port before it binds (it connects to it to check
     # that it started); the OS picks a free one for us first.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
-    controller = Controller(MailCatcher(folder, announce), hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     return controller, port
