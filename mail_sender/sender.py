@@ -196,16 +196,23 @@ class MailSender:
             pass
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Send until ``stopping`` is set; each lane finishes the message in hand first."""
+        """Send until ``stopping`` is set; each lane finishes the message in hand first.
+        If a lane or the listener fails, the others stop the same way (``run`` sets
+        ``stopping``) and the failure is raised."""
         wakes = [asyncio.Event() for _ in range(self.connections)]
-        lanes = [asyncio.create_task(self._lane(wake, stopping)) for wake in wakes]
+        tasks = [asyncio.create_task(self._lane(wake, stopping)) for wake in wakes]
+        tasks.append(asyncio.create_task(self._listen_and_purge(wakes, stopping)))
         log.info("mail sender started with %d connection(s)", self.connections)
         try:
-            await self._listen_and_purge(wakes, stopping)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
+            stopping.set()
             for wake in wakes:
                 wake.set()
-            await asyncio.gather(*lanes)
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         log.info("mail sender stopped")
 
     async def _lane(self, wake: asyncio.Event, stopping: asyncio.Event) -> None:
@@ -246,6 +253,8 @@ class MailSender:
                     backoff = min(backoff * 2, 5.0)
                 await _wait(stopping, backoff if listener is None else self.poll_interval)
         finally:
+            for wake in wakes:  # the lanes see ``stopping`` now, not at their next poll
+                wake.set()
             if listener is not None:
                 with suppress(Exception):
                     await listener.close(timeout=1)
