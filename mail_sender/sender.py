@@ -61,8 +61,8 @@ class Refusal:
 
 
 def refusal(exc: Exception) -> Refusal | None:
-    """What a failure to send says about the message itself; None when it says nothing
-    about the message (the connection or our configuration is at fault)."""
+    """What a failure to send a message says about that message; None when it says
+    nothing about it (the connection or the server is at fault)."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         code = exc.recipients[0].code
         return Refusal(str(code), code >= 500)
@@ -126,6 +126,10 @@ class MailSender:
                     break
                 try:
                     client = client or await self._connect()
+                except _CONNECTION_ERRORS as exc:
+                    await self._connection_failed(jobs[index:], exc)
+                    break
+                try:
                     await client.send_message(self.composer.confirmation(job))
                 except Exception as exc:
                     answer = refusal(exc)
@@ -134,7 +138,7 @@ class MailSender:
                         client = None
                         break
                     await self._record_refusal(job, answer or _unexpected(job, exc))
-                    if client is not None and not client.is_connected:
+                    if not client.is_connected:
                         client = None
                 else:
                     await self.pool.execute(queries.MARK_SENT, job.id)
@@ -158,14 +162,18 @@ class MailSender:
         await client.connect()
         return client
 
-    async def _connection_failed(self, unsent: Sequence[ClaimedJob], exc: Exception) -> None:
+    async def _connection_failed(self, unsent: Sequence[ClaimedJob], exc: BaseException) -> None:
+        """The connection could not be made or was lost (or the server refused our
+        login or TLS): every message in hand is retried later."""
+        code = str(exc.code) if isinstance(exc, aiosmtplib.SMTPResponseException) else "connection"
         log.warning(
-            "SMTP server unavailable (%s); %d email(s) will be retried",
+            "SMTP connection failed (%s, %s); %d email(s) will be retried",
             type(exc).__name__,
+            code,
             len(unsent),
         )
         for job in unsent:
-            await self._retry_or_fail(job, "connection")
+            await self._retry_or_fail(job, code)
 
     async def _record_refusal(self, job: ClaimedJob, answer: Refusal) -> None:
         if answer.permanent:

@@ -65,6 +65,7 @@ class SmtpSink:
                 authenticator=self._authenticator if authenticate else None,
                 auth_required=authenticate,
                 auth_require_tls=not authenticate,
+                auth_exclude_mechanism=["LOGIN"],  # PLAIN is enough, and answers at once
                 tls_context=None if self._implicit_tls else self._tls,
                 require_starttls=self._tls is not None and not self._implicit_tls,
             )
@@ -84,7 +85,7 @@ class SmtpSink:
             auth.login.decode(),
             auth.password.decode(),
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # the server answers 535 on failure
 
     async def handle_RCPT(
         self,

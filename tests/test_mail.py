@@ -199,7 +199,7 @@ async def test_credentials_from_the_url_are_used(
         [job_id] = await queue_emails(pool, confirming_petition_id, 1)
         slow = dataclasses.replace(mail_settings, mail_retry_base=60.0)
         await sender_with(dataclasses.replace(slow, smtp=wrong), database_url, pool).drain()
-        assert (await job(pool, job_id))["last_error"] == "connection"
+        assert (await job(pool, job_id))["last_error"] == "535"  # authentication failed
         assert sink.received == []
         await let_time_pass(pool)
         await sender_with(dataclasses.replace(slow, smtp=right), database_url, pool).drain()
@@ -253,6 +253,23 @@ async def test_tls_as_the_url_asks(
         assert len(sink.received) == 1
     finally:
         await sink.stop()
+
+
+async def test_a_server_without_starttls_gets_nothing_when_the_url_requires_it(
+    pool: asyncpg.Pool,
+    confirming_petition_id: int,
+    mail_settings: Settings,
+    database_url: str,
+    smtp_sink: SmtpSink,
+) -> None:
+    required = parse_smtp_url(f"smtp://127.0.0.1:{smtp_sink.port}?starttls=true&timeout=5")
+    settings = dataclasses.replace(mail_settings, smtp=required, mail_retry_base=60.0)
+    [job_id] = await queue_emails(pool, confirming_petition_id, 1)
+    await sender_with(settings, database_url, pool).drain()
+    row = await job(pool, job_id)
+    # A connection failure, retried later; not a verdict on the message.
+    assert (row["last_error"], row["failed_at"], row["sent_at"]) == ("connection", None, None)
+    assert smtp_sink.received == []
 
 
 async def test_nothing_is_sent_for_a_signature_confirmed_or_closed_meanwhile(
