@@ -33,22 +33,22 @@ from petition_api.schemas import ConfirmationRequestSchema
 
 _request_schema = ConfirmationRequestSchema()
 
-# The signature a token names, and whether it is confirmed; with $3, confirms it first
-# if it is pending and its petition open. Two concurrent confirmations both report
-# "confirmed"; the row lock lets only one of them change the row, so it counts once.
+# What the page for a token says: the petition's title, whether the signature is
+# confirmed, whether the petition is open. No row when the signature is gone.
+STATE = """
+SELECT p.title, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open
+FROM signatures s JOIN petitions p ON p.id = s.petition_id
+WHERE s.id = $1 AND s.petition_id = $2 AND s.erased_at IS NULL
+"""
+
+# Confirms a pending signature of an open petition. Of two concurrent confirmations,
+# the second waits for the first's row lock, then finds confirmed_at set and changes
+# nothing: the signature counts once.
 CONFIRM = """
-WITH target AS (
-    SELECT s.id, s.confirmed_at, p.title, countersign_petition_open(p) AS open
-    FROM signatures s JOIN petitions p ON p.id = s.petition_id
-    WHERE s.id = $1 AND s.petition_id = $2 AND s.erased_at IS NULL
-), confirmed AS (
-    UPDATE signatures s SET confirmed_at = now()
-    FROM target
-    WHERE $3 AND s.id = target.id AND target.open AND s.confirmed_at IS NULL
-    RETURNING s.id
-)
-SELECT title, open, confirmed_at IS NOT NULL OR EXISTS (SELECT 1 FROM confirmed) AS confirmed
-FROM target
+UPDATE signatures s SET confirmed_at = now()
+FROM petitions p
+WHERE s.id = $1 AND s.petition_id = $2 AND p.id = s.petition_id
+  AND s.confirmed_at IS NULL AND s.erased_at IS NULL AND countersign_petition_open(p)
 """
 
 # Another confirmation email for each pending signature of this address on an open
@@ -112,9 +112,11 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
 async def confirmation_state(
     pool: asyncpg.Pool, ref: ConfirmationRef, *, confirm: bool
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(
-        CONFIRM, ref.signature_id, ref.petition_id, confirm
-    )
+    """The signature's state, after confirming it if ``confirm`` (the POST; a GET
+    writes nothing)."""
+    if confirm:
+        await pool.execute(CONFIRM, ref.signature_id, ref.petition_id)
+    row: asyncpg.Record | None = await pool.fetchrow(STATE, ref.signature_id, ref.petition_id)
     return row
 
 
