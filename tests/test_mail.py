@@ -313,13 +313,17 @@ async def test_two_senders_share_the_queue_and_send_each_email_once(
     assert await pool.fetchval("SELECT count(*) FROM email_jobs WHERE sent_at IS NULL") == 0
 
 
-async def test_a_running_sender_wakes_on_notify_not_on_its_poll(
+async def test_a_running_sender_wakes_on_notify_and_purges(
     pool: asyncpg.Pool,
     confirming_petition_id: int,
     mail_settings: Settings,
     database_url: str,
     smtp_sink: SmtpSink,
 ) -> None:
+    await add_signatures(pool, confirming_petition_id, 1)
+    await pool.execute(
+        "UPDATE signatures SET confirmed_at = NULL, created_at = now() - interval '30 days'"
+    )
     slow_poll = dataclasses.replace(mail_settings, mail_poll_interval=600.0)
     sender = sender_with(slow_poll, database_url, pool)
     stopping = asyncio.Event()
@@ -341,6 +345,11 @@ async def test_a_running_sender_wakes_on_notify_not_on_its_poll(
             return len(smtp_sink.received) == 2
 
         await eventually(delivered, timeout=10)  # far sooner than the 600 s poll
+
+        async def purged() -> bool:  # the stale pending signature, at start (then hourly)
+            return bool(await pool.fetchval("SELECT count(*) FROM signatures") == 2)
+
+        await eventually(purged)
     finally:
         stopping.set()
         await asyncio.wait_for(running, 10)
