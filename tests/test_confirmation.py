@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.settings import Settings
-from countersign.texts import TextCatalog
+from countersign.texts import TextCatalog, TextsError, parse_accept_language
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
@@ -421,6 +421,32 @@ async def test_the_email_and_pages_speak_the_signers_language(
     assert "Подтвердите" in russian["Subject"]
     page = await client.get(path_of(confirmation_link(arabic)), headers={"Accept-Language": "ar"})
     assert 'lang="ar" dir="rtl"' in await page.text()
+
+
+def test_accept_language_is_read_by_preference() -> None:
+    header = "de-CH;q=0.8, ru;q=0.9, *;q=0.1, en;q=0, ar-SY"
+    assert parse_accept_language(header) == ["ar-SY", "ru", "de-CH", "*"]
+    assert parse_accept_language("fr;q=zero, ru") == ["ru"]
+    catalog = TextCatalog.load()
+    assert catalog.negotiate(None, header) == "ar"
+    assert catalog.negotiate("fr-CA", header) == "fr"  # the field wins
+    assert catalog.negotiate("xx", "de, *") == "en"  # nothing we have
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("fr.json", "{not json", "JSONDecodeError"),
+        ("fr.json", '{"email_subject": 3}', "a JSON object of texts"),
+        ("french.json", "{}", "name it after a language code"),
+    ],
+)
+def test_malformed_texts_are_refused_with_one_line(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises(TextsError, match=message):
+        TextCatalog.load(tmp_path)
 
 
 async def test_a_malformed_language_field_is_refused(client: Client) -> None:
