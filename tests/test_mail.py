@@ -368,7 +368,7 @@ def sender_env(mail_settings: Settings, smtp_sink: SmtpSink, database_url: str) 
         "COUNTERSIGN_PUBLIC_URL": mail_settings.public_url,
         "COUNTERSIGN_MAIL_FROM": mail_settings.mail_from,
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5",
-        "COUNTERSIGN_MAIL_LEASE_SECONDS": "15",
+        "COUNTERSIGN_MAIL_LEASE_SECONDS": "60",
         "COUNTERSIGN_MAIL_CONNECTIONS": "1",
         "COUNTERSIGN_MAIL_BATCH_SIZE": "10",
         "COUNTERSIGN_MAIL_RETRY_BASE": "0",
@@ -402,9 +402,9 @@ async def test_a_sender_killed_mid_batch_loses_no_email_and_resends_only_the_one
     in_flight = await job(pool, job_ids[2])
     assert in_flight["sent_at"] is None
     assert in_flight["message_id"] == smtp_sink.received[2]["Message-ID"]
-    # The rest of the dead sender's batch stays claimed until its lease (15 s) runs out.
+    # The rest of the dead sender's batch stays claimed until its lease (60 s) runs out.
     assert await pool.fetchval(
-        """SELECT bool_and(next_attempt_at > now() + interval '10 seconds')
+        """SELECT bool_and(next_attempt_at > now() + interval '30 seconds')
            FROM email_jobs WHERE sent_at IS NULL"""
     )
 
