@@ -1,5 +1,6 @@
-# countersign: one image for the API, the counter worker and the one-shot commands
-# (migrate, petition, rebuild). The default command serves the API on port 8080.
+# countersign: one image for the API, the counter worker, the mail sender and the
+# one-shot commands (migrate, petition, rebuild, purge-pending). The default command
+# serves the API on port 8080.
 #
 #   docker build -t countersign:latest .
 #   docker run --rm countersign:latest countersign --help
@@ -33,6 +34,7 @@ COPY sql ./sql
 COPY countersign ./countersign
 COPY petition_api ./petition_api
 COPY counter_worker ./counter_worker
+COPY mail_sender ./mail_sender
 RUN pip install --no-deps . \
     && countersign --help > /dev/null
 

@@ -11,6 +11,7 @@ import click
 
 from countersign import cli_staff
 from countersign.embedded import resolve_servers
+from countersign.mail_commands import mailer, purge_pending
 from countersign.migrations import migrate as apply_migrations
 from countersign.runtime import configure_logging, fail, run
 from countersign.settings import Settings, SettingsError, load_settings
@@ -94,13 +95,13 @@ def dev(host: str | None, port: int | None) -> None:
 )
 def api(host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP API (needs DATABASE_URL, REDIS_URL, COUNTERSIGN_SECRET_KEY)."""
-    from petition_api.main import serve
+    from countersign.texts import TextsError
+    from petition_api.main import check, serve
 
     settings = _settings()
     try:
-        settings.require_servers()
-        settings.require_secret_key()
-    except SettingsError as exc:
+        check(settings)
+    except (SettingsError, TextsError) as exc:
         fail(str(exc))
     serve(settings, host or settings.host, port or settings.port, workers)
 
@@ -136,6 +137,12 @@ def petition() -> None:
 @click.option("--goal", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--closes-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]), default=None)
 @click.option("--open", "open_now", is_flag=True, help="Open it for signatures at once.")
+@click.option(
+    "--confirmation/--no-confirmation",
+    default=True,
+    show_default=True,
+    help="Count a signature only once the signer confirms their email address.",
+)
 def petition_create(
     slug: str,
     title: str,
@@ -144,6 +151,7 @@ def petition_create(
     goal: int,
     closes_at: datetime | None,
     open_now: bool,
+    confirmation: bool,
 ) -> None:
     """Create a petition (a draft unless --open)."""
     from petition_api.petitions import create_petition
@@ -159,6 +167,7 @@ def petition_create(
                 goal=goal,
                 status="open" if open_now else "draft",
                 closes_at=closes_at,
+                require_confirmation=confirmation,
             )
         except asyncpg.UniqueViolationError:
             fail(f"a petition with slug {slug!r} exists already")
@@ -210,3 +219,5 @@ main.add_command(cli_staff.token)
 main.add_command(cli_staff.audit)
 main.add_command(cli_staff.export)
 main.add_command(cli_staff.anonymise)
+main.add_command(mailer)
+main.add_command(purge_pending)

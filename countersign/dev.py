@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -19,6 +20,9 @@ from countersign.migrations import migrate
 from countersign.runtime import run
 from countersign.settings import Settings
 from petition_api.petitions import create_petition, fetch_petition
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
 
 DEMO_SLUG = "refer-syria-to-icc"
 DEMO_TITLE = "Refer Syria to the International Criminal Court"
@@ -60,6 +64,7 @@ async def prepare(settings: Settings) -> tuple[str, str, EmbeddedServers | None]
                 target=DEMO_TARGET,
                 goal=DEMO_GOAL,
                 status="open",
+                require_confirmation=True,
             )
     finally:
         await conn.close()
@@ -70,6 +75,14 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print("countersign: starting servers and applying migrations...", flush=True)
     database_url, redis_url, embedded = run(prepare(settings))
+    mail_dir, smtp_url = settings.data_dir / "mail", None
+    catcher: Controller | None = None
+    if settings.smtp is None:
+        from countersign.mailcatcher import start_mail_catcher
+
+        catcher, smtp_port = start_mail_catcher(mail_dir, lambda line: print(line, flush=True))
+        smtp_url = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
+    base = f"http://{_reachable(host)}:{port}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -77,14 +90,17 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.data_dir),
         "COUNTERSIGN_HOST": host,
         "COUNTERSIGN_PORT": str(port),
+        "COUNTERSIGN_PUBLIC_URL": settings.public_url or base,
+        "COUNTERSIGN_MAIL_FROM": settings.mail_from or "Countersign <countersign@localhost>",
+        **({"SMTP_URL": smtp_url} if smtp_url else {}),
     }
     # Own sessions: Ctrl-C reaches this process only, which then stops the API first
-    # (no new signatures) and the worker second (it finishes its batch).
-    api = subprocess.Popen([sys.executable, "-m", "petition_api"], env=env, start_new_session=True)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "counter_worker"], env=env, start_new_session=True
-    )
-    children = [api, worker]
+    # (no new signatures), the mail sender (it finishes its message) and the worker last
+    # (it finishes its batch).
+    children = [
+        subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
+        for module in ("petition_api", "mail_sender", "counter_worker")
+    ]
     stop_requested = False
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -94,15 +110,18 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        base = f"http://{host}:{port}"
         if _wait_ready(base, children, lambda: stop_requested):
-            _print_banner(base, settings.data_dir if embedded else None)
+            _print_banner(
+                base, settings.data_dir if embedded else None, mail_dir if catcher else None
+            )
         while not stop_requested and all(child.poll() is None for child in children):
             time.sleep(0.2)
     finally:
         print("countersign: stopping...", flush=True)
         for child in children:
             _stop(child)
+        if catcher is not None:
+            catcher.stop()
         if embedded is not None:
             embedded.stop()
     if stop_requested:
@@ -131,7 +150,12 @@ def _wait_ready(
     return False
 
 
-def _print_banner(base: str, data_dir: Path | None) -> None:
+def _reachable(host: str) -> str:
+    """A host to put in links: a wildcard address is reachable on the loopback one."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+
+
+def _print_banner(base: str, data_dir: Path | None, mail_dir: Path | None) -> None:
     petition = f"{base}/v1/petitions/{DEMO_SLUG}"
     lines = [
         "",
@@ -145,6 +169,11 @@ def _print_banner(base: str, data_dir: Path | None) -> None:
     ]
     if data_dir is not None:
         lines.append(f"  data          {data_dir.resolve()} (embedded Postgres and Redis)")
+    if mail_dir is not None:
+        lines += [
+            f"  emails        caught locally and kept in {mail_dir.resolve()}",
+            "                the confirmation links they carry are printed below",
+        ]
     lines += ["Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
 

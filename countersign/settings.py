@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 
 from environs import Env, EnvError
+from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range, Regexp
+
+from countersign.smtp import SmtpServer, parse_smtp_url
 
 
 class SettingsError(Exception):
@@ -41,6 +45,20 @@ class Settings:
     # Test seam: the worker stops itself (SIGSTOP) the first time it reaches this point,
     # so the fault tests can kill or freeze it at an exact step of the counter protocol.
     worker_stop_at: str | None
+    # Confirmation by email (double opt-in) and the mail sender.
+    public_url: str | None
+    smtp: SmtpServer | None
+    mail_from: str | None
+    texts_dir: Path | None
+    confirmation_link_days: int
+    confirmation_emails: int
+    pending_purge_days: int
+    mail_connections: int
+    mail_batch_size: int
+    mail_poll_interval: float
+    mail_lease_seconds: float
+    mail_retry_base: float
+    mail_max_attempts: int
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -63,6 +81,28 @@ class Settings:
             )
         return self.secret_key
 
+    def require_mail(self) -> tuple[SmtpServer, str, str]:
+        """The SMTP server, from-address and public URL, for the mail sender."""
+        missing = [
+            name
+            for name, value in (
+                ("SMTP_URL", self.smtp),
+                ("COUNTERSIGN_MAIL_FROM", self.mail_from),
+                ("COUNTERSIGN_PUBLIC_URL", self.public_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(f"{' and '.join(missing)} must be set to send email")
+        assert self.smtp
+        assert self.mail_from
+        assert self.public_url
+        if self.mail_lease_seconds < 3 * self.smtp.timeout:
+            raise SettingsError(
+                "COUNTERSIGN_MAIL_LEASE_SECONDS must be at least 3 times the SMTP timeout"
+            )
+        return self.smtp, self.mail_from, self.public_url
+
 
 STOP_POINTS = ("after_claim", "after_apply", "rebuild_before_write")
 
@@ -70,7 +110,7 @@ STOP_POINTS = ("after_claim", "after_apply", "rebuild_before_write")
 def load_settings() -> Settings:
     env = Env(expand_vars=False)
     try:
-        return Settings(
+        settings = Settings(
             database_url=env.str("DATABASE_URL", None, validate=_url("postgres", "postgresql")),
             redis_url=env.str("REDIS_URL", None, validate=_url("redis", "rediss", "unix")),
             secret_key=env.str("COUNTERSIGN_SECRET_KEY", None, validate=Length(min=32)),
@@ -103,14 +143,68 @@ def load_settings() -> Settings:
             ),
             export_timeout=env.float("COUNTERSIGN_EXPORT_TIMEOUT", 3600.0, validate=Range(min=1)),
             worker_stop_at=env.str("COUNTERSIGN_WORKER_STOP_AT", None, validate=OneOf(STOP_POINTS)),
+            public_url=_rstrip_slash(
+                env.str("COUNTERSIGN_PUBLIC_URL", None, validate=_url("http", "https"))
+            ),
+            smtp=_smtp(env.str("SMTP_URL", None, validate=_valid_smtp_url)),
+            mail_from=env.str("COUNTERSIGN_MAIL_FROM", None, validate=_valid_mail_from),
+            texts_dir=env.path("COUNTERSIGN_TEXTS_DIR", None),
+            confirmation_link_days=env.int(
+                "COUNTERSIGN_CONFIRMATION_LINK_DAYS", 7, validate=Range(min=1, max=365)
+            ),
+            confirmation_emails=env.int(
+                "COUNTERSIGN_CONFIRMATION_EMAILS", 3, validate=Range(min=1, max=20)
+            ),
+            pending_purge_days=env.int(
+                "COUNTERSIGN_PENDING_PURGE_DAYS", 14, validate=Range(min=1, max=3650)
+            ),
+            mail_connections=env.int("COUNTERSIGN_MAIL_CONNECTIONS", 2, validate=Range(1, 64)),
+            mail_batch_size=env.int("COUNTERSIGN_MAIL_BATCH_SIZE", 20, validate=Range(1, 1000)),
+            mail_poll_interval=env.float(
+                "COUNTERSIGN_MAIL_POLL_INTERVAL", 5.0, validate=Range(min=0.01)
+            ),
+            mail_lease_seconds=env.float(
+                "COUNTERSIGN_MAIL_LEASE_SECONDS", 120.0, validate=Range(min=1)
+            ),
+            mail_retry_base=env.float("COUNTERSIGN_MAIL_RETRY_BASE", 30.0, validate=Range(min=0)),
+            mail_max_attempts=env.int(
+                "COUNTERSIGN_MAIL_MAX_ATTEMPTS", 8, validate=Range(min=1, max=100)
+            ),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None
+    if settings.pending_purge_days < settings.confirmation_link_days:
+        # A link must not outlive the signature it confirms.
+        raise SettingsError(
+            "COUNTERSIGN_PENDING_PURGE_DAYS must be at least COUNTERSIGN_CONFIRMATION_LINK_DAYS"
+        )
+    return settings
 
 
 def _url(*schemes: str) -> Regexp:
     pattern = rf"^({'|'.join(schemes)})://"
     return Regexp(pattern, error=f"must be a URL starting with {' or '.join(schemes)}://")
+
+
+def _valid_smtp_url(value: str) -> None:
+    try:
+        parse_smtp_url(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _smtp(value: str | None) -> SmtpServer | None:
+    return parse_smtp_url(value) if value else None
+
+
+def _valid_mail_from(value: str) -> None:
+    _name, address = parseaddr(value)
+    if "@" not in address or "\n" in value or "\r" in value:
+        raise ValidationError("must be an address, e.g. Petitions <petitions@example.org>")
+
+
+def _rstrip_slash(value: str | None) -> str | None:
+    return value.rstrip("/") if value else value
 
 
 def _one_line(message: str) -> str:

@@ -9,7 +9,7 @@ from aiohttp import web
 from counter_worker.keys import KeyLayout
 from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
-from petition_api import admin, views
+from petition_api import admin, confirmation, views
 from petition_api.appkeys import (
     COUNTS,
     DB,
@@ -48,11 +48,12 @@ def create_app(settings: Settings) -> web.Application:
         await app[REDIS].aclose()
 
     async def writer(app: web.Application) -> AsyncIterator[None]:
-        app[WRITER] = SignatureWriter(app[DB])
+        app[WRITER] = SignatureWriter(app[DB], confirmation_emails=settings.confirmation_emails)
         yield
         await app[WRITER].close()
 
     app.cleanup_ctx.extend([postgres, redis, writer])
     views.add_routes(app)
     admin.add_routes(app)
+    confirmation.setup(app, settings)
     return app

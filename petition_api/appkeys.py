@@ -8,7 +8,10 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from countersign.settings import Settings
+from countersign.texts import TextCatalog
+from petition_api.confirmation_token import ConfirmationTokens
 from petition_api.counts import CountsRenderer
+from petition_api.pages import Pages
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
 
@@ -20,3 +23,6 @@ HASHER = web.AppKey("hasher", Hasher)
 PETITIONS = web.AppKey("petitions", PetitionDirectory)
 WRITER = web.AppKey("writer", SignatureWriter)
 COUNTS = web.AppKey("counts", CountsRenderer)
+TEXTS = web.AppKey("texts", TextCatalog)
+TOKENS = web.AppKey("tokens", ConfirmationTokens)
+PAGES = web.AppKey("pages", Pages)

@@ -12,7 +12,9 @@ from aiohttp import web
 
 from countersign.runtime import configure_logging, event_loop_factory, fail
 from countersign.settings import Settings, SettingsError, load_settings
+from countersign.texts import TextCatalog, TextsError
 from petition_api.app import create_app
+from petition_api.confirmation import AccessLogger
 
 log = logging.getLogger("petition_api")
 
@@ -29,6 +31,7 @@ def serve_one(settings: Settings, host: str, port: int, reuse_port: bool = False
         port=port,
         reuse_port=reuse_port,
         access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=AccessLogger,
         print=None,
         loop=event_loop_factory()(),
         shutdown_timeout=10,
@@ -61,11 +64,17 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     sys.exit(max((child.exitcode or 0) for child in children))
 
 
+def check(settings: Settings) -> None:
+    """Raise SettingsError or TextsError unless the API can start with these settings."""
+    settings.require_servers()
+    settings.require_secret_key()
+    TextCatalog.load(settings.texts_dir)
+
+
 def main() -> None:
     try:
         settings = load_settings()
-        settings.require_servers()
-        settings.require_secret_key()
-    except SettingsError as exc:
+        check(settings)
+    except (SettingsError, TextsError) as exc:
         fail(str(exc))
     serve(settings, settings.host, settings.port)

@@ -15,19 +15,19 @@ import asyncpg
 from cachetools import TTLCache
 
 SELECT_BY_SLUG = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at
+SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
 FROM petitions WHERE slug = $1
 """
 
 INSERT_PETITION = """
-INSERT INTO petitions (slug, title, body, target, goal, status, closes_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at
+INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, require_confirmation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
 """
 
 SET_STATUS = """
 UPDATE petitions SET status = $2 WHERE slug = $1
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at
+RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
 """
 
 
@@ -42,6 +42,8 @@ class Petition:
     status: str
     created_at: datetime
     closes_at: datetime | None
+    # Signatures count only once the signer confirms their address by email.
+    require_confirmation: bool
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Petition:
@@ -74,8 +76,11 @@ async def create_petition(
     goal: int = 1000,
     status: str = "draft",
     closes_at: datetime | None = None,
+    require_confirmation: bool = True,
 ) -> Petition:
-    row = await conn.fetchrow(INSERT_PETITION, slug, title, body, target, goal, status, closes_at)
+    row = await conn.fetchrow(
+        INSERT_PETITION, slug, title, body, target, goal, status, closes_at, require_confirmation
+    )
     return Petition.from_row(row)
 
 

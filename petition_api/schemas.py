@@ -56,6 +56,15 @@ class SignatureSchema(Schema):
         validate=validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="Use 1-64 of a-z, 0-9, '_' and '-'."),
     )
     consent_updates = fields.Boolean(load_default=False)
+    # The signer's language (BCP 47, e.g. "fr" or "ar-SY"), for the confirmation email;
+    # when absent, the Accept-Language header decides.
+    language = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(
+            r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$", error="Not a language tag."
+        ),
+    )
     # Honeypot: hidden from people, filled in by naive bots.
     website = fields.String(load_default="", validate=validate.Length(max=500))
 
@@ -66,7 +75,7 @@ class SignatureSchema(Schema):
         tidy = {
             key: value.strip() if isinstance(value, str) else value for key, value in data.items()
         }
-        for optional in ("postal_code", "source"):
+        for optional in ("postal_code", "source", "language"):
             if tidy.get(optional) == "":
                 tidy[optional] = None
         return tidy
@@ -77,6 +86,15 @@ class SignatureSchema(Schema):
         if data.get("postal_code"):
             data["postal_code"] = data["postal_code"].upper()
         return data
+
+
+class ConfirmationRequestSchema(Schema):
+    """The form that asks for a new confirmation link."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = fields.Email(required=True, validate=validate.Length(max=254))
 
 
 class PetitionSchema(Schema):

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import astuple, dataclass
+from typing import Literal
 
 import asyncpg
 
@@ -61,48 +62,90 @@ class NewSignature:
     source: str | None
     consent_updates: bool
     ip_hash: bytes | None
+    # The language of the confirmation email, if the petition asks for one.
+    language: str
 
 
-# Inserts the batch into petitions that are open right now, skipping duplicates of an
-# address already signed (the unique index decides, so concurrent requests are safe),
-# and returns the ordinals of the rows whose petition was open.
+# One statement (one transaction) for the whole batch: inserts the signatures into
+# petitions that are open right now, skipping duplicates of an address already signed
+# (the unique index decides, so concurrent requests are safe); on petitions that require
+# confirmation, inserts them pending with their first confirmation email, and queues
+# another email for an address that signs again while still pending (up to $11 emails;
+# the next email's sequence number is unique per signature, so of two concurrent
+# requests for it, one does nothing).
+# Returns the ordinals of the rows whose petition was open, and whether it requires
+# confirmation. Rows this statement inserts are invisible to its own reads of
+# ``signatures``, so a new signature is never also taken for a re-sign.
 INSERT_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[],
-        $6::text[], $7::text[], $8::boolean[], $9::bytea[]
+        $6::text[], $7::text[], $8::boolean[], $9::bytea[], $10::text[]
     ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country,
-                           postal_code, source, consent_updates, ip_hash, ord)
+                           postal_code, source, consent_updates, ip_hash, language, ord)
 ), accepted AS (
-    SELECT input.* FROM input JOIN petitions p ON p.id = input.petition_id
-    WHERE p.status = 'open' AND (p.closes_at IS NULL OR p.closes_at > now())
+    SELECT input.*, p.require_confirmation
+    FROM input JOIN petitions p ON p.id = input.petition_id
+    WHERE countersign_petition_open(p)
 ), inserted AS (
     INSERT INTO signatures (petition_id, name, email, email_hash, country,
-                            postal_code, source, consent_updates, ip_hash)
+                            postal_code, source, consent_updates, ip_hash, confirmed_at)
     SELECT petition_id, name, email, email_hash, country,
-           postal_code, source, consent_updates, ip_hash
+           postal_code, source, consent_updates, ip_hash,
+           CASE WHEN require_confirmation THEN NULL ELSE now() END
     FROM accepted
     ON CONFLICT (petition_id, email_hash) DO NOTHING
+    RETURNING id, petition_id, email_hash, confirmed_at
+), first_emails AS (
+    INSERT INTO email_jobs (signature_id, sequence, language)
+    SELECT DISTINCT ON (inserted.id) inserted.id, 1, accepted.language
+    FROM inserted JOIN accepted USING (petition_id, email_hash)
+    WHERE inserted.confirmed_at IS NULL
+    ORDER BY inserted.id, accepted.ord
+), emails_again AS (
+    INSERT INTO email_jobs (signature_id, sequence, language)
+    SELECT DISTINCT ON (s.id) s.id, so_far.queued + 1, accepted.language
+    FROM accepted
+    JOIN signatures s USING (petition_id, email_hash)
+    CROSS JOIN LATERAL countersign_confirmation_emails(s.id) AS so_far
+    WHERE s.confirmed_at IS NULL AND s.erased_at IS NULL
+      AND so_far.queued < $11 AND so_far.waiting = 0
+    ORDER BY s.id, accepted.ord
+    ON CONFLICT (signature_id, kind, sequence) DO NOTHING
 )
-SELECT ord FROM accepted
+SELECT ord, require_confirmation FROM accepted
 """
+
+SignStatus = Literal["counted", "pending_confirmation"]
 
 
 class BackendUnavailable(Exception):
     """Postgres could not be reached; the signature was not recorded."""
 
 
+Queued = tuple[NewSignature, asyncio.Future[SignStatus | None]]
+
+
 class SignatureWriter:
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500, writers: int = 4) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = 500,
+        writers: int = 4,
+        confirmation_emails: int = 3,
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[NewSignature, asyncio.Future[bool]]] = asyncio.Queue()
+        self._confirmation_emails = confirmation_emails
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(writers)]
 
-    async def write(self, signature: NewSignature) -> bool:
-        """Record a signature. True once it is committed (or the address had already
-        signed); False if the petition is not open. Raises BackendUnavailable."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def write(self, signature: NewSignature) -> SignStatus | None:
+        """Record a signature. Once it is committed (or the address had already signed):
+        "counted", or "pending_confirmation" if the petition requires confirmation.
+        None if the petition is not open. Raises BackendUnavailable."""
+        future: asyncio.Future[SignStatus | None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((signature, future))
         # Shielded: a client hanging up must not take a half-written batch with it.
         return await asyncio.shield(future)
@@ -128,7 +171,7 @@ class SignatureWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _write_batch(self, batch: list[tuple[NewSignature, asyncio.Future[bool]]]) -> None:
+    async def _write_batch(self, batch: list[Queued]) -> None:
         try:
             accepted = await self._insert([signature for signature, _ in batch])
         except TRANSIENT_ERRORS as exc:
@@ -146,18 +189,21 @@ class SignatureWriter:
                 _settle(future, exception=exc)
             return
         for ordinal, (_, future) in enumerate(batch, start=1):
-            _settle(future, result=ordinal in accepted)
+            _settle(future, result=accepted.get(ordinal))
 
-    async def _insert(self, signatures: list[NewSignature]) -> set[int]:
+    async def _insert(self, signatures: list[NewSignature]) -> dict[int, SignStatus]:
         columns = list(zip(*(astuple(signature) for signature in signatures), strict=True))
-        rows = await self._pool.fetch(INSERT_BATCH, *columns)
-        return {row["ord"] for row in rows}
+        rows = await self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+        return {
+            row["ord"]: "pending_confirmation" if row["require_confirmation"] else "counted"
+            for row in rows
+        }
 
 
 def _settle(
-    future: asyncio.Future[bool],
+    future: asyncio.Future[SignStatus | None],
     *,
-    result: bool | None = None,
+    result: SignStatus | None = None,
     exception: BaseException | None = None,
 ) -> None:
     if future.done():
@@ -165,4 +211,4 @@ def _settle(
     if exception is not None:
         future.set_exception(exception)
     else:
-        future.set_result(bool(result))
+        future.set_result(result)

@@ -14,7 +14,7 @@ from petition_api import appkeys as keys
 from petition_api.errors import ApiError, unavailable
 from petition_api.petitions import Petition
 from petition_api.schemas import PetitionSchema, SignatureSchema
-from petition_api.signing import BackendUnavailable, NewSignature
+from petition_api.signing import BackendUnavailable, NewSignature, SignStatus
 
 _signature_schema = SignatureSchema()
 _petition_schema = PetitionSchema()
@@ -60,7 +60,7 @@ async def sign(request: web.Request) -> web.Response:
         ) from None
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
-        return _counted()
+        return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
 
     hasher = request.app[keys.HASHER]
     signature = NewSignature(
@@ -73,20 +73,24 @@ async def sign(request: web.Request) -> web.Response:
         source=fields["source"],
         consent_updates=fields["consent_updates"],
         ip_hash=hasher.ip(request.remote) if request.remote else None,
+        language=request.app[keys.TEXTS].negotiate(
+            fields["language"], request.headers.get("Accept-Language")
+        ),
     )
     try:
-        accepted = await request.app[keys.WRITER].write(signature)
+        status = await request.app[keys.WRITER].write(signature)
     except BackendUnavailable:
         raise unavailable("the signature could not be recorded; try again shortly") from None
-    if not accepted:
+    if status is None:
         raise ApiError(409, "petition_closed", "this petition is not taking signatures")
-    # The same answer whether the address is new or had signed already: nobody can use
-    # this endpoint to find out whether someone signed.
-    return _counted()
+    # The same answer whether the address is new, had signed already, or had confirmed
+    # already: nobody can use this endpoint to find out whether someone signed.
+    return _accepted(status)
 
 
-def _counted() -> web.Response:
-    return web.json_response({"status": "counted"}, status=201)
+def _accepted(status: SignStatus) -> web.Response:
+    """201 for a signature that counts; 202 for one that counts once confirmed."""
+    return web.json_response({"status": status}, status=201 if status == "counted" else 202)
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:

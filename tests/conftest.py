@@ -27,9 +27,14 @@ from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import start_embedded, with_database
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
+from countersign.smtp import parse_smtp_url
+from countersign.texts import TextCatalog
+from mail_sender.main import build_sender
+from mail_sender.sender import MailSender
 from petition_api.admin.auth import Role, create_token
 from petition_api.app import create_app
 from tests.admin_support import AiohttpClient, Client, StaffTokens
+from tests.mail_support import SmtpSink
 from tests.support import WorkerProcess, spawn_worker
 
 
@@ -162,10 +167,11 @@ async def worker(
 
 @pytest.fixture
 async def petition_id(pool: asyncpg.Pool) -> int:
+    """An open petition whose signatures count at once (no email confirmation)."""
     petition: int = await pool.fetchval(
-        """INSERT INTO petitions (slug, title, body, target, goal, status)
+        """INSERT INTO petitions (slug, title, body, target, goal, status, require_confirmation)
            VALUES ('refer-syria-to-icc', 'Refer Syria to the ICC', 'Text', 'Russia', 100000,
-                   'open') RETURNING id"""
+                   'open', false) RETURNING id"""
     )
     return petition
 
@@ -216,3 +222,43 @@ async def admin_client(
 ) -> Client:
     """The API in process, with the usual open petition."""
     return await aiohttp_client(create_app(settings))
+
+
+# -- email confirmation ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def confirming_petition_id(pool: asyncpg.Pool) -> int:
+    """An open petition whose signatures count only once confirmed by email."""
+    petition: int = await pool.fetchval(
+        """INSERT INTO petitions (slug, title, status, require_confirmation)
+           VALUES ('free-the-detainees', 'Free the detainees', 'open', true) RETURNING id"""
+    )
+    return petition
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    """A real SMTP server on a free loopback port, keeping the messages it accepts."""
+    sink = SmtpSink()
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+@pytest.fixture
+def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
+    return dataclasses.replace(
+        settings,
+        smtp=parse_smtp_url(f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5"),
+        mail_from="Petitions <petitions@countersign.test>",
+        public_url="http://countersign.test",
+        mail_retry_base=0.0,  # retries are due at once: burst-mode tests never wait
+        mail_poll_interval=0.1,
+    )
+
+
+@pytest.fixture
+def sender(mail_settings: Settings, database_url: str, pool: asyncpg.Pool) -> MailSender:
+    """An in-process mail sender the test drives in burst mode (``await sender.drain()``)."""
+    return build_sender(mail_settings, database_url, pool, TextCatalog.load())

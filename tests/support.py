@@ -121,7 +121,8 @@ async def add_signatures(
 
 @dataclass
 class WorkerProcess:
-    """A real ``python -m counter_worker`` process, for tests that kill it."""
+    """A real worker process (``python -m counter_worker`` or ``mail_sender``), for tests
+    that kill it."""
 
     proc: subprocess.Popen[bytes]
     log_path: Path
@@ -156,10 +157,13 @@ class WorkerProcess:
         self.proc.send_signal(signum)
 
 
-def spawn_worker(env: dict[str, str], log_path: Path, **overrides: str) -> WorkerProcess:
+def spawn_worker(
+    env: dict[str, str], log_path: Path, *, module: str = "counter_worker", **overrides: str
+) -> WorkerProcess:
+    """A real worker process: the counter worker, or another (``module="mail_sender"``)."""
     with log_path.open("ab") as log_file:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "counter_worker"],
+            [sys.executable, "-m", module],
             env={**os.environ, **env, **overrides},
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -64,7 +64,8 @@ async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
     petition_id: int,
 ) -> None:
     other = await pool.fetchval(
-        "INSERT INTO petitions (slug, title, status) VALUES ('other', 'Other', 'open') RETURNING id"
+        "INSERT INTO petitions (slug, title, status, require_confirmation)"
+        " VALUES ('other', 'Other', 'open', false) RETURNING id"
     )
     signatures = [
         (SLUG, "Amal.Haddad@example.org", "SY"),

@@ -157,6 +157,31 @@ async def test_edit_each_field(
     assert (await error_of(unknown, 404))["code"] == "petition_not_found"
 
 
+async def test_confirmation_is_on_for_new_petitions_and_staff_can_switch_it(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    headers = bearer(staff.admin)
+    body = {"slug": "opt-in", "title": "Opt in", "status": "open"}
+    created = await (await admin_client.post(PETITIONS, json=body, headers=headers)).json()
+    assert created["require_confirmation"] is True
+    signer = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
+    pending = await admin_client.post("/v1/petitions/opt-in/signatures", json=signer)
+    assert pending.status == 202
+
+    edited = await admin_client.patch(
+        f"{PETITIONS}/opt-in", json={"require_confirmation": False}, headers=headers
+    )
+    assert (await edited.json())["require_confirmation"] is False
+    assert (
+        await pool.fetchval("SELECT require_confirmation FROM petitions WHERE slug = 'opt-in'")
+        is False
+    )
+    not_a_bool = await admin_client.patch(
+        f"{PETITIONS}/opt-in", json={"require_confirmation": "no"}, headers=headers
+    )
+    assert set((await error_of(not_a_bool, 422))["fields"]) == {"require_confirmation"}
+
+
 async def test_the_status_life_cycle(
     admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:

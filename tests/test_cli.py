@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,10 +22,11 @@ from redis.asyncio import Redis
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from tests.conftest import Servers, SpawnWorker, throwaway_database
+from tests.mail_support import confirmation_link, parse
 from tests.support import add_signatures, assert_converges, eventually
 
 COMMAND = [sys.executable, "-m", "countersign"]
-SETTING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY")
+SETTING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY", "SMTP_URL")
 
 
 def countersign(
@@ -55,6 +57,8 @@ def countersign(
         ["petition", "open"],
         ["petition", "close"],
         ["rebuild"],
+        ["mailer"],
+        ["purge-pending"],
     ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
@@ -77,6 +81,24 @@ def test_every_command_has_help(args: list[str]) -> None:
         (["api"], {"COUNTERSIGN_PORT": "eighty"}, '"COUNTERSIGN_PORT" invalid'),
         (["api"], {"COUNTERSIGN_SECRET_KEY": "short"}, '"COUNTERSIGN_SECRET_KEY" invalid'),
         (["worker"], {"COUNTERSIGN_WORKER_LEASE_MS": "-1"}, '"COUNTERSIGN_WORKER_LEASE_MS"'),
+        (["mailer"], {"DATABASE_URL": "postgresql://x/y"}, "SMTP_URL and COUNTERSIGN_MAIL_FROM"),
+        (["mailer"], {"SMTP_URL": "smtp://host?starttls=perhaps"}, '"SMTP_URL" invalid'),
+        (["mailer"], {"COUNTERSIGN_MAIL_FROM": "nobody"}, '"COUNTERSIGN_MAIL_FROM" invalid'),
+        (
+            ["api"],
+            {"COUNTERSIGN_PENDING_PURGE_DAYS": "3"},
+            "COUNTERSIGN_PENDING_PURGE_DAYS must be at least",
+        ),
+        (
+            ["api"],
+            {
+                "DATABASE_URL": "postgresql://x/y",
+                "REDIS_URL": "redis://x",
+                "COUNTERSIGN_SECRET_KEY": "k" * 40,
+                "COUNTERSIGN_TEXTS_DIR": "/nonexistent/texts",
+            },
+            "/nonexistent/texts: no such folder",
+        ),
     ],
 )
 def test_a_bad_setting_stops_the_process_with_one_line(
@@ -130,8 +152,21 @@ async def test_petition_commands(
     )
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == "created petition free-them (draft)"
-    row = await pool.fetchrow("SELECT title, goal, status FROM petitions WHERE slug = 'free-them'")
-    assert dict(row) == {"title": "Free them", "goal": 500, "status": "draft"}
+    row = await pool.fetchrow(
+        """SELECT title, goal, status, require_confirmation
+           FROM petitions WHERE slug = 'free-them'"""
+    )
+    assert dict(row) == {
+        "title": "Free them",
+        "goal": 500,
+        "status": "draft",
+        "require_confirmation": True,  # by default
+    }
+    unconfirmed = run("petition", "create", "--slug", "quick", "--title", "Q", "--no-confirmation")
+    assert unconfirmed.returncode == 0, unconfirmed.stderr
+    assert not await pool.fetchval(
+        "SELECT require_confirmation FROM petitions WHERE slug = 'quick'"
+    )
 
     assert run("petition", "open", "free-them").stdout.strip() == "petition free-them is open"
     assert await pool.fetchval("SELECT status FROM petitions WHERE slug = 'free-them'") == "open"
@@ -152,10 +187,26 @@ async def test_petition_commands(
     await add_signatures(pool, petition_id, 12)
     rebuilt = run("rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert rebuilt.stdout.strip() == "rebuilt the counters of 1 petition(s)"
+    assert rebuilt.stdout.strip() == "rebuilt the counters of 2 petition(s)"
     counts = await read_counts(redis, layout, petition_id)
     assert counts is not None
     assert counts.total == 12
+
+
+async def test_purge_pending_command(
+    worker_env: dict[str, str], pool: asyncpg.Pool, confirming_petition_id: int
+) -> None:
+    await add_signatures(pool, confirming_petition_id, 3)
+    await pool.execute(
+        """UPDATE signatures SET confirmed_at = NULL, created_at = now() - interval '30 days'
+           WHERE email IN ('signer1@example.org', 'signer2@example.org')"""
+    )
+    first = countersign("purge-pending", env=worker_env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "purged 2 pending signature(s)"
+    assert await pool.fetchval("SELECT count(*) FROM signatures") == 1
+    stricter = countersign("purge-pending", "--days", "40", env=worker_env)
+    assert stricter.stdout.strip() == "purged 0 pending signature(s)"
 
 
 async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
@@ -205,6 +256,15 @@ def _http(
         return error.code, json.loads(error.read())
 
 
+def _page(method: str, url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method)  # noqa: S310  (a loopback http URL)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
     tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
 ) -> None:
@@ -226,17 +286,19 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
             assert line, f"dev exited early:\n{seen}"
             seen += line.decode()
         assert f"live counts   {base}/counts" in seen
+        assert "emails        caught locally" in seen
         return proc
 
     async def total_is(expected: int) -> bool:
         status, body = await asyncio.to_thread(_http, "GET", f"{base}/counts")
         return status == 200 and body["total"] == expected
 
-    async def stop(proc: asyncio.subprocess.Process) -> None:
+    async def stop(proc: asyncio.subprocess.Process) -> str:
         proc.send_signal(signal.SIGINT)
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode == 0, output.decode()
         assert "countersign: stopped." in output.decode()
+        return output.decode()
 
     first = await start()
     try:
@@ -245,10 +307,28 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
         assert petition["goal"] == 100000
         assert "Russian" in str(petition["target"])
         signer = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
-        assert (await asyncio.to_thread(_http, "POST", f"{base}/signatures", signer))[0] == 201
+        signed = await asyncio.to_thread(_http, "POST", f"{base}/signatures", signer)
+        assert signed == (202, {"status": "pending_confirmation"})  # the demo asks to confirm
+        # The email is caught locally, and its confirmation link printed for the user.
+        assert first.stdout is not None
+        line = ""
+        while "confirmation link" not in line:
+            line = (await asyncio.wait_for(first.stdout.readline(), timeout=30)).decode()
+            assert "amal" not in line  # no address in the output
+        [link] = re.findall(r"(http://\S+/confirm/\S+)", line)
+        assert link.startswith(f"http://127.0.0.1:{port}/confirm/")
+        assert (await asyncio.to_thread(_page, "GET", link))[0] == 200
+        status, page = await asyncio.to_thread(_page, "POST", link)
+        assert (status, "your signature is confirmed" in page) == (200, True)
         await eventually(lambda: total_is(1))
     finally:
-        await stop(first)
+        output = await stop(first)
+    # The access log shows the GET and the POST, not the token: it confirms a signature.
+    token = link.rsplit("/", 1)[1]
+    assert '"POST /confirm/redacted HTTP/1.1" 200' in output
+    assert token not in output
+    [email] = (tmp_path / ".countersign" / "mail").glob("*.eml")
+    assert confirmation_link(parse(email.read_bytes())) == link
     if not os.environ.get("DATABASE_URL"):
         assert (tmp_path / ".countersign" / "postgres").is_dir()
 

@@ -32,28 +32,29 @@ class ManagedPetition(Petition):
 
 SELECT_MANAGED = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at,
-       allowed_origins, closed_at
+       allowed_origins, closed_at, require_confirmation
 FROM petitions WHERE slug = $1
 """
 
 SELECT_MANAGED_FOR_UPDATE = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at,
-       allowed_origins, closed_at
+       allowed_origins, closed_at, require_confirmation
 FROM petitions WHERE slug = $1
 FOR UPDATE
 """
 
 LIST_MANAGED = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at,
-       allowed_origins, closed_at
+       allowed_origins, closed_at, require_confirmation
 FROM petitions ORDER BY created_at DESC, id DESC
 """
 
 INSERT_MANAGED = """
-INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins,
+                       require_confirmation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id, slug, title, body, target, goal, status, created_at, closes_at,
-          allowed_origins, closed_at
+          allowed_origins, closed_at, require_confirmation
 """
 
 # NULL keeps a column as it is; closes_at can be set to NULL, so it has its own flag.
@@ -65,10 +66,11 @@ UPDATE petitions SET
     goal = coalesce($5, goal),
     allowed_origins = coalesce($6, allowed_origins),
     closes_at = CASE WHEN $7 THEN $8 ELSE closes_at END,
-    status = coalesce($9, status)
+    status = coalesce($9, status),
+    require_confirmation = coalesce($10, require_confirmation)
 WHERE id = $1
 RETURNING id, slug, title, body, target, goal, status, created_at, closes_at,
-          allowed_origins, closed_at
+          allowed_origins, closed_at, require_confirmation
 """
 
 
@@ -96,6 +98,7 @@ async def insert_managed(
         fields.get("status", "draft"),
         fields.get("closes_at"),
         fields.get("allowed_origins", []),
+        fields.get("require_confirmation", True),
     )
     return ManagedPetition.from_row(row)
 
@@ -114,6 +117,7 @@ async def update_managed(
         "closes_at" in changes,
         changes.get("closes_at"),
         changes.get("status"),
+        changes.get("require_confirmation"),
     )
     return ManagedPetition.from_row(row)
 

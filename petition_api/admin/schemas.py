@@ -54,6 +54,8 @@ class _PetitionFields(StrictSchema):
     goal = fields.Integer(strict=True, validate=POSTGRES_INTEGER)
     allowed_origins = fields.List(fields.String(validate=ORIGIN), validate=validate.Length(max=50))
     closes_at = _datetime(allow_none=True, validate=in_the_future)
+    # Count a signature only once its address is confirmed by email (double opt-in).
+    require_confirmation = fields.Boolean(truthy={True}, falsy={False})
 
 
 class PetitionCreateSchema(_PetitionFields):
@@ -71,6 +73,7 @@ class ManagedPetitionSchema(PetitionSchema):
     id = fields.Integer()
     allowed_origins = fields.List(fields.String())
     closed_at = fields.AwareDateTime(allow_none=True)
+    require_confirmation = fields.Boolean()
 
 
 class _SignedBetween(StrictSchema):

@@ -1,0 +1,36 @@
+"""``countersign mailer`` and ``countersign purge-pending``: the email side of signing."""
+
+from __future__ import annotations
+
+import asyncpg
+import click
+
+
+@click.command()
+def mailer() -> None:
+    """Run a mail sender: delivers confirmation emails over SMTP (needs DATABASE_URL,
+    SMTP_URL, COUNTERSIGN_MAIL_FROM, COUNTERSIGN_PUBLIC_URL, COUNTERSIGN_SECRET_KEY).
+    Run several for throughput or failover."""
+    from mail_sender.main import main as mailer_main
+
+    mailer_main()
+
+
+@click.command("purge-pending")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Unconfirmed for this many days [COUNTERSIGN_PENDING_PURGE_DAYS].",
+)
+def purge_pending(days: int | None) -> None:
+    """Delete signatures nobody confirmed in time (mail senders also do it hourly)."""
+    from countersign.cli import _settings, _with_connection
+    from mail_sender.sender import purge_pending as purge
+
+    older_than = days or _settings().pending_purge_days
+
+    async def action(conn: asyncpg.Connection) -> int:
+        return await purge(conn, older_than)
+
+    click.echo(f"purged {_with_connection(action)} pending signature(s)")

@@ -1,0 +1,116 @@
+"""What signers read in their language: the confirmation email and pages.
+
+The built-in texts are ``countersign/texts/<language>.json``. A deployment changes any
+of them, or adds a language, with files of the same name in ``COUNTERSIGN_TEXTS_DIR``:
+their keys replace the built-in ones; a key missing in a language falls back to English.
+``{title}`` and ``{days}`` in a text are replaced by the petition's title and the number
+of days a link works; a file's ``"direction": "rtl"`` lays the language out right to left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_LANGUAGE = "en"
+_LANGUAGE_FILE = re.compile(r"^[a-z]{2,3}\.json$")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PRIMARY_TAG = re.compile(r"^[A-Za-z]{2,3}(?=$|-)")
+
+
+class TextsError(Exception):
+    """A texts file is unreadable or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Texts:
+    language: str
+    direction: str
+    strings: Mapping[str, str]
+
+    def __call__(self, key: str, **values: object) -> str:
+        """The text for ``key`` with its ``{placeholders}`` filled in."""
+        return _PLACEHOLDER.sub(
+            lambda match: str(values.get(match[1], match[0])), self.strings[key]
+        )
+
+
+class TextCatalog:
+    def __init__(self, languages: Mapping[str, Texts]) -> None:
+        self._languages = dict(languages)
+
+    @classmethod
+    def load(cls, override_dir: Path | None = None) -> TextCatalog:
+        raw = _read_folder(Path(str(resources.files("countersign") / "texts")))
+        if override_dir is not None:
+            for language, strings in _read_folder(override_dir).items():
+                raw[language] = {**raw.get(language, {}), **strings}
+        default = raw[DEFAULT_LANGUAGE]
+        return cls(
+            {
+                language: Texts(
+                    language,
+                    "rtl" if strings.get("direction") == "rtl" else "ltr",
+                    {**default, **strings},
+                )
+                for language, strings in raw.items()
+            }
+        )
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset(self._languages)
+
+    def get(self, language: str) -> Texts:
+        return self._languages.get(language) or self._languages[DEFAULT_LANGUAGE]
+
+    def negotiate(self, requested: str | None, accept_language: str | None) -> str:
+        """The language to use: the one asked for if we have it, else the reader's
+        browser's first choice that we have (``Accept-Language``), else English."""
+        for tag in [requested or "", *parse_accept_language(accept_language)]:
+            match = _PRIMARY_TAG.match(tag)
+            if match and match[0].lower() in self._languages:
+                return match[0].lower()
+        return DEFAULT_LANGUAGE
+
+
+def parse_accept_language(header: str | None) -> list[str]:
+    """Language tags of an ``Accept-Language`` header, most wanted first.
+
+    Hand-written: a dozen lines, where Babel would bring a large dependency for them.
+    """
+    weighted: list[tuple[float, int, str]] = []
+    for position, item in enumerate((header or "").split(",")[:20]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and quality > 0:
+            weighted.append((-quality, position, tag.strip()))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def _read_folder(folder: Path) -> dict[str, dict[str, str]]:
+    if not folder.is_dir():
+        raise TextsError(f"{folder}: no such folder")
+    texts: dict[str, dict[str, str]] = {}
+    for path in sorted(folder.glob("*.json")):
+        if not _LANGUAGE_FILE.match(path.name):
+            raise TextsError(f"{path}: name it after a language code, e.g. fr.json")
+        try:
+            strings = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise TextsError(f"{path}: {type(exc).__name__}") from None
+        if not isinstance(strings, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in strings.items()
+        ):
+            raise TextsError(f"{path}: must be a JSON object of texts")
+        texts[path.stem] = strings
+    return texts

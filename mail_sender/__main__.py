@@ -1,0 +1,3 @@
+from mail_sender.main import main
+
+main()

@@ -1,0 +1,92 @@
+"""The mail sender process: ``countersign mailer`` or ``python -m mail_sender``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import asyncpg
+
+from countersign.connections import create_pg_pool
+from countersign.runtime import configure_logging, fail, run
+from countersign.settings import Settings, SettingsError, load_settings
+from countersign.texts import TextCatalog, TextsError
+from mail_sender.messages import Composer, message_domain
+from mail_sender.sender import MailSender
+from petition_api.confirmation_token import ConfirmationTokens
+
+log = logging.getLogger("mail_sender")
+
+
+def build_sender(
+    settings: Settings, database_url: str, pool: asyncpg.Pool, catalog: TextCatalog
+) -> MailSender:
+    smtp, mail_from, public_url = settings.require_mail()
+    tokens = ConfirmationTokens(
+        settings.require_secret_key(), max_age_days=settings.confirmation_link_days
+    )
+    composer = Composer(
+        catalog,
+        tokens,
+        public_url=public_url,
+        mail_from=mail_from,
+        link_days=settings.confirmation_link_days,
+    )
+    return MailSender(
+        database_url,
+        pool,
+        smtp,
+        composer,
+        message_domain=message_domain(mail_from),
+        connections=settings.mail_connections,
+        batch_size=settings.mail_batch_size,
+        lease_seconds=settings.mail_lease_seconds,
+        retry_base=settings.mail_retry_base,
+        max_attempts=settings.mail_max_attempts,
+        poll_interval=settings.mail_poll_interval,
+        purge_days=settings.pending_purge_days,
+    )
+
+
+async def serve(settings: Settings, database_url: str, catalog: TextCatalog) -> None:
+    pool = await create_pg_pool(
+        database_url, max_size=settings.mail_connections + 2, application_name="mail_sender"
+    )
+    try:
+        sender = build_sender(settings, database_url, pool, catalog)
+        stopping = asyncio.Event()
+
+        def stop() -> None:
+            log.info("stopping: finishing the message in hand")
+            stopping.set()
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
+        work = asyncio.create_task(sender.run(stopping))
+        await asyncio.wait(
+            {work, asyncio.create_task(stopping.wait())}, return_when="FIRST_COMPLETED"
+        )
+        try:
+            # Finish the message in hand, but not forever: an unfinished one is sent again
+            # once its lease lapses, with the same Message-ID.
+            await asyncio.wait_for(work, settings.worker_shutdown_grace)
+        except TimeoutError:
+            log.warning("message not finished within the shutdown grace; leaving it to retry")
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        if not settings.database_url:
+            raise SettingsError("DATABASE_URL must be set (or use `countersign dev`)")
+        settings.require_mail()
+        settings.require_secret_key()
+        catalog = TextCatalog.load(settings.texts_dir)
+    except (SettingsError, TextsError) as exc:
+        fail(str(exc))
+    configure_logging(settings.log_level)
+    run(serve(settings, settings.database_url, catalog))

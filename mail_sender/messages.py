@@ -1,0 +1,89 @@
+"""The confirmation email: a plain-text and an HTML part, in the signer's language.
+
+It carries the petition's title and the link, and nothing the signer typed: not even
+their name, so that nobody can use the form to send chosen words to someone else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import asyncpg
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from countersign.texts import TextCatalog
+from petition_api.confirmation_token import ConfirmationRef, ConfirmationTokens
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """An email job a sender holds, with what the email needs."""
+
+    id: int
+    signature_id: int
+    petition_id: int
+    email: str
+    title: str
+    language: str
+    message_id: str
+    # This claim's number: outcomes are recorded only while no other claim followed it.
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ClaimedJob:
+        return cls(**dict(row))
+
+
+def message_domain(mail_from: str) -> str:
+    """The from-address's domain: the right-hand side of our Message-IDs."""
+    return parseaddr(mail_from)[1].rpartition("@")[2]
+
+
+class Composer:
+    def __init__(
+        self,
+        catalog: TextCatalog,
+        tokens: ConfirmationTokens,
+        *,
+        public_url: str,
+        mail_from: str,
+        link_days: int,
+    ) -> None:
+        self._catalog = catalog
+        self._tokens = tokens
+        self._public_url = public_url
+        self._mail_from = mail_from
+        self._link_days = link_days
+        self._env = Environment(
+            loader=PackageLoader("mail_sender", "templates"),
+            autoescape=select_autoescape(("html",)),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def confirmation(self, job: ClaimedJob) -> EmailMessage:
+        texts = self._catalog.get(job.language)
+        token = self._tokens.make(ConfirmationRef(job.signature_id, job.petition_id))
+        context = {
+            "t": texts,
+            "title": job.title,
+            "days": self._link_days,
+            "link": f"{self._public_url}/confirm/{token}",
+        }
+        message = EmailMessage()
+        message["From"] = self._mail_from
+        message["To"] = job.email
+        # One line, whatever the title holds: a header cannot break.
+        message["Subject"] = " ".join(texts("email_subject", title=job.title).split())
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = job.message_id
+        # Tells auto-responders (holiday replies) not to answer.
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(self._env.get_template("confirmation.txt").render(context))
+        message.add_alternative(
+            self._env.get_template("confirmation.html").render(context), subtype="html"
+        )
+        message["Content-Language"] = texts.language  # after the parts: set_content drops it
+        return message

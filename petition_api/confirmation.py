@@ -1,0 +1,161 @@
+"""Confirming signatures by email (double opt-in): the link's pages and new-link requests.
+
+``GET /confirm/{token}`` shows the petition and a button; only the button's POST
+confirms, so the mail scanners that open every link in an email confirm nobody. The
+token is the capability: nobody can post a confirmation without it, so the form needs no
+other defence against cross-site requests. Confirming sets ``confirmed_at``; the
+signatures triggers and the counter worker then count it, once.
+
+``GET /confirm`` and ``POST /confirm`` ask for a new link by address, from the pages of
+an expired or damaged link. The answer is the same whether or not the address signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web, web_log
+from aiohttp.web_request import BaseRequest
+from marshmallow import ValidationError
+
+from countersign.settings import Settings
+from countersign.texts import TextCatalog
+from petition_api import appkeys as keys
+from petition_api.confirmation_token import (
+    ConfirmationRef,
+    ConfirmationTokens,
+    TokenExpired,
+    TokenInvalid,
+)
+from petition_api.pages import Pages
+from petition_api.schemas import ConfirmationRequestSchema
+
+_request_schema = ConfirmationRequestSchema()
+
+# What the page for a token says: the petition's title, whether the signature is
+# confirmed, whether the petition is open. No row when the signature is gone.
+STATE = """
+SELECT p.title, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open
+FROM signatures s JOIN petitions p ON p.id = s.petition_id
+WHERE s.id = $1 AND s.petition_id = $2 AND s.erased_at IS NULL
+"""
+
+# Confirms a pending signature of an open petition. Of two concurrent confirmations,
+# the second waits for the first's row lock, then finds confirmed_at set and changes
+# nothing: the signature counts once.
+CONFIRM = """
+UPDATE signatures s SET confirmed_at = now()
+FROM petitions p
+WHERE s.id = $1 AND s.petition_id = $2 AND p.id = s.petition_id
+  AND s.confirmed_at IS NULL AND s.erased_at IS NULL AND countersign_petition_open(p)
+"""
+
+# Another confirmation email for each pending signature of this address on an open
+# petition, within the limit of $3 emails per signature.
+REQUEST_EMAILS = """
+INSERT INTO email_jobs (signature_id, sequence, language)
+SELECT s.id, so_far.queued + 1, $2
+FROM signatures s
+JOIN petitions p ON p.id = s.petition_id
+CROSS JOIN LATERAL countersign_confirmation_emails(s.id) AS so_far
+WHERE s.email_hash = $1 AND s.confirmed_at IS NULL AND s.erased_at IS NULL
+  AND countersign_petition_open(p) AND so_far.queued < $3 AND so_far.waiting = 0
+ON CONFLICT (signature_id, kind, sequence) DO NOTHING
+"""
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    """Routes, and the texts and templates (read from disk when the app starts)."""
+    app[keys.TOKENS] = ConfirmationTokens(
+        settings.require_secret_key(), max_age_days=settings.confirmation_link_days
+    )
+
+    async def texts(app: web.Application) -> AsyncIterator[None]:
+        app[keys.TEXTS] = TextCatalog.load(settings.texts_dir)
+        app[keys.PAGES] = Pages(app[keys.TEXTS])
+        yield
+
+    app.cleanup_ctx.append(texts)
+    app.router.add_get("/confirm", new_link_form)
+    app.router.add_post("/confirm", request_new_link)
+    app.router.add_get("/confirm/{token}", show_confirmation)
+    app.router.add_post("/confirm/{token}", confirm)
+
+
+async def show_confirmation(request: web.Request) -> web.Response:
+    return await _answer(request, confirm=False)
+
+
+async def confirm(request: web.Request) -> web.Response:
+    return await _answer(request, confirm=True)
+
+
+async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
+    pages = request.app[keys.PAGES]
+    try:
+        ref = request.app[keys.TOKENS].read(request.match_info["token"])
+    except TokenExpired:
+        return pages.render(request, "expired", status=410)
+    except TokenInvalid:
+        return pages.render(request, "damaged", status=400)
+    row = await confirmation_state(request.app[keys.DB], ref, confirm=confirm)
+    if row is None:  # purged unconfirmed, or erased
+        return pages.render(request, "gone", status=410)
+    if row["confirmed"]:
+        return pages.render(request, "confirmed", title=row["title"])
+    if not row["open"]:
+        return pages.render(request, "closed", status=409, title=row["title"])
+    return pages.render(request, "confirm", title=row["title"])
+
+
+async def confirmation_state(
+    pool: asyncpg.Pool, ref: ConfirmationRef, *, confirm: bool
+) -> asyncpg.Record | None:
+    """The signature's state, after confirming it if ``confirm`` (the POST; a GET
+    writes nothing)."""
+    if confirm:
+        await pool.execute(CONFIRM, ref.signature_id, ref.petition_id)
+    row: asyncpg.Record | None = await pool.fetchrow(STATE, ref.signature_id, ref.petition_id)
+    return row
+
+
+async def new_link_form(request: web.Request) -> web.Response:
+    return request.app[keys.PAGES].render(request, "request")
+
+
+async def request_new_link(request: web.Request) -> web.Response:
+    pages = request.app[keys.PAGES]
+    form = await request.post()
+    try:
+        fields = _request_schema.load(
+            {key: value for key, value in form.items() if isinstance(value, str)}
+        )
+    except ValidationError:
+        return pages.render(request, "request", status=422, invalid=True)
+    app = request.app
+    await request_emails(
+        app[keys.DB],
+        app[keys.HASHER].email(fields["email"]),
+        language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
+        limit=app[keys.SETTINGS].confirmation_emails,
+    )
+    # The same page whether a signature was waiting or not: this form tells nobody
+    # whether an address signed.
+    return pages.render(request, "requested", status=202)
+
+
+async def request_emails(
+    pool: asyncpg.Pool, email_hash: bytes, *, language: str, limit: int
+) -> None:
+    await pool.execute(REQUEST_EMAILS, email_hash, language, limit)
+
+
+class AccessLogger(web_log.AccessLogger):
+    """aiohttp's access log, but a confirmation token in a path is not written out: it
+    is a capability (whoever holds it can confirm the signature)."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request is not None and request.path.startswith("/confirm/"):
+            request = request.clone(rel_url="/confirm/redacted")
+        super().log(request, response, time)
