@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
+from countersign.cli_partners import partner, petition_origins
 from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import resolve_servers
 from countersign.migrations import migrate as apply_migrations
@@ -217,3 +218,7 @@ def rebuild() -> None:
             await pool.close()
 
     click.echo(f"rebuilt the counters of {_with_servers(action)} petition(s)")
+
+
+main.add_command(partner)
+petition.add_command(petition_origins)

@@ -11,7 +11,9 @@ from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
 from petition_api import views
 from petition_api.appkeys import DB, HASHER, LAYOUT, PETITIONS, REDIS, SETTINGS, WRITER
+from petition_api.cors import setup_cors
 from petition_api.errors import error_middleware
+from petition_api.partners import setup_partners
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
 
@@ -43,4 +45,6 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.extend([postgres, redis, writer])
     views.add_routes(app)
+    setup_partners(app)
+    setup_cors(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
@@ -11,6 +13,10 @@ from countersign.settings import Settings
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
 
+if TYPE_CHECKING:  # these modules' handlers import this one
+    from petition_api.cors import OriginPolicy
+    from petition_api.partners import PartnerDirectory
+
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", Redis)
@@ -18,3 +24,5 @@ LAYOUT = web.AppKey("layout", KeyLayout)
 HASHER = web.AppKey("hasher", Hasher)
 PETITIONS = web.AppKey("petitions", PetitionDirectory)
 WRITER = web.AppKey("writer", SignatureWriter)
+PARTNERS: web.AppKey[PartnerDirectory] = web.AppKey("partners")
+ORIGINS: web.AppKey[OriginPolicy] = web.AppKey("origins")
