@@ -38,6 +38,7 @@ class Settings:
     # Test seam: the worker stops itself (SIGSTOP) the first time it reaches this point,
     # so the fault tests can kill or freeze it at an exact step of the counter protocol.
     worker_stop_at: str | None
+    live_heartbeat: float
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -96,6 +97,9 @@ def load_settings() -> Settings:
                 "COUNTERSIGN_WORKER_SHUTDOWN_GRACE", 10.0, validate=Range(min=0)
             ),
             worker_stop_at=env.str("COUNTERSIGN_WORKER_STOP_AT", None, validate=OneOf(STOP_POINTS)),
+            live_heartbeat=env.float(
+                "COUNTERSIGN_LIVE_HEARTBEAT", 15.0, validate=Range(min=0.1, max=300)
+            ),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None

@@ -13,6 +13,7 @@ from petition_api import views
 from petition_api.appkeys import DB, HASHER, LAYOUT, PETITIONS, REDIS, SETTINGS, WRITER
 from petition_api.cors import setup_cors
 from petition_api.errors import error_middleware
+from petition_api.live import setup_live
 from petition_api.partners import setup_partners
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
@@ -47,4 +48,5 @@ def create_app(settings: Settings) -> web.Application:
     views.add_routes(app)
     setup_partners(app)
     setup_cors(app)
+    setup_live(app)
     return app

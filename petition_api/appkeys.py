@@ -15,6 +15,7 @@ from petition_api.signing import Hasher, SignatureWriter
 
 if TYPE_CHECKING:  # these modules' handlers import this one
     from petition_api.cors import OriginPolicy
+    from petition_api.live import LiveHub
     from petition_api.partners import PartnerDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,3 +27,4 @@ PETITIONS = web.AppKey("petitions", PetitionDirectory)
 WRITER = web.AppKey("writer", SignatureWriter)
 PARTNERS: web.AppKey[PartnerDirectory] = web.AppKey("partners")
 ORIGINS: web.AppKey[OriginPolicy] = web.AppKey("origins")
+LIVE: web.AppKey[LiveHub] = web.AppKey("live")

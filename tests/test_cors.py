@@ -26,6 +26,7 @@ PATHS = {
     f"/v1/petitions/{SLUG}": "GET",
     SIGN: "POST",
     f"/v1/petitions/{SLUG}/counts": "GET",
+    f"/v1/petitions/{SLUG}/live": "GET",
 }
 
 
@@ -114,6 +115,15 @@ async def test_other_origins_get_answers_without_a_grant(
     assert response.status == 200
     assert "Access-Control-Allow-Origin" not in response.headers
     assert "Origin" in response.headers.getall("Vary")  # caches must not mix the two
+
+
+async def test_the_live_stream_carries_the_grant(client: Client, worker: CounterWorker) -> None:
+    await worker.drain()
+    async with client.get(f"/v1/petitions/{SLUG}/live", headers={"Origin": PARTNER}) as stream:
+        assert stream.status == 200
+        assert stream.headers["Access-Control-Allow-Origin"] == PARTNER
+    async with client.get(f"/v1/petitions/{SLUG}/live", headers={"Origin": STRANGER}) as stream:
+        assert "Access-Control-Allow-Origin" not in stream.headers
 
 
 async def test_other_routes_never_answer_cors(client: Client) -> None:
