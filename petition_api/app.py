@@ -17,6 +17,7 @@ from petition_api.live import setup_live
 from petition_api.partners import setup_partners
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
+from petition_api.widget import setup_widget
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -49,4 +50,5 @@ def create_app(settings: Settings) -> web.Application:
     setup_partners(app)
     setup_cors(app)
     setup_live(app)
+    setup_widget(app)
     return app

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # these modules' handlers import this one
     from petition_api.cors import OriginPolicy
     from petition_api.live import LiveHub
     from petition_api.partners import PartnerDirectory
+    from petition_api.widget import WidgetAssets
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
@@ -28,3 +29,4 @@ WRITER = web.AppKey("writer", SignatureWriter)
 PARTNERS: web.AppKey[PartnerDirectory] = web.AppKey("partners")
 ORIGINS: web.AppKey[OriginPolicy] = web.AppKey("origins")
 LIVE: web.AppKey[LiveHub] = web.AppKey("live")
+WIDGET: web.AppKey[WidgetAssets] = web.AppKey("widget")
