@@ -70,7 +70,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on [COUNTERSIGN_HOST].")
 @click.option("--port", type=int, default=None, help="Port to listen on [COUNTERSIGN_PORT].")
-def dev(host: str | None, port: int | None) -> None:
+@click.option(
+    "--demo-port",
+    type=int,
+    default=None,
+    help="Port of the demo partner page [COUNTERSIGN_DEMO_PORT; default: the API port + 1].",
+)
+def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
     """Run everything on this machine: servers, migrations, demo petition, API, worker.
 
     Starts embedded Postgres and Redis under the data folder unless DATABASE_URL and
@@ -80,7 +86,9 @@ def dev(host: str | None, port: int | None) -> None:
 
     settings = _settings()
     configure_logging(settings.log_level)
-    raise SystemExit(run_dev(settings, host or settings.host, port or settings.port))
+    port = port or settings.port
+    demo_port = demo_port or settings.demo_port or port + 1
+    raise SystemExit(run_dev(settings, host or settings.host, port, demo_port))
 
 
 @main.command()

@@ -18,6 +18,7 @@ from countersign.embedded import EmbeddedServers, resolve_servers
 from countersign.migrations import migrate
 from countersign.runtime import run
 from countersign.settings import Settings
+from petition_api.cors import add_petition_origins
 from petition_api.petitions import create_petition, fetch_petition
 
 DEMO_SLUG = "refer-syria-to-icc"
@@ -44,7 +45,14 @@ def dev_secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-async def prepare(settings: Settings) -> tuple[str, str, EmbeddedServers | None]:
+def demo_origins(host: str, demo_port: int) -> list[str]:
+    """The demo partner page's origin as a browser may spell it."""
+    return sorted({f"http://{name}:{demo_port}" for name in (host, "127.0.0.1", "localhost")})
+
+
+async def prepare(
+    settings: Settings, host: str, demo_port: int
+) -> tuple[str, str, EmbeddedServers | None]:
     database_url, redis_url, embedded = await resolve_servers(
         settings.database_url, settings.redis_url, settings.data_dir
     )
@@ -61,15 +69,16 @@ async def prepare(settings: Settings) -> tuple[str, str, EmbeddedServers | None]
                 goal=DEMO_GOAL,
                 status="open",
             )
+        await add_petition_origins(conn, DEMO_SLUG, demo_origins(host, demo_port))
     finally:
         await conn.close()
     return database_url, redis_url, embedded
 
 
-def run_dev(settings: Settings, host: str, port: int) -> int:
+def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print("countersign: starting servers and applying migrations...", flush=True)
-    database_url, redis_url, embedded = run(prepare(settings))
+    database_url, redis_url, embedded = run(prepare(settings, host, demo_port))
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -84,7 +93,14 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     worker = subprocess.Popen(
         [sys.executable, "-m", "counter_worker"], env=env, start_new_session=True
     )
-    children = [api, worker]
+    base = f"http://{host}:{port}"
+    # A partner's page on another origin, embedding the widget as partners do.
+    partner = subprocess.Popen(
+        [sys.executable, "-m", "countersign.demo_partner", base, host, str(demo_port), DEMO_SLUG],
+        env=env,
+        start_new_session=True,
+    )
+    children = [api, worker, partner]
     stop_requested = False
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -94,9 +110,9 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        base = f"http://{host}:{port}"
-        if _wait_ready(base, children, lambda: stop_requested):
-            _print_banner(base, settings.data_dir if embedded else None)
+        demo = f"http://{host}:{demo_port}"
+        if all(_wait_ready(url, children, lambda: stop_requested) for url in (base, demo)):
+            _print_banner(base, demo, settings.data_dir if embedded else None)
         while not stop_requested and all(child.poll() is None for child in children):
             time.sleep(0.2)
     finally:
@@ -131,7 +147,7 @@ def _wait_ready(
     return False
 
 
-def _print_banner(base: str, data_dir: Path | None) -> None:
+def _print_banner(base: str, demo: str, data_dir: Path | None) -> None:
     petition = f"{base}/v1/petitions/{DEMO_SLUG}"
     lines = [
         "",
@@ -139,6 +155,8 @@ def _print_banner(base: str, data_dir: Path | None) -> None:
         f"  API           {base}",
         f"  petition      {petition}",
         f"  live counts   {petition}/counts",
+        f"  partner page  {demo}/  (the widget, embedded from another origin)",
+        f"  embed         {base}/embed/{DEMO_SLUG}",
         f"  sign          curl {petition}/signatures -H 'Content-Type: application/json'",
         """                  -d '{"name": "Your Name", "email": "you@example.org",""",
         """                       "country": "FR"}'""",

@@ -39,6 +39,8 @@ class Settings:
     # so the fault tests can kill or freeze it at an exact step of the counter protocol.
     worker_stop_at: str | None
     live_heartbeat: float
+    # None: the API port + 1.
+    demo_port: int | None
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -100,6 +102,7 @@ def load_settings() -> Settings:
             live_heartbeat=env.float(
                 "COUNTERSIGN_LIVE_HEARTBEAT", 15.0, validate=Range(min=0.1, max=300)
             ),
+            demo_port=env.int("COUNTERSIGN_DEMO_PORT", None, validate=Range(min=1, max=65535)),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None
