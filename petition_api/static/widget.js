@@ -197,7 +197,7 @@
         goal.textContent = num.format(c.goal);
         bar.setAttribute("aria-valuemax", String(c.goal));
         bar.setAttribute("aria-valuenow", String(Math.min(c.total, c.goal)));
-        fill.style.width = Math.min(100, (100 * c.total) / c.goal) + "%";
+        fill.style.width = (c.total ? Math.max(1, Math.min(100, (100 * c.total) / c.goal)) : 0) + "%";
         top.textContent = "";
         c.countries.slice(0, 5).forEach(function (x) {
           top.appendChild(h("li", {}, [h("span", { text: nameOf(x.code) }), h("span", { text: num.format(x.count) })]));
