@@ -45,12 +45,15 @@ _MAX_BACKOFF = 5.0
 @dataclass(frozen=True)
 class LiveEvent:
     id: str
-    data: str
+    # The event as sent: formatted once per change, not once per stream (the JSON data
+    # has no line breaks, so it is one ``data:`` line).
+    wire: bytes
 
 
 def live_event(petition: Petition, counts: LiveCounts) -> LiveEvent:
     stamp = round(counts.updated_at.timestamp() * 1_000_000) if counts.updated_at else 0
-    return LiveEvent(id=str(stamp), data=counts_json(petition, counts))
+    data = counts_json(petition, counts)
+    return LiveEvent(id=str(stamp), wire=f"id: {stamp}\ndata: {data}\n\n".encode())
 
 
 class LiveStream:
@@ -220,7 +223,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             try:
                 while (event := await stream.next()) is not None:
                     if event.id != sent:
-                        await sse.send(event.data, id=event.id)
+                        await sse.write(event.wire)
                         sent = event.id
             except (ConnectionResetError, TimeoutError):
                 pass  # the browser went away; it reconnects if it wants more
