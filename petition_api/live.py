@@ -204,9 +204,10 @@ class LiveHub:
 
     async def close(self) -> None:
         self.end_streams()
-        for audience in list(self._audiences.values()):
-            if audience.reading is not None:
-                audience.reading.cancel()
+        readings = [a.reading for a in self._audiences.values() if a.reading is not None]
+        for reading in readings:
+            reading.cancel()
+        await asyncio.gather(*readings, return_exceptions=True)
         await self._subscriber.aclose()
 
 

@@ -258,6 +258,17 @@ async def test_messages_for_network_failure_rate_limit_and_closed_petition(
     assert await rows(pool) == []
 
 
+async def test_a_closed_petition_shows_no_form(
+    browser: Browser, api: str, partner: Site, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    await pool.execute("UPDATE petitions SET status = 'closed'")
+    page = await open_page(browser, partner.page("article", snippet_page(api)))
+    box = widget(page)
+    await expect(box.get_by_role("alert")).to_have_text("This petition is closed.")
+    await shows_total(box, 0)
+    await expect(box.locator("form")).to_have_count(0)
+
+
 async def rate_limited(route: Route) -> None:
     body = {"error": {"code": "rate_limited", "message": "too many requests"}}
     await route.fulfill(status=429, json=body, headers={"Access-Control-Allow-Origin": "*"})
