@@ -173,8 +173,8 @@
       .then(function (p) { render(p); }, function () { box.firstChild.textContent = t.missing; });
 
     function render(p) {
-      var total = h("strong", { "class": "total", "data-total": "" });
-      var goal = h("span", { "class": "goal" });
+      var total = h("strong", { "class": "total", "data-total": "", text: "…" });
+      var goal = h("span", { "class": "goal", text: num.format(p.goal) });
       var count = h("p", { "class": "count", id: "cs-count" });
       t.count.split(/(\{n\}|\{goal\})/).forEach(function (part) {
         count.appendChild(part === "{n}" ? total : part === "{goal}" ? goal : document.createTextNode(part));
