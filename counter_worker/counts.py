@@ -44,3 +44,15 @@ async def read_counts(redis: Redis, layout: KeyLayout, petition_id: int) -> Live
         sources={code: int(n) for code, n in sources.items()},
         updated_at=datetime.fromtimestamp(float(updated), UTC) if updated else None,
     )
+
+
+async def read_source_count(
+    redis: Redis, layout: KeyLayout, petition_id: int, source: str
+) -> int | None:
+    """How many counted signatures carry this source, or None while not built."""
+    keys = layout.petition(petition_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.exists(keys.built)
+        pipe.hget(keys.sources, source)
+        built, count = await pipe.execute()
+    return int(count or 0) if built else None

@@ -10,6 +10,7 @@ import asyncpg
 import click
 
 from countersign import cli_staff
+from countersign.cli_partners import partner, petition_origins
 from countersign.embedded import resolve_servers
 from countersign.mail_commands import mailer, purge_pending
 from countersign.migrations import migrate as apply_migrations
@@ -70,7 +71,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on [COUNTERSIGN_HOST].")
 @click.option("--port", type=int, default=None, help="Port to listen on [COUNTERSIGN_PORT].")
-def dev(host: str | None, port: int | None) -> None:
+@click.option(
+    "--demo-port",
+    type=int,
+    default=None,
+    help="Port of the demo partner page [COUNTERSIGN_DEMO_PORT; default: the API port + 1].",
+)
+def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
     """Run everything on this machine: servers, migrations, demo petition, API, worker.
 
     Starts embedded Postgres and Redis under the data folder unless DATABASE_URL and
@@ -80,7 +87,9 @@ def dev(host: str | None, port: int | None) -> None:
 
     settings = _settings()
     configure_logging(settings.log_level)
-    raise SystemExit(run_dev(settings, host or settings.host, port or settings.port))
+    port = port or settings.port
+    demo_port = demo_port or settings.demo_port or port + 1
+    raise SystemExit(run_dev(settings, host or settings.host, port, demo_port))
 
 
 @main.command()
@@ -221,3 +230,5 @@ main.add_command(cli_staff.export)
 main.add_command(cli_staff.anonymise)
 main.add_command(mailer)
 main.add_command(purge_pending)
+main.add_command(partner)
+petition.add_command(petition_origins)

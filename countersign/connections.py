@@ -33,11 +33,12 @@ async def create_pg_pool(
     )
 
 
-def create_redis(url: str) -> Redis:
+def create_redis(url: str, *, client_name: str | None = None) -> Redis:
     return Redis.from_url(
         url,
         decode_responses=True,
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=15,
+        client_name=client_name,
     )

@@ -19,6 +19,7 @@ from countersign.embedded import EmbeddedServers, resolve_servers
 from countersign.migrations import migrate
 from countersign.runtime import run
 from countersign.settings import Settings
+from petition_api.cors import add_petition_origins
 from petition_api.petitions import create_petition, fetch_petition
 
 if TYPE_CHECKING:
@@ -48,7 +49,14 @@ def dev_secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-async def prepare(settings: Settings) -> tuple[str, str, EmbeddedServers | None]:
+def demo_origins(host: str, demo_port: int) -> list[str]:
+    """The demo partner page's origin as a browser may spell it."""
+    return sorted({f"http://{name}:{demo_port}" for name in (host, "127.0.0.1", "localhost")})
+
+
+async def prepare(
+    settings: Settings, host: str, demo_port: int
+) -> tuple[str, str, EmbeddedServers | None]:
     database_url, redis_url, embedded = await resolve_servers(
         settings.database_url, settings.redis_url, settings.data_dir
     )
@@ -66,15 +74,16 @@ async def prepare(settings: Settings) -> tuple[str, str, EmbeddedServers | None]
                 status="open",
                 require_confirmation=True,
             )
+        await add_petition_origins(conn, DEMO_SLUG, demo_origins(host, demo_port))
     finally:
         await conn.close()
     return database_url, redis_url, embedded
 
 
-def run_dev(settings: Settings, host: str, port: int) -> int:
+def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print("countersign: starting servers and applying migrations...", flush=True)
-    database_url, redis_url, embedded = run(prepare(settings))
+    database_url, redis_url, embedded = run(prepare(settings, host, demo_port))
     mail_dir, smtp_url = settings.data_dir / "mail", None
     catcher: Controller | None = None
     if settings.smtp is None:
@@ -96,11 +105,27 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     }
     # Own sessions: Ctrl-C reaches this process only, which then stops the API first
     # (no new signatures), the mail sender (it finishes its message) and the worker last
-    # (it finishes its batch).
+    # (it finishes its batch); the partner page goes with them.
     children = [
         subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
         for module in ("petition_api", "mail_sender", "counter_worker")
     ]
+    # A partner's page on another origin, embedding the widget as partners do.
+    children.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "countersign.demo_partner",
+                base,
+                host,
+                str(demo_port),
+                DEMO_SLUG,
+            ],
+            env=env,
+            start_new_session=True,
+        )
+    )
     stop_requested = False
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -110,9 +135,13 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        if _wait_ready(base, children, lambda: stop_requested):
+        demo = f"http://{_reachable(host)}:{demo_port}"
+        if all(_wait_ready(url, children, lambda: stop_requested) for url in (base, demo)):
             _print_banner(
-                base, settings.data_dir if embedded else None, mail_dir if catcher else None
+                base,
+                demo,
+                settings.data_dir if embedded else None,
+                mail_dir if catcher else None,
             )
         while not stop_requested and all(child.poll() is None for child in children):
             time.sleep(0.2)
@@ -155,7 +184,7 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
 
 
-def _print_banner(base: str, data_dir: Path | None, mail_dir: Path | None) -> None:
+def _print_banner(base: str, demo: str, data_dir: Path | None, mail_dir: Path | None) -> None:
     petition = f"{base}/v1/petitions/{DEMO_SLUG}"
     lines = [
         "",
@@ -163,6 +192,8 @@ def _print_banner(base: str, data_dir: Path | None, mail_dir: Path | None) -> No
         f"  API           {base}",
         f"  petition      {petition}",
         f"  live counts   {petition}/counts",
+        f"  partner page  {demo}/  (the widget, embedded from another origin)",
+        f"  embed         {base}/embed/{DEMO_SLUG}",
         f"  sign          curl {petition}/signatures -H 'Content-Type: application/json'",
         """                  -d '{"name": "Your Name", "email": "you@example.org",""",
         """                       "country": "FR"}'""",

@@ -59,6 +59,9 @@ class Settings:
     mail_lease_seconds: float
     mail_retry_base: float
     mail_max_attempts: int
+    live_heartbeat: float
+    # None: the API port + 1.
+    demo_port: int | None
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -170,6 +173,10 @@ def load_settings() -> Settings:
             mail_max_attempts=env.int(
                 "COUNTERSIGN_MAIL_MAX_ATTEMPTS", 8, validate=Range(min=1, max=100)
             ),
+            live_heartbeat=env.float(
+                "COUNTERSIGN_LIVE_HEARTBEAT", 15.0, validate=Range(min=0.1, max=300)
+            ),
+            demo_port=env.int("COUNTERSIGN_DEMO_PORT", None, validate=Range(min=1, max=65535)),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None

@@ -20,10 +20,14 @@ from petition_api.appkeys import (
     SETTINGS,
     WRITER,
 )
+from petition_api.cors import setup_cors
 from petition_api.counts import CountsRenderer
 from petition_api.errors import error_middleware
+from petition_api.live import setup_live
+from petition_api.partners import setup_partners
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
+from petition_api.widget import setup_widget
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -56,4 +60,8 @@ def create_app(settings: Settings) -> web.Application:
     views.add_routes(app)
     admin.add_routes(app)
     confirmation.setup(app, settings)
+    setup_partners(app)
+    setup_cors(app)
+    setup_live(app)
+    setup_widget(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
@@ -15,6 +17,12 @@ from petition_api.pages import Pages
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
 
+if TYPE_CHECKING:  # these modules' handlers import this one
+    from petition_api.cors import OriginPolicy
+    from petition_api.live import LiveHub
+    from petition_api.partners import PartnerDirectory
+    from petition_api.widget import WidgetAssets
+
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", Redis)
@@ -26,3 +34,7 @@ COUNTS = web.AppKey("counts", CountsRenderer)
 TEXTS = web.AppKey("texts", TextCatalog)
 TOKENS = web.AppKey("tokens", ConfirmationTokens)
 PAGES = web.AppKey("pages", Pages)
+PARTNERS: web.AppKey[PartnerDirectory] = web.AppKey("partners")
+ORIGINS: web.AppKey[OriginPolicy] = web.AppKey("origins")
+LIVE: web.AppKey[LiveHub] = web.AppKey("live")
+WIDGET: web.AppKey[WidgetAssets] = web.AppKey("widget")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 from redis.asyncio import Redis
 
-from counter_worker.counts import read_counts
+from counter_worker.counts import LiveCounts, read_counts
 from counter_worker.keys import KeyLayout
 from petition_api.petitions import Petition
 from petition_api.schemas import CountsSchema
@@ -26,6 +26,20 @@ _schema = CountsSchema()
 class RenderedCounts:
     body: bytes
     etag: str
+
+
+def counts_json(petition: Petition, counts: LiveCounts) -> str:
+    """The body of ``/counts``, and the data of each ``/live`` event."""
+    payload = _schema.dump(
+        {
+            "slug": petition.slug,
+            "total": counts.total,
+            "goal": petition.goal,
+            "countries": [{"code": c, "count": n} for c, n in counts.top_countries()],
+            "updated_at": counts.updated_at,
+        }
+    )
+    return json.dumps(payload, separators=(",", ":"))
 
 
 class CountsRenderer:
@@ -43,16 +57,7 @@ class CountsRenderer:
         counts = await read_counts(self._redis, self._layout, petition.id)
         if counts is None:
             return None
-        payload = _schema.dump(
-            {
-                "slug": petition.slug,
-                "total": counts.total,
-                "goal": petition.goal,
-                "countries": [{"code": c, "count": n} for c, n in counts.top_countries()],
-                "updated_at": counts.updated_at,
-            }
-        )
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = counts_json(petition, counts).encode()
         rendered = RenderedCounts(body, hashlib.blake2b(body, digest_size=12).hexdigest())
         if self._cache is not None:
             self._cache[petition.id] = rendered

@@ -72,6 +72,23 @@ def unavailable(message: str = "a back-end service is unavailable; try again sho
     return ApiError(503, "service_unavailable", message, headers={"Retry-After": "1"})
 
 
+def petition_not_found() -> ApiError:
+    return ApiError(404, "petition_not_found", "no such petition")
+
+
+def validation_failed(fields: Mapping[str, Any]) -> ApiError:
+    return ApiError(422, "validation_failed", "some fields are invalid", fields=fields)
+
+
+def counts_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "counts_unavailable",
+        "the live counts are being rebuilt; try again in a moment",
+        headers={"Retry-After": "1"},
+    )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:

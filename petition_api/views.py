@@ -11,7 +11,14 @@ from marshmallow import ValidationError
 
 from countersign.connections import TRANSIENT_ERRORS
 from petition_api import appkeys as keys
-from petition_api.errors import ApiError, unavailable
+from petition_api.errors import (
+    ApiError,
+    counts_unavailable,
+    petition_not_found,
+    unavailable,
+    validation_failed,
+)
+from petition_api.partners import authenticated_partner
 from petition_api.petitions import Petition
 from petition_api.schemas import PetitionSchema, SignatureSchema
 from petition_api.signing import BackendUnavailable, NewSignature, SignStatus
@@ -33,7 +40,7 @@ def add_routes(app: web.Application) -> None:
 async def public_petition(request: web.Request) -> Petition:
     petition = await request.app[keys.PETITIONS].get(request.match_info["slug"])
     if petition is None or not petition.is_public:
-        raise ApiError(404, "petition_not_found", "no such petition")
+        raise petition_not_found()
     return petition
 
 
@@ -45,19 +52,18 @@ async def get_petition(request: web.Request) -> web.Response:
 
 
 async def sign(request: web.Request) -> web.Response:
+    partner = await authenticated_partner(request)
     petition = await public_petition(request)
     if petition.effective_status != "open":
         raise ApiError(409, "petition_closed", "this petition is not taking signatures")
     data = await _read_body(request)
+    if partner is not None:
+        # A partner's signatures carry its own code, whatever the body says.
+        data.pop("source", None)
     try:
         fields = _signature_schema.load(data)
     except ValidationError as exc:
-        raise ApiError(
-            422,
-            "validation_failed",
-            "some fields are invalid",
-            fields=cast(dict[str, Any], exc.messages),
-        ) from None
+        raise validation_failed(cast(dict[str, Any], exc.messages)) from None
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
@@ -70,7 +76,7 @@ async def sign(request: web.Request) -> web.Response:
         email_hash=hasher.email(fields["email"]),
         country=fields["country"],
         postal_code=fields["postal_code"],
-        source=fields["source"],
+        source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
         ip_hash=hasher.ip(request.remote) if request.remote else None,
         language=request.app[keys.TEXTS].negotiate(
@@ -119,12 +125,7 @@ async def get_counts(request: web.Request) -> web.Response:
     except TRANSIENT_ERRORS:
         raise unavailable("live counts are unavailable; try again shortly") from None
     if rendered is None:
-        raise ApiError(
-            503,
-            "counts_unavailable",
-            "the live counts are being rebuilt; try again in a moment",
-            headers={"Retry-After": "1"},
-        )
+        raise counts_unavailable()
     headers = {
         "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
         "ETag": f'"{rendered.etag}"',

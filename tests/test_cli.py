@@ -270,7 +270,11 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
 ) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
-    env |= {"COUNTERSIGN_PORT": str(port), "COUNTERSIGN_REDIS_PREFIX": layout.prefix}
+    env |= {
+        "COUNTERSIGN_PORT": str(port),
+        "COUNTERSIGN_DEMO_PORT": str(_free_port()),
+        "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
+    }
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
     base = f"http://127.0.0.1:{port}/v1/petitions/refer-syria-to-icc"

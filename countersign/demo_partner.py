@@ -1,0 +1,39 @@
+"""The demo partner page of ``countersign dev``: another origin embedding the widget.
+
+``python -m countersign.demo_partner API_URL HOST PORT SLUG`` serves, on its own port (so on
+another origin than the API), a page that pastes the widget snippet as a partner would.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+from petition_api.widget import partner_page
+
+DEMO_SOURCE = "demo-partner"
+
+
+def demo_app(api: str, slug: str) -> web.Application:
+    page = partner_page(api, [(slug, DEMO_SOURCE)])
+
+    async def index(_request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    async def ready(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/readyz", ready)
+    return app
+
+
+def main() -> None:
+    api, host, port, slug = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    web.run_app(demo_app(api, slug), host=host, port=port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Partners: the sites and organisations that bring signers, and their API keys.
+
+A partner's key is ``cs_partner_`` plus 32 random bytes (URL-safe base64). Only its
+SHA-256 is stored: a key that random cannot be guessed from its hash, so no slow hash
+is needed, and lookups stay one indexed equality. The key is shown once, at creation.
+
+With the key, a partner signs server to server (``Authorization: Bearer <key>`` on the
+usual sign endpoint, the source forced to the partner's code) and reads how many
+signatures its source brought (``GET /v1/partner/counts?petition=slug``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import asyncpg
+from aiohttp import web
+from cachetools import TTLCache
+from marshmallow import RAISE, Schema, ValidationError, fields
+
+from counter_worker.counts import read_source_count
+from countersign.connections import TRANSIENT_ERRORS
+from petition_api import appkeys as keys
+from petition_api.errors import (
+    ApiError,
+    counts_unavailable,
+    petition_not_found,
+    unavailable,
+    validation_failed,
+)
+from petition_api.petitions import Petition
+
+KEY_PREFIX = "cs_partner_"
+
+INSERT_PARTNER = """
+INSERT INTO partners (name, source_code, allowed_origins, key_hash)
+VALUES ($1, $2, $3, $4)
+RETURNING id, name, source_code, allowed_origins, created_at, revoked_at
+"""
+
+SELECT_PARTNERS = """
+SELECT id, name, source_code, allowed_origins, created_at, revoked_at
+FROM partners ORDER BY created_at, id
+"""
+
+REVOKE_PARTNER = """
+UPDATE partners SET revoked_at = now()
+WHERE source_code = $1 AND revoked_at IS NULL
+RETURNING id, name, source_code, allowed_origins, created_at, revoked_at
+"""
+
+SELECT_ACTIVE_BY_KEY_HASH = """
+SELECT id, name, source_code, allowed_origins, created_at, revoked_at
+FROM partners WHERE key_hash = $1 AND revoked_at IS NULL
+"""
+
+SELECT_ACTIVE_ORIGINS = """
+SELECT DISTINCT unnest(allowed_origins) AS origin FROM partners WHERE revoked_at IS NULL
+"""
+
+
+@dataclass(frozen=True)
+class Partner:
+    id: int
+    name: str
+    source_code: str
+    allowed_origins: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Partner:
+        return cls(**dict(row))
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def create_partner(
+    conn: asyncpg.Pool | asyncpg.Connection, *, name: str, source_code: str, origins: list[str]
+) -> tuple[Partner, str]:
+    """A new partner and its key: the only time the key exists outside the caller."""
+    key = new_key()
+    row = await conn.fetchrow(INSERT_PARTNER, name, source_code, origins, hash_key(key))
+    return Partner.from_row(row), key
+
+
+async def list_partners(conn: asyncpg.Pool | asyncpg.Connection) -> list[Partner]:
+    return [Partner.from_row(row) for row in await conn.fetch(SELECT_PARTNERS)]
+
+
+async def revoke_partner(
+    conn: asyncpg.Pool | asyncpg.Connection, source_code: str
+) -> Partner | None:
+    """Revoke an active partner's key and origins; None if none is active by that code."""
+    row = await conn.fetchrow(REVOKE_PARTNER, source_code)
+    return Partner.from_row(row) if row else None
+
+
+class PartnerDirectory:
+    """Active partners by key hash, and all their origins, cached for a few seconds.
+
+    A revocation takes effect within ``ttl`` seconds. Unknown keys are cached too, so a
+    flood of wrong keys costs one query per distinct key per ``ttl`` at most.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 2.0, size: int = 10_000) -> None:
+        self._pool = pool
+        self._by_hash: TTLCache[bytes, Partner | None] = TTLCache(maxsize=size, ttl=ttl)
+        self._origins: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1, ttl=ttl)
+
+    async def by_key(self, key: str) -> Partner | None:
+        digest = hash_key(key)
+        try:
+            return self._by_hash[digest]
+        except KeyError:
+            pass
+        row = await self._pool.fetchrow(SELECT_ACTIVE_BY_KEY_HASH, digest)
+        partner = Partner.from_row(row) if row else None
+        self._by_hash[digest] = partner
+        return partner
+
+    async def origins(self) -> frozenset[str]:
+        """Every origin of every active partner."""
+        try:
+            return self._origins["all"]
+        except KeyError:
+            pass
+        rows = await self._pool.fetch(SELECT_ACTIVE_ORIGINS)
+        origins = frozenset(row["origin"] for row in rows)
+        self._origins["all"] = origins
+        return origins
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticated_partner(request: web.Request) -> Partner | None:
+    """The partner whose key the request carries; None when it carries no Authorization.
+
+    A malformed, unknown or revoked key is a 401: a partner's form must not quietly turn
+    into anonymous signing when its key stops working.
+    """
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _unauthorized("use Authorization: Bearer <partner key>")
+    partner = await request.app[keys.PARTNERS].by_key(key.strip())
+    if partner is None:
+        raise _unauthorized("the partner key is not valid (wrong or revoked)")
+    return partner
+
+
+class PartnerCountsQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    petition = fields.String(required=True)
+
+
+_query_schema = PartnerCountsQuery()
+
+
+async def _partner_and_petition(request: web.Request) -> tuple[Partner, Petition]:
+    """The calling partner and the petition its ``?petition=slug`` names."""
+    partner = await authenticated_partner(request)
+    if partner is None:
+        raise _unauthorized("this endpoint needs Authorization: Bearer <partner key>")
+    try:
+        query = _query_schema.load(dict(request.query))
+    except ValidationError as exc:
+        raise validation_failed(cast(dict[str, Any], exc.messages)) from None
+    petition = await request.app[keys.PETITIONS].get(query["petition"])
+    if petition is None or not petition.is_public:
+        raise petition_not_found()
+    return partner, petition
+
+
+async def partner_counts(request: web.Request) -> web.Response:
+    """How many counted signatures carry the partner's source on one petition."""
+    partner, petition = await _partner_and_petition(request)
+    try:
+        total = await read_source_count(
+            request.app[keys.REDIS], request.app[keys.LAYOUT], petition.id, partner.source_code
+        )
+    except TRANSIENT_ERRORS:
+        raise unavailable("live counts are unavailable; try again shortly") from None
+    if total is None:
+        raise counts_unavailable()
+    return web.json_response(
+        {"petition": petition.slug, "source": partner.source_code, "total": total},
+        headers={"Cache-Control": "no-store", "Vary": "Authorization"},
+    )
+
+
+# Signatures still standing (not erased, not invalidated), split by confirmation.
+VALIDATIONS = """
+SELECT count(*) FILTER (WHERE confirmed_at IS NOT NULL) AS confirmed,
+       count(*) FILTER (WHERE confirmed_at IS NULL) AS pending
+FROM signatures
+WHERE petition_id = $1 AND source = $2 AND erased_at IS NULL AND invalidated_at IS NULL
+"""
+
+
+async def partner_validations(request: web.Request) -> web.Response:
+    """How many of the partner's signatures are confirmed by email, and how many wait.
+
+    Counts only: a partner learns nothing about who signed. Read from Postgres, since
+    pending signatures never reach the live counters.
+    """
+    partner, petition = await _partner_and_petition(request)
+    row = await request.app[keys.DB].fetchrow(VALIDATIONS, petition.id, partner.source_code)
+    return web.json_response(
+        {
+            "petition": petition.slug,
+            "source": partner.source_code,
+            "confirmed": row["confirmed"],
+            "pending": row["pending"],
+        },
+        headers={"Cache-Control": "no-store", "Vary": "Authorization"},
+    )
+
+
+def setup_partners(app: web.Application) -> None:
+    async def directory(app: web.Application) -> AsyncIterator[None]:
+        app[keys.PARTNERS] = PartnerDirectory(app[keys.DB])
+        yield
+
+    app.cleanup_ctx.append(directory)
+    app.router.add_get("/v1/partner/counts", partner_counts)
+    app.router.add_get("/v1/partner/validations", partner_validations)

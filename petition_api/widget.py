@@ -1,0 +1,161 @@
+"""The embeddable widget: its script, the iframe page, and the partner demo page.
+
+``/widget.js`` is what partners paste. It is a tiny loader, cached for five minutes,
+that loads ``/widget/<content hash>.js``, cached for a year as immutable: a new version
+reaches every partner page within minutes, while the script itself is downloaded once
+per version. ``/embed/{slug}`` is the same widget as a full page for sites that only
+allow iframes; its ``frame-ancestors`` are the origins allowed to call the API for that
+petition (the petition's and the partners'), or ``'none'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from aiohttp import web
+
+from countersign.connections import TRANSIENT_ERRORS
+from petition_api import appkeys as keys
+from petition_api.cors import ANY_ORIGIN
+from petition_api.errors import unavailable
+from petition_api.views import public_petition
+
+STATIC = Path(__file__).parent / "static"
+
+LOADER_MAX_AGE = 300
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+# A BCP 47 tag as far as the page needs one (``fr``, ``pt-BR``); anything else is ignored.
+_LANGUAGE_TAG = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,2}$")
+
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+_SCRIPT_HEADERS = {
+    **_SECURITY_HEADERS,
+    # Partner pages that isolate themselves (COEP) may still load it.
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
+@dataclass(frozen=True)
+class WidgetAssets:
+    script: bytes
+    version: str
+    loader: bytes
+    embed_page: Template
+
+    @classmethod
+    def load(cls) -> WidgetAssets:
+        script = (STATIC / "widget.js").read_bytes()
+        version = hashlib.sha256(script).hexdigest()[:16]
+        loader = Template((STATIC / "loader.js").read_text(encoding="utf-8"))
+        return cls(
+            script=script,
+            version=version,
+            loader=loader.substitute(version=version).encode(),
+            embed_page=Template((STATIC / "embed.html").read_text(encoding="utf-8")),
+        )
+
+
+def partner_page(api: str, widgets: Iterable[tuple[str, str | None]]) -> str:
+    """A page embedding the widget exactly as a partner would: one ``div`` per (petition
+    slug, source code or None) and the ``<script>`` snippet, loaded from ``api``."""
+    divs = "\n".join(_widget_div(slug, source=source) for slug, source in widgets)
+    template = Template((STATIC / "partner-demo.html").read_text(encoding="utf-8"))
+    return template.substitute(api=html.escape(api.rstrip("/")), widgets=divs)
+
+
+def _widget_div(slug: str, *, source: str | None = None, lang: str | None = None) -> str:
+    attributes = f' data-countersign-petition="{html.escape(slug)}"'
+    if source is not None:
+        attributes += f' data-source="{html.escape(source)}"'
+    if lang is not None:
+        attributes += f' data-lang="{html.escape(lang)}"'
+    return f"<div{attributes}></div>"
+
+
+async def loader(request: web.Request) -> web.Response:
+    assets = request.app[keys.WIDGET]
+    return _javascript(
+        assets.loader,
+        f"public, max-age={LOADER_MAX_AGE}",
+        etag=assets.version,
+        request=request,
+    )
+
+
+async def script(request: web.Request) -> web.Response:
+    assets = request.app[keys.WIDGET]
+    if request.match_info["version"] == assets.version:
+        return _javascript(assets.script, IMMUTABLE, etag=assets.version, request=request)
+    # Another version (a process of the previous or next deploy answered the loader):
+    # serve ours, but briefly, since this URL should hold different bytes.
+    return _javascript(
+        assets.script,
+        f"public, max-age={LOADER_MAX_AGE}",
+        etag=assets.version,
+        request=request,
+    )
+
+
+def _javascript(body: bytes, cache: str, *, etag: str, request: web.Request) -> web.Response:
+    headers = {**_SCRIPT_HEADERS, "Cache-Control": cache, "ETag": f'"{etag}"'}
+    if any(candidate.value == etag for candidate in request.if_none_match or ()):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="text/javascript", charset="utf-8", headers=headers)
+
+
+async def embed(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    try:
+        origins = await request.app[keys.ORIGINS].origins(petition.slug)
+    except TRANSIENT_ERRORS:
+        raise unavailable() from None
+    lang = request.query.get("lang", "")
+    lang = lang if _LANGUAGE_TAG.match(lang) else ""
+    assets = request.app[keys.WIDGET]
+    page = assets.embed_page.substitute(
+        lang=html.escape(lang or "en"),
+        title=html.escape(petition.title),
+        widget=_widget_div(petition.slug, lang=lang or None),
+        version=assets.version,
+    )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={
+            **_SECURITY_HEADERS,
+            "Content-Security-Policy": content_security_policy(origins),
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+def content_security_policy(frame_origins: frozenset[str]) -> str:
+    if ANY_ORIGIN in frame_origins:
+        ancestors = "*"
+    elif frame_origins:
+        ancestors = " ".join(sorted(frame_origins))
+    else:
+        ancestors = "'none'"
+    return (
+        "default-src 'self'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        f"frame-ancestors {ancestors}"
+    )
+
+
+def setup_widget(app: web.Application) -> None:
+    async def assets(app: web.Application) -> AsyncIterator[None]:
+        app[keys.WIDGET] = WidgetAssets.load()
+        yield
+
+    app.cleanup_ctx.append(assets)
+    app.router.add_get("/widget.js", loader)
+    app.router.add_get("/widget/{version:[0-9a-f]{1,64}}.js", script)
+    app.router.add_get("/embed/{slug}", embed)
