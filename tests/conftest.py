@@ -8,6 +8,7 @@ cloned from a migrated template, and its own Redis key prefix; nothing else is t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +23,7 @@ from redis.asyncio import Redis
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_pg_pool, create_redis
-from countersign.embedded import start_embedded, with_database
+from countersign.embedded import PrivatePostgres, PrivateRedis, start_embedded, with_database
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
 from tests.support import WorkerProcess, spawn_worker
@@ -177,3 +178,22 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
     yield start
     for process in spawned:
         process.kill()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, to kill and restart empty."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
+    """A Postgres server of the test's own, to stop, restart and freeze."""
+    server = PrivatePostgres(tmp_path / "postgres")
+    yield server
+    with contextlib.suppress(Exception):
+        server.thaw()  # a test that failed while it was frozen
+    server.cleanup()
