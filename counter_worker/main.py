@@ -9,6 +9,7 @@ import signal
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_pg_pool, create_redis
+from countersign.metrics import serve_metrics
 from countersign.runtime import configure_logging, fail, run
 from countersign.settings import Settings, SettingsError, load_settings
 
@@ -17,6 +18,8 @@ log = logging.getLogger("counter_worker")
 
 async def serve(settings: Settings) -> None:
     database_url, redis_url = settings.require_servers()
+    if settings.worker_metrics_port:
+        serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     pool = await create_pg_pool(database_url, max_size=4, application_name="counter_worker")
     redis = create_redis(redis_url)
     try:

