@@ -9,8 +9,10 @@ from aiohttp import web
 from counter_worker.keys import KeyLayout
 from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
-from petition_api import views
+from petition_api import docs, views
+from petition_api.abuse import AbuseChecks
 from petition_api.appkeys import (
+    ABUSE,
     COUNTS,
     DB,
     HASHER,
@@ -22,13 +24,19 @@ from petition_api.appkeys import (
 )
 from petition_api.counts import CountsRenderer
 from petition_api.errors import error_middleware
+from petition_api.observability import observe_middleware, stamp_request_id
 from petition_api.petitions import PetitionDirectory
+from petition_api.ratelimit import RateLimiter
+from petition_api.security import security_headers
 from petition_api.signing import Hasher, SignatureWriter
 
 
 def create_app(settings: Settings) -> web.Application:
     database_url, redis_url = settings.require_servers()
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
+    app.on_response_prepare.extend([stamp_request_id, security_headers])
     app[SETTINGS] = settings
     app[LAYOUT] = KeyLayout(settings.redis_prefix)
     app[HASHER] = Hasher(settings.require_secret_key())
@@ -37,21 +45,29 @@ def create_app(settings: Settings) -> web.Application:
         app[DB] = await create_pg_pool(
             database_url, max_size=settings.db_pool_size, application_name="petition_api"
         )
-        app[PETITIONS] = PetitionDirectory(app[DB])
+        app[PETITIONS] = PetitionDirectory(app[DB], timeout=settings.backend_timeout)
         yield
         await app[DB].close()
 
     async def redis(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = create_redis(redis_url)
-        app[COUNTS] = CountsRenderer(app[REDIS], app[LAYOUT], ttl=settings.counts_cache_ms / 1000)
+        app[COUNTS] = CountsRenderer(
+            app[REDIS],
+            app[LAYOUT],
+            ttl=settings.counts_cache_ms / 1000,
+            timeout=settings.backend_timeout,
+        )
+        limiter = RateLimiter(app[REDIS], app[LAYOUT], timeout=settings.backend_timeout)
+        app[ABUSE] = AbuseChecks(settings, limiter, app[HASHER])
         yield
         await app[REDIS].aclose()
 
     async def writer(app: web.Application) -> AsyncIterator[None]:
-        app[WRITER] = SignatureWriter(app[DB])
+        app[WRITER] = SignatureWriter(app[DB], timeout=settings.backend_timeout)
         yield
         await app[WRITER].close()
 
     app.cleanup_ctx.extend([postgres, redis, writer])
     views.add_routes(app)
+    docs.add_routes(app)
     return app

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from countersign.settings import Settings
+from petition_api.abuse import AbuseChecks
 from petition_api.counts import CountsRenderer
 from petition_api.petitions import PetitionDirectory
 from petition_api.signing import Hasher, SignatureWriter
@@ -20,3 +21,4 @@ HASHER = web.AppKey("hasher", Hasher)
 PETITIONS = web.AppKey("petitions", PetitionDirectory)
 WRITER = web.AppKey("writer", SignatureWriter)
 COUNTS = web.AppKey("counts", CountsRenderer)
+ABUSE = web.AppKey("abuse", AbuseChecks)

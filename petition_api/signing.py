@@ -16,6 +16,7 @@ from dataclasses import astuple, dataclass
 import asyncpg
 
 from countersign.connections import TRANSIENT_ERRORS
+from petition_api import metrics
 
 log = logging.getLogger("petition_api.signing")
 
@@ -42,12 +43,17 @@ class Hasher:
         secret = secret_key.encode()
         self._email_key = hmac.digest(secret, b"countersign email v1", hashlib.sha256)
         self._ip_key = hmac.digest(secret, b"countersign ip v1", hashlib.sha256)
+        self._limit_key = hmac.digest(secret, b"countersign rate limit v1", hashlib.sha256)
 
     def email(self, email: str) -> bytes:
         return hmac.digest(self._email_key, canonical_email(email).encode(), hashlib.sha256)
 
     def ip(self, address: str) -> bytes:
         return hmac.digest(self._ip_key, address.encode(), hashlib.sha256)
+
+    def rate_limit_subject(self, subject: str) -> str:
+        """What names a client's rate limit keys in Redis (an address or an IPv6 /64)."""
+        return hmac.digest(self._limit_key, subject.encode(), hashlib.sha256).hex()[:32]
 
 
 @dataclass(frozen=True)
@@ -61,30 +67,37 @@ class NewSignature:
     source: str | None
     consent_updates: bool
     ip_hash: bytes | None
+    # Set by the abuse checks: stored, and not counted until staff release it.
+    suspect_reason: str | None = None
 
 
 # Inserts the batch into petitions that are open right now, skipping duplicates of an
 # address already signed (the unique index decides, so concurrent requests are safe),
-# and returns the ordinals of the rows whose petition was open.
+# and returns the ordinals of the rows whose petition was open, each with whether it was
+# new (for the metrics; of one address twice in a batch, the first is the new one).
 INSERT_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[],
-        $6::text[], $7::text[], $8::boolean[], $9::bytea[]
+        $6::text[], $7::text[], $8::boolean[], $9::bytea[], $10::text[]
     ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country,
-                           postal_code, source, consent_updates, ip_hash, ord)
+                           postal_code, source, consent_updates, ip_hash, suspect_reason, ord)
 ), accepted AS (
     SELECT input.* FROM input JOIN petitions p ON p.id = input.petition_id
     WHERE p.status = 'open' AND (p.closes_at IS NULL OR p.closes_at > now())
 ), inserted AS (
     INSERT INTO signatures (petition_id, name, email, email_hash, country,
-                            postal_code, source, consent_updates, ip_hash)
+                            postal_code, source, consent_updates, ip_hash, suspect_reason)
     SELECT petition_id, name, email, email_hash, country,
-           postal_code, source, consent_updates, ip_hash
+           postal_code, source, consent_updates, ip_hash, suspect_reason
     FROM accepted
     ON CONFLICT (petition_id, email_hash) DO NOTHING
+    RETURNING petition_id, email_hash
 )
-SELECT ord FROM accepted
+SELECT a.ord,
+       i.email_hash IS NOT NULL
+       AND a.ord = min(a.ord) OVER (PARTITION BY a.petition_id, a.email_hash) AS new
+FROM accepted a LEFT JOIN inserted i USING (petition_id, email_hash)
 """
 
 
@@ -93,19 +106,35 @@ class BackendUnavailable(Exception):
 
 
 class SignatureWriter:
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500, writers: int = 4) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = 500,
+        writers: int = 4,
+        timeout: float | None = None,
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        # Bounds both a caller's wait and each INSERT, so that a hung Postgres means a
+        # quick 503, never a hanging request.
+        self._timeout = timeout
         self._queue: asyncio.Queue[tuple[NewSignature, asyncio.Future[bool]]] = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(writers)]
 
     async def write(self, signature: NewSignature) -> bool:
         """Record a signature. True once it is committed (or the address had already
-        signed); False if the petition is not open. Raises BackendUnavailable."""
+        signed); False if the petition is not open. Raises BackendUnavailable, also when
+        no answer comes within the timeout (the signature may still be written: a retry
+        then finds it, as a duplicate)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((signature, future))
-        # Shielded: a client hanging up must not take a half-written batch with it.
-        return await asyncio.shield(future)
+        try:
+            async with asyncio.timeout(self._timeout):
+                # Shielded: a client hanging up must not take a half-written batch with it.
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise BackendUnavailable() from None
 
     async def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop."""
@@ -145,13 +174,26 @@ class SignatureWriter:
             for _, future in batch:
                 _settle(future, exception=exc)
             return
-        for ordinal, (_, future) in enumerate(batch, start=1):
+        for ordinal, (signature, future) in enumerate(batch, start=1):
+            if ordinal in accepted:
+                _count(signature, new=accepted[ordinal])
             _settle(future, result=ordinal in accepted)
 
-    async def _insert(self, signatures: list[NewSignature]) -> set[int]:
+    async def _insert(self, signatures: list[NewSignature]) -> dict[int, bool]:
+        """Ordinals of the signatures whose petition was open -> whether each was new."""
         columns = list(zip(*(astuple(signature) for signature in signatures), strict=True))
-        rows = await self._pool.fetch(INSERT_BATCH, *columns)
-        return {row["ord"] for row in rows}
+        async with asyncio.timeout(self._timeout):
+            rows = await self._pool.fetch(INSERT_BATCH, *columns)
+        return {row["ord"]: row["new"] for row in rows}
+
+
+def _count(signature: NewSignature, *, new: bool) -> None:
+    if not new:
+        metrics.count_signature("duplicate")
+    elif signature.suspect_reason:
+        metrics.count_signature("suspect", signature.suspect_reason)
+    else:
+        metrics.count_signature("accepted")
 
 
 def _settle(

@@ -11,15 +11,33 @@ from marshmallow import ValidationError
 
 from countersign.connections import TRANSIENT_ERRORS
 from petition_api import appkeys as keys
+from petition_api import metrics
+from petition_api.client_address import client_address
 from petition_api.errors import ApiError, unavailable
+from petition_api.openapi import Reply, documented, error
 from petition_api.petitions import Petition
-from petition_api.schemas import PetitionSchema, SignatureSchema
+from petition_api.schemas import (
+    CountsSchema,
+    HealthSchema,
+    PetitionSchema,
+    ReadinessSchema,
+    SignatureFormSchema,
+    SignatureSchema,
+    SignedSchema,
+)
 from petition_api.signing import BackendUnavailable, NewSignature
 
 _signature_schema = SignatureSchema()
+_signature_form_schema = SignatureFormSchema()
 _petition_schema = PetitionSchema()
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+SLUG = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,99}$"}
+PETITION_NOT_FOUND = error("No such petition (unknown, or a draft): `petition_not_found`.")
+POSTGRES_UNAVAILABLE = error(
+    "Postgres did not answer in time: `service_unavailable`.", retry_after=True
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,6 +55,18 @@ async def public_petition(request: web.Request) -> Petition:
     return petition
 
 
+@documented(
+    "A petition",
+    tags=("petitions",),
+    path_parameters={"slug": SLUG},
+    responses={
+        200: Reply(
+            "The petition; `status` reads closed once its close date has passed.", PetitionSchema
+        ),
+        404: PETITION_NOT_FOUND,
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
 async def get_petition(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     body = _petition_schema.dump(petition)
@@ -44,13 +74,57 @@ async def get_petition(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@documented(
+    "Sign a petition",
+    tags=("petitions",),
+    description=(
+        "The same 201 answers a new signature, an address that had signed already, and one "
+        "held for review (too many from one place, or a throwaway address): nobody can use "
+        "this to learn whether someone signed. `website` is a honeypot and must stay empty."
+    ),
+    path_parameters={"slug": SLUG},
+    body={
+        "application/json": SignatureSchema,
+        "application/x-www-form-urlencoded": SignatureFormSchema,
+    },
+    responses={
+        201: Reply("Signed.", SignedSchema),
+        400: error("The body is not a JSON object: `invalid_json`."),
+        404: PETITION_NOT_FOUND,
+        409: error("The petition is closed: `petition_closed`."),
+        413: error("The body is too large: `payload_too_large`."),
+        415: error("Not JSON or a form: `unsupported_media_type`."),
+        422: error("Some fields are invalid (`fields` says which): `validation_failed`."),
+        429: error(
+            "Too many signatures from this address, partner or overall, when the service "
+            "refuses them rather than holding them for review: `rate_limited`.",
+            retry_after=True,
+        ),
+        503: error(
+            "The signature could not be recorded; try again: `service_unavailable`.",
+            retry_after=True,
+        ),
+    },
+)
 async def sign(request: web.Request) -> web.Response:
+    try:
+        return await _sign(request)
+    except ApiError as exc:
+        metrics.count_signature("rejected", exc.code)
+        raise
+    except TRANSIENT_ERRORS:
+        metrics.count_signature("rejected", "service_unavailable")
+        raise
+
+
+async def _sign(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     if petition.effective_status != "open":
         raise ApiError(409, "petition_closed", "this petition is not taking signatures")
     data = await _read_body(request)
     try:
-        fields = _signature_schema.load(data)
+        schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
+        fields = schema.load(data)
     except ValidationError as exc:
         raise ApiError(
             422,
@@ -60,8 +134,13 @@ async def sign(request: web.Request) -> web.Response:
         ) from None
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
+        metrics.count_signature("rejected", "honeypot")
         return _counted()
 
+    client = client_address(request, request.app[keys.SETTINGS].trusted_proxies)
+    suspect_reason = await request.app[keys.ABUSE].assess(
+        petition_id=petition.id, client=client, email=fields["email"]
+    )
     hasher = request.app[keys.HASHER]
     signature = NewSignature(
         petition_id=petition.id,
@@ -72,7 +151,8 @@ async def sign(request: web.Request) -> web.Response:
         postal_code=fields["postal_code"],
         source=fields["source"],
         consent_updates=fields["consent_updates"],
-        ip_hash=hasher.ip(request.remote) if request.remote else None,
+        ip_hash=hasher.ip(str(client)) if client else None,
+        suspect_reason=suspect_reason,
     )
     try:
         accepted = await request.app[keys.WRITER].write(signature)
@@ -108,18 +188,48 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
     )
 
 
+@documented(
+    "A petition's live counts",
+    tags=("petitions",),
+    description=(
+        "Read from Redis, never by counting rows. If Redis cannot give them, the last "
+        "figures known are served with `stale: true` and `Cache-Control: no-store`."
+    ),
+    path_parameters={"slug": SLUG},
+    header_parameters={"If-None-Match": "An ETag from an earlier answer."},
+    responses={
+        200: Reply(
+            "The counts, countries largest first.",
+            CountsSchema,
+            headers={
+                "ETag": ("Of this body (absent when stale).", False),
+                "Cache-Control": ("How long to reuse it.", True),
+            },
+        ),
+        304: Reply("Unchanged since the ETag sent in If-None-Match."),
+        404: PETITION_NOT_FOUND,
+        503: error(
+            "No counts to give yet (being built): `counts_unavailable`; or Postgres did not "
+            "answer: `service_unavailable`.",
+            retry_after=True,
+        ),
+    },
+)
 async def get_counts(request: web.Request) -> web.Response:
     petition = await public_petition(request)
-    try:
-        rendered = await request.app[keys.COUNTS].render(petition)
-    except TRANSIENT_ERRORS:
-        raise unavailable("live counts are unavailable; try again shortly") from None
+    rendered = await request.app[keys.COUNTS].render(petition)
     if rendered is None:
         raise ApiError(
             503,
             "counts_unavailable",
-            "the live counts are being rebuilt; try again in a moment",
+            "the live counts are unavailable; try again in a moment",
             headers={"Retry-After": "1"},
+        )
+    if rendered.stale:
+        return web.Response(
+            body=rendered.body,
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
         )
     headers = {
         "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
@@ -130,10 +240,19 @@ async def get_counts(request: web.Request) -> web.Response:
     return web.Response(body=rendered.body, content_type="application/json", headers=headers)
 
 
+@documented("The process is up", tags=("health",), responses={200: Reply("Up.", HealthSchema)})
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@documented(
+    "Postgres and Redis answer",
+    tags=("health",),
+    responses={
+        200: Reply("Both answer.", ReadinessSchema),
+        503: Reply("One or both do not.", ReadinessSchema),
+    },
+)
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Postgres and Redis both answer within a second."""
 
