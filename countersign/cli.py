@@ -14,6 +14,7 @@ from countersign.embedded import resolve_servers
 from countersign.migrations import migrate as apply_migrations
 from countersign.runtime import configure_logging, fail, run
 from countersign.settings import Settings, SettingsError, load_settings
+from countersign.suspects_cli import suspects
 
 T = TypeVar("T")
 
@@ -217,3 +218,6 @@ def rebuild() -> None:
             await pool.close()
 
     click.echo(f"rebuilt the counters of {_with_servers(action)} petition(s)")
+
+
+main.add_command(suspects)
