@@ -15,6 +15,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.CannotConnectNowError,
+    # What asyncpg raises when a connection is cut mid-operation, e.g. while resetting it
+    # for the pool during a server's fast shutdown (seen by bench/chaos.py).
+    asyncpg.InternalClientError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
