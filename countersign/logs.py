@@ -12,6 +12,7 @@ import re
 import sys
 import traceback
 from contextvars import ContextVar
+from types import TracebackType
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -32,6 +33,15 @@ OUR_LOGGERS = ("petition_api", "counter_worker", "countersign")
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa]")
 
 
+def frames_of(tb: TracebackType | None) -> str:
+    """Where an exception passed: file, line and function of each frame, without the
+    source lines (a line of code may quote a literal; the message is left out anyway)."""
+    return "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        for frame in traceback.extract_tb(tb)
+    )
+
+
 class Scrub(logging.Filter):
     """Keeps what a client sent out of the log, whoever logs it.
 
@@ -46,7 +56,7 @@ class Scrub(logging.Filter):
         if record.exc_info and record.exc_info[0] is not None:
             kind, _, tb = record.exc_info
             record.error = kind.__name__
-            record.frames = "".join(traceback.format_tb(tb)) if tb else None
+            record.frames = frames_of(tb)
             record.exc_info = None
             record.exc_text = None
         if record.args and not record.name.startswith(OUR_LOGGERS):

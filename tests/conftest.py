@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import ipaddress
+import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +36,7 @@ from countersign.embedded import (
     start_embedded,
     with_database,
 )
+from countersign.logs import OUR_LOGGERS, RequestIdFilter, Scrub, json_formatter
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
 from petition_api.app import create_app
@@ -56,6 +60,58 @@ LEASE_MS = 1000
 class Servers:
     postgres: str  # maintenance database URL
     redis: str
+
+
+class _FormattedLines(logging.Handler):
+    """Formats each record as production does (on a copy: other handlers see it as is)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._formatter = json_formatter()
+        self._stamps = (RequestIdFilter(), Scrub())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record = copy.copy(record)
+        for stamp in self._stamps:
+            stamp.filter(record)
+        self.lines.append(self._formatter.format(record))
+
+
+# An email address, or an IPv4 address; IPv6 addresses are looked for separately.
+_PERSONAL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_MAYBE_IPV6 = re.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
+
+
+def personal_data_in(line: str) -> list[str]:
+    found = _PERSONAL.findall(line)
+    for candidate in _MAYBE_IPV6.findall(line):
+        with contextlib.suppress(ValueError):
+            found.append(str(ipaddress.IPv6Address(candidate)))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_personal_data_in_any_log_line() -> Iterator[None]:
+    """Every line the whole suite's API and worker traffic logs (in-process), formatted
+    as in production, and checked at the end for email and IP addresses. (Names cannot be
+    recognised in general: tests/test_logs_privacy.py looks for each one it sends.)"""
+    capture = _FormattedLines()
+    # aiohttp.access is left out: production turns it off (ours is petition_api.access);
+    # only the test servers write it.
+    names = (*OUR_LOGGERS, "aiohttp.server", "aiohttp.web")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(capture)
+        logger.setLevel(logging.DEBUG)
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+    leaks = [(line, found) for line in capture.lines if (found := personal_data_in(line))]
+    assert capture.lines, "no log line was captured: the check saw nothing"
+    assert not leaks, f"{len(leaks)} log lines carry personal data, e.g. {leaks[:3]}"
 
 
 @pytest.fixture(scope="session")
