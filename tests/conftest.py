@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import re
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -302,10 +303,14 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
+def private_postgres() -> Iterator[PrivatePostgres]:
     """A Postgres server of the test's own, to stop, restart and freeze."""
-    server = PrivatePostgres(tmp_path / "postgres")
-    yield server
-    with contextlib.suppress(Exception):
-        server.thaw()  # a test that failed while it was frozen
-    server.cleanup()
+    # Not under pytest's tmp_path: a pytest session starting meanwhile (another checkout
+    # on the machine) resets /tmp/pytest-of-<user> to mode 0700, and the server's own user
+    # could no longer reach its files.
+    with tempfile.TemporaryDirectory(prefix="countersign-test-pg-") as folder:
+        server = PrivatePostgres(Path(folder) / "postgres")
+        yield server
+        with contextlib.suppress(Exception):
+            server.thaw()  # a test that failed while it was frozen
+        server.cleanup()
