@@ -36,29 +36,37 @@ class AbuseChecks:
         self._settings = settings
         self._limiter = limiter
         self._hasher = hasher
+        self._address_windows = tuple(
+            (window, rate)
+            for window, rate in (
+                ("burst", settings.rate_limit_ip_burst),
+                ("sustained", settings.rate_limit_ip_sustained),
+            )
+            if rate is not None
+        )
 
     def limits(
         self, petition_id: int, client: IPAddress | None, partner: str | None
     ) -> list[Limit]:
-        s = self._settings
+        """The limits one signature counts against. ``partner`` is the partner key's id
+        when the request carries one."""
+        settings = self._settings
         limits = []
-        exempt = client is None or any(client in network for network in s.rate_limit_allow)
-        address_windows = tuple(
-            (name, rate)
-            for name, rate in (("burst", s.rate_limit_ip_burst), ("day", s.rate_limit_ip_sustained))
-            if rate is not None
-        )
-        if client is not None and not exempt and address_windows:
-            # Keyed hash: no address is written to Redis.
+        if (
+            client is not None
+            and self._address_windows
+            and not any(client in network for network in settings.rate_limit_allow)
+        ):
+            # A keyed hash names the subject: no address is written to Redis.
             address = self._hasher.rate_limit_subject(limit_subject(client))
-            limits.append(
-                Limit(f"ip:{address}:p{petition_id}", address_windows, OVER_ADDRESS_LIMIT)
-            )
-        if partner is not None and s.rate_limit_partner is not None:
-            windows = (("rate", s.rate_limit_partner),)
+            subject = f"ip:{address}:p{petition_id}"
+            limits.append(Limit(subject, self._address_windows, OVER_ADDRESS_LIMIT))
+        if partner is not None and settings.rate_limit_partner is not None:
+            windows = (("rate", settings.rate_limit_partner),)
             limits.append(Limit(f"partner:{partner}", windows, OVER_PARTNER_LIMIT))
-        if s.rate_limit_global is not None:
-            limits.append(Limit("global", (("rate", s.rate_limit_global),), OVER_GLOBAL_LIMIT))
+        if settings.rate_limit_global is not None:
+            windows = (("rate", settings.rate_limit_global),)
+            limits.append(Limit("global", windows, OVER_GLOBAL_LIMIT))
         return limits
 
     async def assess(

@@ -86,6 +86,7 @@ async def get_petition(request: web.Request) -> web.Response:
     body={
         "application/json": SignatureSchema,
         "application/x-www-form-urlencoded": SignatureFormSchema,
+        "multipart/form-data": SignatureFormSchema,
     },
     responses={
         201: Reply("Signed.", SignedSchema),
