@@ -76,6 +76,7 @@ async def release(
 ) -> list[int]:
     """Clear the suspect flag of these (or all of a petition's) suspects awaiting review;
     returns the ids released. Pass ids, or slug with ids=None for all of one petition."""
+    _require_selection(ids, slug)
     return [row["id"] for row in await conn.fetch(RELEASE, ids, slug)]
 
 
@@ -83,7 +84,14 @@ async def invalidate(
     conn: asyncpg.Connection, *, ids: list[int] | None, slug: str | None, reason: str
 ) -> list[int]:
     """Mark suspects awaiting review invalid (they never count); returns the ids."""
+    _require_selection(ids, slug)
     return [row["id"] for row in await conn.fetch(INVALIDATE, ids, slug, reason)]
+
+
+def _require_selection(ids: list[int] | None, slug: str | None) -> None:
+    # Neither would select every suspect of every petition: never what staff mean.
+    if not ids and slug is None:
+        raise ValueError("give signature ids, or a petition")
 
 
 async def petition_exists(conn: asyncpg.Connection, slug: str) -> bool:
