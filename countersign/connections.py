@@ -31,6 +31,10 @@ async def create_pg_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        # A server that accepts connections but never answers (frozen, or a black-holed
+        # address) holds a new connection no longer than this; requests are bounded more
+        # tightly by COUNTERSIGN_BACKEND_TIMEOUT.
+        timeout=5,
         command_timeout=30,
         server_settings={"application_name": application_name},
     )
