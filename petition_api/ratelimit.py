@@ -6,8 +6,10 @@ or more windows, each a Rate: at most ``count`` per ``seconds``, in bursts of up
 so a limit costs one small key whatever its rate, and it has no window edges for a bot
 to time. A subject's windows share its hash tag, so the script is legal on Redis Cluster.
 
-A refused request does not use up its subject's allowance. Redis not answering is not a
-reason to stop taking signatures: the checks are skipped, logged once, and counted.
+A refused request does not use up its subject's allowance. Each subject decides alone,
+so a request refused by the global ceiling still counts against its address. Redis not
+answering is not a reason to stop taking signatures: the checks are skipped, logged
+once, and counted.
 """
 
 from __future__ import annotations

@@ -116,14 +116,16 @@ def no_personal_data_in_any_log_line() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     postgres, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    embedded = None
-    if not postgres or not redis:
-        embedded = start_embedded(tmp_path_factory.mktemp("servers"), keep=False)
-    yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)  # type: ignore[union-attr]
-    if embedded is not None:
-        embedded.stop()
+    # Not under pytest's tmp_path_factory: see private_postgres.
+    with tempfile.TemporaryDirectory(prefix="countersign-test-servers-") as folder:
+        embedded = None
+        if not postgres or not redis:
+            embedded = start_embedded(Path(folder), keep=False)
+        yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)  # type: ignore[union-attr]
+        if embedded is not None:
+            embedded.stop()
 
 
 async def _admin(servers: Servers) -> asyncpg.Connection:
@@ -307,7 +309,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     """A Postgres server of the test's own, to stop, restart and freeze."""
     # Not under pytest's tmp_path: a pytest session starting meanwhile (another checkout
     # on the machine) resets /tmp/pytest-of-<user> to mode 0700, and the server's own user
-    # could no longer reach its files.
+    # (pgserver runs it as "pgserver" when we are root) could no longer reach its files.
     with tempfile.TemporaryDirectory(prefix="countersign-test-pg-") as folder:
         server = PrivatePostgres(Path(folder) / "postgres")
         yield server
