@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_pg_pool, create_redis
+from countersign.metrics import serve_metrics
 from countersign.runtime import configure_logging, fail, run
 from countersign.settings import Settings, SettingsError, load_settings
 
@@ -41,6 +42,8 @@ async def connected_worker(
 
 
 async def serve(settings: Settings) -> None:
+    if settings.worker_metrics_port:
+        serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     async with connected_worker(settings, *settings.require_servers()) as worker:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

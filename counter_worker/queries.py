@@ -7,8 +7,9 @@ SELECT petition_id FROM counter_events WHERE batch_id IS NULL ORDER BY id LIMIT 
 """
 
 # One statement (one transaction) marks up to $3 unclaimed events of petition $1 as
-# batch $2 and returns them summed per (country, source). SKIP LOCKED lets several
-# workers claim disjoint batches at the same time.
+# batch $2 and returns them summed per (country, source), with how many events and the
+# age of the oldest (for the metrics). SKIP LOCKED lets several workers claim disjoint
+# batches at the same time.
 CLAIM_BATCH = """
 WITH picked AS (
     SELECT id FROM counter_events
@@ -19,16 +20,22 @@ WITH picked AS (
 ), claimed AS (
     UPDATE counter_events AS e SET batch_id = $2, claimed_at = now()
     FROM picked WHERE e.id = picked.id
-    RETURNING e.country, e.source, e.delta
+    RETURNING e.country, e.source, e.delta, e.created_at
 )
-SELECT country, source, sum(delta)::bigint AS delta FROM claimed GROUP BY country, source
+SELECT country, source, sum(delta)::bigint AS delta, count(*)::int AS events,
+       extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
+FROM claimed GROUP BY country, source
 """
 
 BATCH_DELTAS = """
-SELECT country, source, sum(delta)::bigint AS delta
+SELECT country, source, sum(delta)::bigint AS delta, count(*)::int AS events,
+       extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS age
 FROM counter_events WHERE batch_id = $1
 GROUP BY country, source
 """
+
+# For the events-waiting gauge; the table holds only what the workers have not drained.
+EVENTS_WAITING = "SELECT count(*) FROM counter_events WHERE batch_id IS NULL"
 
 ACK_BATCH = "DELETE FROM counter_events WHERE batch_id = $1"
 

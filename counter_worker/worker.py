@@ -35,7 +35,7 @@ from uuid import uuid4
 import asyncpg
 from redis.asyncio import Redis
 
-from counter_worker import queries
+from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign.connections import TRANSIENT_ERRORS
@@ -96,11 +96,15 @@ class CounterWorker:
         self, petition_id: int, batch_id: str, rows: Iterable[asyncpg.Record]
     ) -> None:
         keys = self.layout.petition(petition_id)
+        claimed_at = asyncio.get_running_loop().time()
         countries: dict[str, int] = {}
         sources: dict[str, int] = {}
+        events, oldest_age = 0, 0.0
         for row in rows:
             countries[row["country"]] = countries.get(row["country"], 0) + row["delta"]
             sources[row["source"]] = sources.get(row["source"], 0) + row["delta"]
+            events += row["events"]
+            oldest_age = max(oldest_age, row["age"])
         countries = {k: v for k, v in countries.items() if v}
         sources = {k: v for k, v in sources.items() if v}
 
@@ -116,6 +120,11 @@ class CounterWorker:
             if not await self.rebuild_petition(petition_id):
                 await asyncio.sleep(0.05)  # another worker is rebuilding it
 
+        if result == "applied":
+            # The age was read at the claim, on the database's clock; the rest is ours.
+            applied_after = asyncio.get_running_loop().time() - claimed_at
+            metrics.COMMIT_TO_REDIS.observe(oldest_age + applied_after)
+            metrics.BATCH_EVENTS.observe(events)
         if result in ("applied", "already_applied"):
             self._stop_point("after_apply")
             await self.pool.execute(queries.ACK_BATCH, batch_id)
@@ -178,6 +187,7 @@ class CounterWorker:
                     await self.pool.execute(queries.ACK_BATCH, batch_id)
                     await self.scripts.forget_batch(keys, batch_id, self.token)
             log.info("rebuilt petition %s: %d counted", petition_id, sum(countries.values()))
+            metrics.REBUILDS.inc()
             return True
         finally:
             await self.scripts.release_lease(keys.rebuild_lease, self.token)
@@ -284,6 +294,7 @@ class CounterWorker:
                     await self.rebuild_missing()
                     await self.recover_stale_batches()
                     await self.close_expired_petitions()
+                    metrics.EVENTS_WAITING.set(await self.pool.fetchval(queries.EVENTS_WAITING))
                     next_maintenance = loop.time() + self.poll_interval
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
@@ -292,6 +303,7 @@ class CounterWorker:
                     pass
                 backoff = 0.1
             except TRANSIENT_ERRORS as exc:
+                metrics.BACKEND_ERRORS.inc()
                 log.warning(
                     "server unavailable (%s); retrying in %.1fs", type(exc).__name__, backoff
                 )

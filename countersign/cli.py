@@ -16,6 +16,7 @@ from countersign.mail_commands import mailer, purge_pending
 from countersign.migrations import migrate as apply_migrations
 from countersign.runtime import configure_logging, fail, run
 from countersign.settings import Settings, SettingsError, load_settings
+from countersign.suspects_cli import suspects
 
 T = TypeVar("T")
 
@@ -232,3 +233,4 @@ main.add_command(mailer)
 main.add_command(purge_pending)
 main.add_command(partner)
 petition.add_command(petition_origins)
+main.add_command(suspects)

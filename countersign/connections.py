@@ -15,6 +15,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.CannotConnectNowError,
+    # What asyncpg raises when a connection is cut mid-operation, e.g. while resetting it
+    # for the pool during a server's fast shutdown (seen by bench/chaos.py).
+    asyncpg.InternalClientError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
@@ -28,6 +31,10 @@ async def create_pg_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        # A server that accepts connections but never answers (frozen, or a black-holed
+        # address) holds a new connection no longer than this; requests are bounded more
+        # tightly by COUNTERSIGN_BACKEND_TIMEOUT.
+        timeout=5,
         command_timeout=30,
         server_settings={"application_name": application_name},
     )

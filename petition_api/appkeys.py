@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from counter_worker.keys import KeyLayout
 from countersign.settings import Settings
 from countersign.texts import TextCatalog
+from petition_api.abuse import AbuseChecks
 from petition_api.confirmation_token import ConfirmationTokens
 from petition_api.counts import CountsRenderer
 from petition_api.pages import Pages
@@ -38,3 +39,4 @@ PARTNERS: web.AppKey[PartnerDirectory] = web.AppKey("partners")
 ORIGINS: web.AppKey[OriginPolicy] = web.AppKey("origins")
 LIVE: web.AppKey[LiveHub] = web.AppKey("live")
 WIDGET: web.AppKey[WidgetAssets] = web.AppKey("widget")
+ABUSE = web.AppKey("abuse", AbuseChecks)

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import asyncpg
-from aiohttp import web, web_log
-from aiohttp.web_request import BaseRequest
+from aiohttp import web
 from marshmallow import ValidationError
 
 from countersign.settings import Settings
@@ -149,13 +148,3 @@ async def request_emails(
     pool: asyncpg.Pool, email_hash: bytes, *, language: str, limit: int
 ) -> None:
     await pool.execute(REQUEST_EMAILS, email_hash, language, limit)
-
-
-class AccessLogger(web_log.AccessLogger):
-    """aiohttp's access log, but a confirmation token in a path is not written out: it
-    is a capability (whoever holds it can confirm the signature)."""
-
-    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if request is not None and request.path.startswith("/confirm/"):
-            request = request.clone(rel_url="/confirm/redacted")
-        super().log(request, response, time)

@@ -3,21 +3,33 @@
 A popular petition's counter is read thousands of times a second by display widgets.
 Each process renders it at most once per ``ttl``: one Redis round trip then, however
 many readers; clients cache it longer anyway (``Cache-Control: max-age``).
+
+When Redis does not answer, or has lost the counters (restarted empty, being rebuilt),
+readers get the last figures this process rendered, marked ``"stale": true``: a widget
+keeps showing a number instead of an error. Only a process that never had them says 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
+from typing import Any
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from redis.asyncio import Redis
 
 from counter_worker.counts import LiveCounts, read_counts
 from counter_worker.keys import KeyLayout
+from countersign.connections import TRANSIENT_ERRORS
+from countersign.logs import OutageNotice
+from petition_api import metrics
 from petition_api.petitions import Petition
 from petition_api.schemas import CountsSchema
+
+log = logging.getLogger("petition_api.counts")
 
 _schema = CountsSchema()
 
@@ -26,11 +38,11 @@ _schema = CountsSchema()
 class RenderedCounts:
     body: bytes
     etag: str
+    stale: bool = False
 
 
-def counts_json(petition: Petition, counts: LiveCounts) -> str:
-    """The body of ``/counts``, and the data of each ``/live`` event."""
-    payload = _schema.dump(
+def counts_payload(petition: Petition, counts: LiveCounts) -> dict[str, Any]:
+    payload: dict[str, Any] = _schema.dump(
         {
             "slug": petition.slug,
             "total": counts.total,
@@ -39,26 +51,58 @@ def counts_json(petition: Petition, counts: LiveCounts) -> str:
             "updated_at": counts.updated_at,
         }
     )
-    return json.dumps(payload, separators=(",", ":"))
+    return payload
+
+
+def _json(payload: dict[str, Any], *, stale: bool) -> str:
+    return json.dumps({**payload, "stale": stale}, separators=(",", ":"))
+
+
+def counts_json(petition: Petition, counts: LiveCounts) -> str:
+    """The body of ``/counts``, and the data of each ``/live`` event."""
+    return _json(counts_payload(petition, counts), stale=False)
+
+
+def _render(payload: dict[str, Any], *, stale: bool) -> RenderedCounts:
+    body = _json(payload, stale=stale).encode()
+    return RenderedCounts(body, hashlib.blake2b(body, digest_size=12).hexdigest(), stale)
 
 
 class CountsRenderer:
-    def __init__(self, redis: Redis, layout: KeyLayout, *, ttl: float) -> None:
+    def __init__(
+        self, redis: Redis, layout: KeyLayout, *, ttl: float, timeout: float | None = None
+    ) -> None:
         self._redis = redis
         self._layout = layout
+        self._timeout = timeout
         self._cache: TTLCache[int, RenderedCounts] | None = (
             TTLCache(maxsize=10_000, ttl=ttl) if ttl > 0 else None
         )
+        # The last figures rendered per petition, already marked stale.
+        self._last_known: LRUCache[int, RenderedCounts] = LRUCache(maxsize=10_000)
+        self._outage = OutageNotice(log, "counts served from memory, marked stale")
 
     async def render(self, petition: Petition) -> RenderedCounts | None:
-        """The body and its ETag, or None while the counters are being (re)built."""
+        """The body and its ETag; the last known (stale) one if Redis cannot say; None if
+        there is none."""
         if self._cache is not None and (cached := self._cache.get(petition.id)):
             return cached
-        counts = await read_counts(self._redis, self._layout, petition.id)
+        try:
+            async with asyncio.timeout(self._timeout):
+                counts = await read_counts(self._redis, self._layout, petition.id)
+        except TRANSIENT_ERRORS as exc:
+            self._outage.failed(exc)
+            counts = None
+        else:
+            self._outage.recovered()
         if counts is None:
-            return None
-        body = counts_json(petition, counts).encode()
-        rendered = RenderedCounts(body, hashlib.blake2b(body, digest_size=12).hexdigest())
+            stale = self._last_known.get(petition.id)
+            if stale is not None:
+                metrics.COUNTS_SERVED_STALE.inc()
+            return stale
+        payload = counts_payload(petition, counts)
+        rendered = _render(payload, stale=False)
+        self._last_known[petition.id] = _render(payload, stale=True)
         if self._cache is not None:
             self._cache[petition.id] = rendered
         return rendered

@@ -7,7 +7,6 @@ in an error (or be logged because of one).
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from countersign.connections import TRANSIENT_ERRORS
+from countersign.logs import frames_of
 
 log = logging.getLogger("petition_api")
 
@@ -115,7 +115,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             request.method,
             _route(request),
             type(exc).__name__,
-            "".join(traceback.format_tb(exc.__traceback__)),
+            frames_of(exc.__traceback__),
         )
         return error_response(500, "internal_error", "internal error")
 

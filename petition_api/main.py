@@ -4,34 +4,39 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
+from countersign.metrics import MULTIPROCESS_ENV, serve_metrics
 from countersign.runtime import configure_logging, event_loop_factory, fail
 from countersign.settings import Settings, SettingsError, load_settings
 from countersign.texts import TextCatalog, TextsError
 from petition_api.app import create_app
-from petition_api.confirmation import AccessLogger
 
 log = logging.getLogger("petition_api")
 
-# No client address, user agent or referrer: those identify signers.
-ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'
 
-
-def serve_one(settings: Settings, host: str, port: int, reuse_port: bool = False) -> None:
+def serve_one(
+    settings: Settings, host: str, port: int, reuse_port: bool = False, metrics: bool = True
+) -> None:
     configure_logging(settings.log_level)
+    if metrics and settings.metrics_port:
+        serve_metrics(settings.metrics_host, settings.metrics_port)
     log.info("listening on http://%s:%d", host, port)
     web.run_app(
         create_app(settings),
         host=host,
         port=port,
         reuse_port=reuse_port,
-        access_log_format=ACCESS_LOG_FORMAT,
-        access_log_class=AccessLogger,
+        # petition_api.observability writes the access log, without client details.
+        access_log=None,
         print=None,
         loop=event_loop_factory()(),
         shutdown_timeout=10,
@@ -44,9 +49,16 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers == 1:
         serve_one(settings, host, port)
         return
+    configure_logging(settings.log_level)
+    metrics_dir = None
+    if settings.metrics_port:
+        # Each process writes its samples here; this one serves their sum (countersign.metrics).
+        metrics_dir = tempfile.mkdtemp(prefix="countersign-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir  # inherited by the children below
+        serve_metrics(settings.metrics_host, settings.metrics_port)
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=serve_one, args=(settings, host, port, True), daemon=False)
+        context.Process(target=serve_one, args=(settings, host, port, True, False), daemon=False)
         for _ in range(workers)
     ]
     for child in children:
@@ -61,6 +73,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     signal.signal(signal.SIGINT, stop)
     for child in children:
         child.join()
+        if metrics_dir and child.pid:
+            multiprocess.mark_process_dead(child.pid)  # type: ignore[no-untyped-call]
+    if metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(max((child.exitcode or 0) for child in children))
 
 

@@ -8,6 +8,7 @@ signature into a closed petition.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -94,15 +95,24 @@ async def set_status(
 class PetitionDirectory:
     """Petitions by slug, cached for a few seconds (unknown slugs too)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 2.0, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl: float = 2.0,
+        size: int = 10_000,
+        timeout: float | None = None,
+    ) -> None:
         self._pool = pool
         self._cache: TTLCache[str, Petition | None] = TTLCache(maxsize=size, ttl=ttl)
+        self._timeout = timeout  # a hung Postgres must not hang the request (TimeoutError)
 
     async def get(self, slug: str) -> Petition | None:
         try:
             return self._cache[slug]
         except KeyError:
             pass
-        petition = await fetch_petition(self._pool, slug)
+        async with asyncio.timeout(self._timeout):
+            petition = await fetch_petition(self._pool, slug)
         self._cache[slug] = petition
         return petition

@@ -17,6 +17,7 @@ from typing import Literal
 import asyncpg
 
 from countersign.connections import TRANSIENT_ERRORS
+from petition_api import metrics
 
 log = logging.getLogger("petition_api.signing")
 
@@ -43,12 +44,17 @@ class Hasher:
         secret = secret_key.encode()
         self._email_key = hmac.digest(secret, b"countersign email v1", hashlib.sha256)
         self._ip_key = hmac.digest(secret, b"countersign ip v1", hashlib.sha256)
+        self._limit_key = hmac.digest(secret, b"countersign rate limit v1", hashlib.sha256)
 
     def email(self, email: str) -> bytes:
         return hmac.digest(self._email_key, canonical_email(email).encode(), hashlib.sha256)
 
     def ip(self, address: str) -> bytes:
         return hmac.digest(self._ip_key, address.encode(), hashlib.sha256)
+
+    def rate_limit_subject(self, subject: str) -> str:
+        """What names a client's rate limit keys in Redis (an address or an IPv6 /64)."""
+        return hmac.digest(self._limit_key, subject.encode(), hashlib.sha256).hex()[:32]
 
 
 @dataclass(frozen=True)
@@ -64,34 +70,37 @@ class NewSignature:
     ip_hash: bytes | None
     # The language of the confirmation email, if the petition asks for one.
     language: str
+    # Set by the abuse checks: stored, and not counted until staff release it.
+    suspect_reason: str | None = None
 
 
 # One statement (one transaction) for the whole batch: inserts the signatures into
 # petitions that are open right now, skipping duplicates of an address already signed
 # (the unique index decides, so concurrent requests are safe); on petitions that require
 # confirmation, inserts them pending with their first confirmation email, and queues
-# another email for an address that signs again while still pending (up to $11 emails;
+# another email for an address that signs again while still pending (up to $12 emails;
 # the next email's sequence number is unique per signature, so of two concurrent
 # requests for it, one does nothing).
-# Returns the ordinals of the rows whose petition was open, and whether it requires
-# confirmation. Rows this statement inserts are invisible to its own reads of
-# ``signatures``, so a new signature is never also taken for a re-sign.
+# Returns the ordinals of the rows whose petition was open, whether it requires
+# confirmation, and whether each row was new (for the metrics; of one address twice in
+# a batch, the first is the new one). Rows this statement inserts are invisible to its
+# own reads of ``signatures``, so a new signature is never also taken for a re-sign.
 INSERT_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::text[],
-        $6::text[], $7::text[], $8::boolean[], $9::bytea[], $10::text[]
-    ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country,
-                           postal_code, source, consent_updates, ip_hash, language, ord)
+        $6::text[], $7::text[], $8::boolean[], $9::bytea[], $10::text[], $11::text[]
+    ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country, postal_code,
+                           source, consent_updates, ip_hash, language, suspect_reason, ord)
 ), accepted AS (
     SELECT input.*, p.require_confirmation
     FROM input JOIN petitions p ON p.id = input.petition_id
     WHERE countersign_petition_open(p)
 ), inserted AS (
-    INSERT INTO signatures (petition_id, name, email, email_hash, country,
-                            postal_code, source, consent_updates, ip_hash, confirmed_at)
-    SELECT petition_id, name, email, email_hash, country,
-           postal_code, source, consent_updates, ip_hash,
+    INSERT INTO signatures (petition_id, name, email, email_hash, country, postal_code,
+                            source, consent_updates, ip_hash, suspect_reason, confirmed_at)
+    SELECT petition_id, name, email, email_hash, country, postal_code,
+           source, consent_updates, ip_hash, suspect_reason,
            CASE WHEN require_confirmation THEN NULL ELSE now() END
     FROM accepted
     ON CONFLICT (petition_id, email_hash) DO NOTHING
@@ -109,11 +118,14 @@ WITH input AS (
     JOIN signatures s USING (petition_id, email_hash)
     CROSS JOIN LATERAL countersign_confirmation_emails(s.id) AS so_far
     WHERE s.confirmed_at IS NULL AND s.erased_at IS NULL
-      AND so_far.queued < $11 AND so_far.waiting = 0
+      AND so_far.queued < $12 AND so_far.waiting = 0
     ORDER BY s.id, accepted.ord
     ON CONFLICT (signature_id, kind, sequence) DO NOTHING
 )
-SELECT ord, require_confirmation FROM accepted
+SELECT a.ord, a.require_confirmation,
+       i.email_hash IS NOT NULL
+       AND a.ord = min(a.ord) OVER (PARTITION BY a.petition_id, a.email_hash) AS new
+FROM accepted a LEFT JOIN inserted i USING (petition_id, email_hash)
 """
 
 SignStatus = Literal["counted", "pending_confirmation"]
@@ -126,6 +138,12 @@ class BackendUnavailable(Exception):
 Queued = tuple[NewSignature, asyncio.Future[SignStatus | None]]
 
 
+@dataclass(frozen=True)
+class Written:
+    status: SignStatus
+    new: bool  # False: the address had signed already
+
+
 class SignatureWriter:
     def __init__(
         self,
@@ -134,21 +152,31 @@ class SignatureWriter:
         max_batch: int = 500,
         writers: int = 4,
         confirmation_emails: int = 3,
+        timeout: float | None = None,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._confirmation_emails = confirmation_emails
+        # Bounds both a caller's wait and each INSERT, so that a hung Postgres means a
+        # quick 503, never a hanging request.
+        self._timeout = timeout
         self._queue: asyncio.Queue[Queued] = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(writers)]
 
     async def write(self, signature: NewSignature) -> SignStatus | None:
         """Record a signature. Once it is committed (or the address had already signed):
         "counted", or "pending_confirmation" if the petition requires confirmation.
-        None if the petition is not open. Raises BackendUnavailable."""
+        None if the petition is not open. Raises BackendUnavailable, also when no answer
+        comes within the timeout (the signature may still be written: a retry then finds
+        it, as a duplicate)."""
         future: asyncio.Future[SignStatus | None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((signature, future))
-        # Shielded: a client hanging up must not take a half-written batch with it.
-        return await asyncio.shield(future)
+        try:
+            async with asyncio.timeout(self._timeout):
+                # Shielded: a client hanging up must not take a half-written batch with it.
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise BackendUnavailable() from None
 
     async def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop."""
@@ -188,16 +216,32 @@ class SignatureWriter:
             for _, future in batch:
                 _settle(future, exception=exc)
             return
-        for ordinal, (_, future) in enumerate(batch, start=1):
-            _settle(future, result=accepted.get(ordinal))
+        for ordinal, (signature, future) in enumerate(batch, start=1):
+            written = accepted.get(ordinal)
+            if written is not None:
+                _count(signature, new=written.new)
+            _settle(future, result=written.status if written else None)
 
-    async def _insert(self, signatures: list[NewSignature]) -> dict[int, SignStatus]:
+    async def _insert(self, signatures: list[NewSignature]) -> dict[int, Written]:
+        """Ordinals of the signatures whose petition was open -> what became of each."""
         columns = list(zip(*(astuple(signature) for signature in signatures), strict=True))
-        rows = await self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+        async with asyncio.timeout(self._timeout):
+            rows = await self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
         return {
-            row["ord"]: "pending_confirmation" if row["require_confirmation"] else "counted"
+            row["ord"]: Written(
+                "pending_confirmation" if row["require_confirmation"] else "counted", row["new"]
+            )
             for row in rows
         }
+
+
+def _count(signature: NewSignature, *, new: bool) -> None:
+    if not new:
+        metrics.count_signature("duplicate")
+    elif signature.suspect_reason:
+        metrics.count_signature("suspect", signature.suspect_reason)
+    else:
+        metrics.count_signature("accepted")
 
 
 def _settle(

@@ -11,6 +11,8 @@ from marshmallow import ValidationError
 
 from countersign.connections import TRANSIENT_ERRORS
 from petition_api import appkeys as keys
+from petition_api import metrics
+from petition_api.client_address import client_address
 from petition_api.errors import (
     ApiError,
     counts_unavailable,
@@ -18,15 +20,31 @@ from petition_api.errors import (
     unavailable,
     validation_failed,
 )
+from petition_api.openapi import Reply, documented, error
 from petition_api.partners import authenticated_partner
 from petition_api.petitions import Petition
-from petition_api.schemas import PetitionSchema, SignatureSchema
+from petition_api.schemas import (
+    CountsSchema,
+    HealthSchema,
+    PetitionSchema,
+    ReadinessSchema,
+    SignatureFormSchema,
+    SignatureSchema,
+    SignedSchema,
+)
 from petition_api.signing import BackendUnavailable, NewSignature, SignStatus
 
 _signature_schema = SignatureSchema()
+_signature_form_schema = SignatureFormSchema()
 _petition_schema = PetitionSchema()
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+SLUG = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,99}$"}
+PETITION_NOT_FOUND = error("No such petition (unknown, or a draft): `petition_not_found`.")
+POSTGRES_UNAVAILABLE = error(
+    "Postgres did not answer in time: `service_unavailable`.", retry_after=True
+)
 
 
 def add_routes(app: web.Application) -> None:
@@ -44,6 +62,18 @@ async def public_petition(request: web.Request) -> Petition:
     return petition
 
 
+@documented(
+    "A petition",
+    tags=("petitions",),
+    path_parameters={"slug": SLUG},
+    responses={
+        200: Reply(
+            "The petition; `status` reads closed once its close date has passed.", PetitionSchema
+        ),
+        404: PETITION_NOT_FOUND,
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
 async def get_petition(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     body = _petition_schema.dump(petition)
@@ -51,7 +81,51 @@ async def get_petition(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@documented(
+    "Sign a petition",
+    tags=("petitions",),
+    description=(
+        "The same 201 answers a new signature, an address that had signed already, and one "
+        "held for review (too many from one place, or a throwaway address): nobody can use "
+        "this to learn whether someone signed. `website` is a honeypot and must stay empty."
+    ),
+    path_parameters={"slug": SLUG},
+    body={
+        "application/json": SignatureSchema,
+        "application/x-www-form-urlencoded": SignatureFormSchema,
+        "multipart/form-data": SignatureFormSchema,
+    },
+    responses={
+        201: Reply("Signed.", SignedSchema),
+        400: error("The body is not a JSON object: `invalid_json`."),
+        404: PETITION_NOT_FOUND,
+        409: error("The petition is closed: `petition_closed`."),
+        413: error("The body is too large: `payload_too_large`."),
+        415: error("Not JSON or a form: `unsupported_media_type`."),
+        422: error("Some fields are invalid (`fields` says which): `validation_failed`."),
+        429: error(
+            "Too many signatures from this address, partner or overall, when the service "
+            "refuses them rather than holding them for review: `rate_limited`.",
+            retry_after=True,
+        ),
+        503: error(
+            "The signature could not be recorded; try again: `service_unavailable`.",
+            retry_after=True,
+        ),
+    },
+)
 async def sign(request: web.Request) -> web.Response:
+    try:
+        return await _sign(request)
+    except ApiError as exc:
+        metrics.count_signature("rejected", exc.code)
+        raise
+    except TRANSIENT_ERRORS:
+        metrics.count_signature("rejected", "service_unavailable")
+        raise
+
+
+async def _sign(request: web.Request) -> web.Response:
     partner = await authenticated_partner(request)
     petition = await public_petition(request)
     if petition.effective_status != "open":
@@ -61,13 +135,22 @@ async def sign(request: web.Request) -> web.Response:
         # A partner's signatures carry its own code, whatever the body says.
         data.pop("source", None)
     try:
-        fields = _signature_schema.load(data)
+        schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
+        fields = schema.load(data)
     except ValidationError as exc:
         raise validation_failed(cast(dict[str, Any], exc.messages)) from None
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
+        metrics.count_signature("rejected", "honeypot")
         return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
 
+    client = client_address(request, request.app[keys.SETTINGS].trusted_proxies)
+    suspect_reason = await request.app[keys.ABUSE].assess(
+        petition_id=petition.id,
+        client=client,
+        email=fields["email"],
+        partner=partner.source_code if partner is not None else None,
+    )
     hasher = request.app[keys.HASHER]
     signature = NewSignature(
         petition_id=petition.id,
@@ -78,10 +161,11 @@ async def sign(request: web.Request) -> web.Response:
         postal_code=fields["postal_code"],
         source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
-        ip_hash=hasher.ip(request.remote) if request.remote else None,
+        ip_hash=hasher.ip(str(client)) if client else None,
         language=request.app[keys.TEXTS].negotiate(
             fields["language"], request.headers.get("Accept-Language")
         ),
+        suspect_reason=suspect_reason,
     )
     try:
         status = await request.app[keys.WRITER].write(signature)
@@ -118,14 +202,44 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
     )
 
 
+@documented(
+    "A petition's live counts",
+    tags=("petitions",),
+    description=(
+        "Read from Redis, never by counting rows. If Redis cannot give them, the last "
+        "figures known are served with `stale: true` and `Cache-Control: no-store`."
+    ),
+    path_parameters={"slug": SLUG},
+    header_parameters={"If-None-Match": "An ETag from an earlier answer."},
+    responses={
+        200: Reply(
+            "The counts, countries largest first.",
+            CountsSchema,
+            headers={
+                "ETag": ("Of this body (absent when stale).", False),
+                "Cache-Control": ("How long to reuse it.", True),
+            },
+        ),
+        304: Reply("Unchanged since the ETag sent in If-None-Match."),
+        404: PETITION_NOT_FOUND,
+        503: error(
+            "No counts to give yet (being built): `counts_unavailable`; or Postgres did not "
+            "answer: `service_unavailable`.",
+            retry_after=True,
+        ),
+    },
+)
 async def get_counts(request: web.Request) -> web.Response:
     petition = await public_petition(request)
-    try:
-        rendered = await request.app[keys.COUNTS].render(petition)
-    except TRANSIENT_ERRORS:
-        raise unavailable("live counts are unavailable; try again shortly") from None
+    rendered = await request.app[keys.COUNTS].render(petition)
     if rendered is None:
         raise counts_unavailable()
+    if rendered.stale:
+        return web.Response(
+            body=rendered.body,
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
     headers = {
         "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
         "ETag": f'"{rendered.etag}"',
@@ -135,10 +249,19 @@ async def get_counts(request: web.Request) -> web.Response:
     return web.Response(body=rendered.body, content_type="application/json", headers=headers)
 
 
+@documented("The process is up", tags=("health",), responses={200: Reply("Up.", HealthSchema)})
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@documented(
+    "Postgres and Redis answer",
+    tags=("health",),
+    responses={
+        200: Reply("Both answer.", ReadinessSchema),
+        503: Reply("One or both do not.", ReadinessSchema),
+    },
+)
 async def readyz(request: web.Request) -> web.Response:
     """Ready when Postgres and Redis both answer within a second."""
 

@@ -8,10 +8,15 @@ cloned from a migrated template, and its own Redis key prefix; nothing else is t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import dataclasses
+import ipaddress
+import logging
 import os
+import re
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
@@ -19,12 +24,21 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_pg_pool, create_redis
-from countersign.embedded import start_embedded, with_database
+from countersign.embedded import (
+    PrivatePostgres,
+    PrivateRedis,
+    free_port,
+    start_embedded,
+    with_database,
+)
+from countersign.logs import OUR_LOGGERS, RequestIdFilter, Scrub, json_formatter
 from countersign.migrations import migrate
 from countersign.settings import Settings, load_settings
 from countersign.smtp import parse_smtp_url
@@ -35,14 +49,19 @@ from petition_api.admin.auth import Role, create_token
 from petition_api.app import create_app
 from tests.admin_support import AiohttpClient, Client, StaffTokens
 from tests.mail_support import SmtpSink
-from tests.support import WorkerProcess, spawn_worker
+from tests.support import ApiProcess, WorkerProcess, spawn_api, spawn_worker
 
 
 class SpawnWorker(Protocol):
     def __call__(self, **overrides: str) -> WorkerProcess: ...
 
 
+class SpawnApi(Protocol):
+    async def __call__(self, *args: str, **overrides: str) -> ApiProcess: ...
+
+
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 LEASE_MS = 1000
 
 
@@ -50,6 +69,58 @@ LEASE_MS = 1000
 class Servers:
     postgres: str  # maintenance database URL
     redis: str
+
+
+class _FormattedLines(logging.Handler):
+    """Formats each record as production does (on a copy: other handlers see it as is)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._formatter = json_formatter()
+        self._stamps = (RequestIdFilter(), Scrub())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record = copy.copy(record)
+        for stamp in self._stamps:
+            stamp.filter(record)
+        self.lines.append(self._formatter.format(record))
+
+
+# An email address, or an IPv4 address; IPv6 addresses are looked for separately.
+_PERSONAL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_MAYBE_IPV6 = re.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
+
+
+def personal_data_in(line: str) -> list[str]:
+    found = _PERSONAL.findall(line)
+    for candidate in _MAYBE_IPV6.findall(line):
+        with contextlib.suppress(ValueError):
+            found.append(str(ipaddress.IPv6Address(candidate)))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_personal_data_in_any_log_line() -> Iterator[None]:
+    """Every line the whole suite's API and worker traffic logs (in-process), formatted
+    as in production, and checked at the end for email and IP addresses. (Names cannot be
+    recognised in general: tests/test_logs_privacy.py looks for each one it sends.)"""
+    capture = _FormattedLines()
+    # aiohttp.access is left out: production turns it off (ours is petition_api.access);
+    # only the test servers write it.
+    names = (*OUR_LOGGERS, "aiohttp.server", "aiohttp.web")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(capture)
+        logger.setLevel(logging.DEBUG)
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+    leaks = [(line, found) for line in capture.lines if (found := personal_data_in(line))]
+    assert capture.lines, "no log line was captured: the check saw nothing"
+    assert not leaks, f"{len(leaks)} log lines carry personal data, e.g. {leaks[:3]}"
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +225,9 @@ def settings(database_url: str, servers: Servers, layout: KeyLayout) -> Settings
         worker_lease_ms=LEASE_MS,
         worker_poll_interval=0.1,
         counts_cache_ms=0,  # tests read counts right after draining; one test covers the cache
+        # Every test client signs from 127.0.0.1, hundreds of times; test_ratelimit.py
+        # sets its own limits.
+        rate_limit_allow=LOOPBACK,
     )
 
 
@@ -262,3 +336,64 @@ def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
 def sender(mail_settings: Settings, database_url: str, pool: asyncpg.Pool) -> MailSender:
     """An in-process mail sender the test drives in burst mode (``await sender.drain()``)."""
     return build_sender(mail_settings, database_url, pool, TextCatalog.load())
+
+
+@pytest.fixture
+async def api_client(
+    aiohttp_client: Callable[
+        [web.Application], Awaitable[TestClient[web.Request, web.Application]]
+    ],
+    settings: Settings,
+    petition_id: int,
+) -> TestClient[web.Request, web.Application]:
+    """An in-process API with the test settings and the demo petition."""
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def api_env(worker_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **worker_env,
+        "COUNTERSIGN_SECRET_KEY": TEST_SECRET,
+        "COUNTERSIGN_RATE_LIMIT_ALLOW": ",".join(map(str, LOOPBACK)),  # as in `settings`
+    }
+
+
+@pytest.fixture
+def run_api(api_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnApi]:
+    """Starts real API processes (``countersign api ARGS``) and waits until they are ready."""
+    started: list[ApiProcess] = []
+
+    async def start(*args: str, **overrides: str) -> ApiProcess:
+        log_path = tmp_path / f"api-{len(started)}.log"
+        api = spawn_api({**api_env, **overrides}, log_path, free_port(), *args)
+        started.append(api)
+        await api.wait_ready()
+        return api
+
+    yield start
+    for api in started:
+        api.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, to kill and restart empty."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A Postgres server of the test's own, to stop, restart and freeze."""
+    # Not under pytest's tmp_path: a pytest session starting meanwhile (another checkout
+    # on the machine) resets /tmp/pytest-of-<user> to mode 0700, and the server's own user
+    # (pgserver runs it as "pgserver" when we are root) could no longer reach its files.
+    with tempfile.TemporaryDirectory(prefix="countersign-test-pg-") as folder:
+        server = PrivatePostgres(Path(folder) / "postgres")
+        yield server
+        with contextlib.suppress(Exception):
+            server.thaw()  # a test that failed while it was frozen
+        server.cleanup()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import aiohttp
 import asyncpg
 import psutil
 from redis.asyncio import Redis
@@ -169,3 +170,50 @@ def spawn_worker(
             stderr=subprocess.STDOUT,
         )
     return WorkerProcess(proc, log_path)
+
+
+@dataclass
+class ApiProcess:
+    """A real ``countersign api`` process (with its per-core children, if any)."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    url: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        async def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the API exited early:\n{self.log()}")
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"{self.url}/readyz") as response,
+                ):
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(ready, timeout=timeout, interval=0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def spawn_api(env: dict[str, str], log_path: Path, port: int, *args: str) -> ApiProcess:
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "countersign", "api", "--port", str(port), *args],
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return ApiProcess(proc, log_path, f"http://127.0.0.1:{port}")

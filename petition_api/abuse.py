@@ -1,0 +1,88 @@
+"""Abuse checks on a signature: rate limits and disposable addresses.
+
+A signature over a limit is stored with ``suspect_reason`` set, so it does not count
+until staff release it, and the signer gets the usual answer: a bot learns nothing.
+With COUNTERSIGN_RATE_LIMIT_MODE=reject it gets 429 and ``Retry-After`` instead. A
+disposable address is only ever marked, never refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+from disposable_email_domains import blocklist
+
+from countersign.settings import Settings
+from petition_api.client_address import IPAddress, limit_subject
+from petition_api.errors import ApiError
+from petition_api.ratelimit import Limit, RateLimiter
+from petition_api.signing import Hasher
+
+# suspect_reason values.
+OVER_ADDRESS_LIMIT = "rate_limit_address"
+OVER_PARTNER_LIMIT = "rate_limit_partner"
+OVER_GLOBAL_LIMIT = "rate_limit_global"
+DISPOSABLE_EMAIL = "disposable_email"
+
+
+def is_disposable(email: str) -> bool:
+    """Whether the address is at a known throwaway-mail domain (or a subdomain of one)."""
+    labels = email.rpartition("@")[2].strip().rstrip(".").lower().split(".")
+    return any(".".join(labels[i:]) in blocklist for i in range(len(labels) - 1))
+
+
+class AbuseChecks:
+    def __init__(self, settings: Settings, limiter: RateLimiter, hasher: Hasher) -> None:
+        self._settings = settings
+        self._limiter = limiter
+        self._hasher = hasher
+        self._address_windows = tuple(
+            (window, rate)
+            for window, rate in (
+                ("burst", settings.rate_limit_ip_burst),
+                ("sustained", settings.rate_limit_ip_sustained),
+            )
+            if rate is not None
+        )
+
+    def limits(
+        self, petition_id: int, client: IPAddress | None, partner: str | None
+    ) -> list[Limit]:
+        """The limits one signature counts against. ``partner`` is the partner key's id
+        when the request carries one."""
+        settings = self._settings
+        limits = []
+        if (
+            client is not None
+            and self._address_windows
+            and not any(client in network for network in settings.rate_limit_allow)
+        ):
+            # A keyed hash names the subject: no address is written to Redis.
+            address = self._hasher.rate_limit_subject(limit_subject(client))
+            subject = f"ip:{address}:p{petition_id}"
+            limits.append(Limit(subject, self._address_windows, OVER_ADDRESS_LIMIT))
+        if partner is not None and settings.rate_limit_partner is not None:
+            windows = (("rate", settings.rate_limit_partner),)
+            limits.append(Limit(f"partner:{partner}", windows, OVER_PARTNER_LIMIT))
+        if settings.rate_limit_global is not None:
+            windows = (("rate", settings.rate_limit_global),)
+            limits.append(Limit("global", windows, OVER_GLOBAL_LIMIT))
+        return limits
+
+    async def assess(
+        self, *, petition_id: int, client: IPAddress | None, email: str, partner: str | None = None
+    ) -> str | None:
+        """The signature's suspect reason, or None. Raises 429 in reject mode."""
+        verdict = await self._limiter.check(self.limits(petition_id, client, partner))
+        if verdict.exceeded is not None:
+            if self._settings.rate_limit_mode == "reject":
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "too many signatures from here; try again later",
+                    headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after)))},
+                )
+            return verdict.exceeded
+        if is_disposable(email):
+            return DISPOSABLE_EMAIL
+        return None

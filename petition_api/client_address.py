@@ -1,0 +1,68 @@
+"""The client's address, for rate limits and the stored (hashed) IP.
+
+X-Forwarded-For is believed only when the request arrives from a trusted proxy: anyone
+can send the header, and a forged one would walk past every per-address limit. Behind
+trusted proxies the client is the right-most address that is not itself a trusted proxy:
+each proxy appends the address it saw, so everything left of the first untrusted hop is
+the client's own to invent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from countersign.settings import IPNetwork
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_address(text: str | None) -> IPAddress | None:
+    """An address as proxies write it (``192.0.2.1``, ``2001:db8::1``, with or without a
+    port), IPv4-mapped IPv6 as IPv4; None if it is not one."""
+    if not text:
+        return None
+    text = text.strip()
+    if text.startswith("["):  # [2001:db8::1]:443
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # 192.0.2.1:443
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in proxies)
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[IPNetwork]) -> IPAddress | None:
+    peer = parse_address(request.remote)
+    if peer is None or not _trusted(peer, trusted_proxies):
+        return peer
+    hops = [
+        hop for header in request.headers.getall("X-Forwarded-For", ()) for hop in header.split(",")
+    ]
+    client = peer
+    for hop in reversed(hops):
+        address = parse_address(hop)
+        if address is None:
+            break  # garbage: nothing left of it can be believed
+        client = address
+        if not _trusted(address, trusted_proxies):
+            break
+    return client
+
+
+def limit_subject(address: IPAddress) -> str:
+    """What a per-address limit counts: the address, or its /64 for IPv6 (one subscriber
+    line gets a whole /64, so single IPv6 addresses cost a bot nothing)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

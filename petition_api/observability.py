@@ -1,0 +1,76 @@
+"""Per request: an id, one access log line, and the latency histogram.
+
+The request id is the client's X-Request-ID when well formed (16-64 hexadecimal digits
+and dashes: UUIDs, proxies' ids; a shape that cannot carry a name or an address), else a
+new one; every answer echoes it, and every log line written while handling the request
+carries it. The access log names the route pattern, never the path or the query string,
+and no client address, user agent or referrer: those identify signers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from uuid import uuid4
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from countersign.logs import REQUEST_ID
+from petition_api import metrics
+
+access_log = logging.getLogger("petition_api.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_WELL_FORMED_ID = re.compile(r"[0-9A-Fa-f-]{16,64}")
+# Metric labels must stay few: any other method a client invents is "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CLIENT_CLOSED = 499  # nginx's code for a client that hung up before the answer
+
+
+def route_of(request: web.Request) -> str:
+    """The matched route's pattern (``/v1/petitions/{slug}``), or "unmatched"."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    # Each request runs in a task of its own, so the id stays set for its whole life,
+    # answer headers included (stamp_request_id), and is gone with the task.
+    REQUEST_ID.set(offered if _WELL_FORMED_ID.fullmatch(offered) else uuid4().hex)
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect, passed on by the error middleware
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        duration = time.monotonic() - started
+        method = request.method if request.method in _METHODS else "other"
+        route = route_of(request)
+        metrics.REQUEST_DURATION.labels(method, route, str(status)).observe(duration)
+        access_log.info(
+            "request",
+            extra={
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration": round(duration, 4),
+            },
+        )
+
+
+async def stamp_request_id(_request: web.Request, response: web.StreamResponse) -> None:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id

@@ -1,0 +1,181 @@
+"""The OpenAPI 3 document, generated from the marshmallow schemas with apispec.
+
+Each route module documents its own handlers with ``@documented(...)`` next to them;
+``openapi_document(app)`` walks the app's router and writes one operation per route, so
+a route added anywhere appears in the document, and one added without documentation
+fails tests/test_openapi.py. Error answers share the envelope schema of
+petition_api/errors.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any, TypeVar
+
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema
+
+from petition_api.schemas import ErrorSchema
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    description: str
+    # A JSON body's schema (a marshmallow schema, or a JSON schema); None for no body, or
+    # for a text one in ``text_types``.
+    schema: type[Schema] | Mapping[str, Any] | None = None
+    text_types: tuple[str, ...] = ()
+    # name -> (description, required): headers this answer carries.
+    headers: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"description": self.description}
+        content: dict[str, Any] = {
+            media: {"schema": {"type": "string"}} for media in self.text_types
+        }
+        if self.schema is not None:
+            content[JSON] = {"schema": self.schema}
+        if content:
+            doc["content"] = content
+        if self.headers:
+            doc["headers"] = {
+                name: {"description": text, "required": required, "schema": {"type": "string"}}
+                for name, (text, required) in self.headers.items()
+            }
+        return doc
+
+
+RETRY_AFTER = {"Retry-After": ("Seconds to wait before trying again.", True)}
+
+
+def error(description: str, *, retry_after: bool = False) -> Reply:
+    """An answer in the error envelope ``{"error": {"code", "message", "fields"?}}``."""
+    return Reply(description, ErrorSchema, headers=RETRY_AFTER if retry_after else {})
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    responses: Mapping[int, Reply]
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    # The request body: media type -> schema.
+    body: Mapping[str, type[Schema]] = field(default_factory=dict)
+    # name -> JSON schema of each path parameter (a plain string if not listed).
+    path_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Optional header parameters: name -> description.
+    header_parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+_OPERATIONS: dict[Handler, Operation] = {}
+
+
+def documented(
+    summary: str,
+    *,
+    responses: Mapping[int, Reply],
+    description: str = "",
+    tags: tuple[str, ...] = (),
+    body: Mapping[str, type[Schema]] | None = None,
+    path_parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    header_parameters: Mapping[str, str] | None = None,
+) -> Callable[[H], H]:
+    """Document a handler; every status it can answer must be listed in ``responses``."""
+
+    def register(handler: H) -> H:
+        _OPERATIONS[handler] = Operation(
+            summary,
+            responses,
+            description,
+            tags,
+            body or {},
+            path_parameters or {},
+            header_parameters or {},
+        )
+        return handler
+
+    return register
+
+
+def operation_of(route: web.AbstractRoute) -> Operation | None:
+    return _OPERATIONS.get(route.handler)
+
+
+def documented_routes(app: web.Application) -> list[tuple[str, str, web.AbstractRoute]]:
+    """(method, path pattern, route) of every route but the HEADs aiohttp adds to GETs."""
+    found = []
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        found.append((route.method, route.resource.canonical, route))
+    return found
+
+
+API_DESCRIPTION = """\
+Sign petitions and read their live counts.
+
+Every answer carries an `X-Request-ID` header: the client's own, if it sent a
+well-formed one (16-64 hexadecimal digits and dashes, such as a UUID), else a new one.
+Errors share one envelope, `{"error": {"code", "message", "fields"?}}`, and never echo
+a signer's email or name.
+"""
+
+
+def openapi_document(app: web.Application) -> dict[str, Any]:
+    spec = APISpec(
+        title="countersign",
+        version=version("countersign"),
+        openapi_version="3.0.3",
+        plugins=[MarshmallowPlugin()],
+        info={"description": API_DESCRIPTION},
+    )
+    for method, path, route in sorted(documented_routes(app), key=lambda item: item[1]):
+        operation = operation_of(route)
+        if operation is None:
+            raise LookupError(f"{method} {path} is not documented (use @documented)")
+        spec.path(path=path, operations={method.lower(): _operation(operation, path)})
+    return spec.to_dict()
+
+
+def _operation(operation: Operation, path: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "summary": operation.summary,
+        "responses": {
+            str(status): reply.document() for status, reply in sorted(operation.responses.items())
+        },
+    }
+    if operation.description:
+        doc["description"] = operation.description
+    if operation.tags:
+        doc["tags"] = list(operation.tags)
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": dict(operation.path_parameters.get(name, {"type": "string"})),
+        }
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    parameters += [
+        {"name": name, "in": "header", "description": text, "schema": {"type": "string"}}
+        for name, text in operation.header_parameters.items()
+    ]
+    if parameters:
+        doc["parameters"] = parameters
+    if operation.body:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": schema} for media, schema in operation.body.items()},
+        }
+    return doc
