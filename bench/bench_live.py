@@ -129,7 +129,9 @@ async def bench_database(server_url: str) -> AsyncIterator[str]:
         conn = await asyncpg.connect(url)
         await migrate(conn)
         await conn.execute(
-            "INSERT INTO petitions (slug, title, status) VALUES ($1, 'Bench', 'open')", SLUG
+            "INSERT INTO petitions (slug, title, status, require_confirmation)"
+            " VALUES ($1, 'Bench', 'open', false)",
+            SLUG,
         )
         await conn.close()
         yield url

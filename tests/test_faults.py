@@ -68,7 +68,13 @@ async def private_database(private_postgres: PrivatePostgres) -> str:
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await create_petition(conn, slug=SLUG, title="Refer Syria to the ICC", status="open")
+        await create_petition(
+            conn,
+            slug=SLUG,
+            title="Refer Syria to the ICC",
+            status="open",
+            require_confirmation=False,
+        )
     finally:
         await conn.close()
     return url

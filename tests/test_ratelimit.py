@@ -128,7 +128,10 @@ async def test_reject_mode_answers_429_with_retry_after_and_stores_nothing(
 async def test_the_address_limit_is_per_petition(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
-    await pool.execute("INSERT INTO petitions (slug, title, status) VALUES ('other', 'O', 'open')")
+    await pool.execute(
+        "INSERT INTO petitions (slug, title, status, require_confirmation)"
+        " VALUES ('other', 'O', 'open', false)"
+    )
     client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60))))
     assert (await client.post(SIGN, json=signer(email="a@example.org"))).status == 201
     other = "/v1/petitions/other/signatures"
