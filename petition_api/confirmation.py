@@ -27,8 +27,10 @@ from petition_api.confirmation_token import (
     TokenExpired,
     TokenInvalid,
 )
+from petition_api.openapi import Reply, documented, error
 from petition_api.pages import Pages
 from petition_api.schemas import ConfirmationRequestSchema
+from petition_api.views import read_form
 
 _request_schema = ConfirmationRequestSchema()
 
@@ -82,10 +84,33 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_post("/confirm/{token}", confirm)
 
 
+HTML = ("text/html",)
+TOKEN_PAGES = {
+    200: Reply("Confirmed already, or a button to confirm.", text_types=HTML),
+    404: Reply("No such link: it is damaged (cut short, altered).", text_types=HTML),
+    409: Reply("The petition is closed.", text_types=HTML),
+    410: Reply("The link has expired, or the signature is gone.", text_types=HTML),
+    503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
+}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@documented(
+    "The page of a confirmation link",
+    tags=("confirmation",),
+    description="Shows the petition and a button; opening the link confirms nothing.",
+    responses=TOKEN_PAGES,
+)
 async def show_confirmation(request: web.Request) -> web.Response:
     return await _answer(request, confirm=False)
 
 
+@documented(
+    "Confirm a signature (the button of the link's page)",
+    tags=("confirmation",),
+    description="The token in the path is the capability; the body is ignored.",
+    responses={**TOKEN_PAGES, 200: Reply("Confirmed.", text_types=HTML)},
+)
 async def confirm(request: web.Request) -> web.Response:
     return await _answer(request, confirm=True)
 
@@ -97,7 +122,8 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
     except TokenExpired:
         return pages.render(request, "expired", status=410)
     except TokenInvalid:
-        return pages.render(request, "damaged", status=400)
+        # No confirmation has this address: a link cut short, altered or forged.
+        return pages.render(request, "damaged", status=404)
     row = await confirmation_state(request.app[keys.DB], ref, confirm=confirm)
     if row is None:  # purged unconfirmed, or erased
         return pages.render(request, "gone", status=410)
@@ -119,17 +145,37 @@ async def confirmation_state(
     return row
 
 
+@documented(
+    "The form asking for a new confirmation link",
+    tags=("confirmation",),
+    responses={200: Reply("The form.", text_types=HTML)},
+)
 async def new_link_form(request: web.Request) -> web.Response:
     return request.app[keys.PAGES].render(request, "request")
 
 
+@documented(
+    "Ask for a new confirmation link",
+    tags=("confirmation",),
+    description=(
+        "The same answer whether or not the address signed: this tells nobody whether someone did."
+    ),
+    body=dict.fromkeys(FORM_TYPES, ConfirmationRequestSchema),
+    responses={
+        202: Reply("Any pending signature of this address gets a new link.", text_types=HTML),
+        400: Reply("The form again: the body is not a well-formed form.", text_types=HTML),
+        413: error("The body is too large: `payload_too_large`."),
+        422: Reply("The form again: the address is not valid.", text_types=HTML),
+        503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
+    },
+)
 async def request_new_link(request: web.Request) -> web.Response:
     pages = request.app[keys.PAGES]
-    form = await request.post()
+    form = await read_form(request)
+    if form is None:
+        return pages.render(request, "request", status=400, invalid=True)
     try:
-        fields = _request_schema.load(
-            {key: value for key, value in form.items() if isinstance(value, str)}
-        )
+        fields = _request_schema.load(form)
     except ValidationError:
         return pages.render(request, "request", status=422, invalid=True)
     app = request.app

@@ -31,8 +31,9 @@ from counter_worker.keys import KeyLayout
 from countersign.connections import TRANSIENT_ERRORS, create_redis
 from petition_api import appkeys as keys
 from petition_api.counts import counts_json
+from petition_api.openapi import Reply, documented
 from petition_api.petitions import Petition
-from petition_api.views import public_petition
+from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG, public_petition
 
 log = logging.getLogger("petition_api.live")
 
@@ -212,6 +213,34 @@ class LiveHub:
         await self._subscriber.aclose()
 
 
+# Each event of the stream (the `retry:` hint and keep-alive comments are no events).
+EVENT = {
+    "type": "object",
+    "required": ["id", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "enum": ["message"]},
+        "data": {"type": "string", "description": "The counts, as JSON."},
+    },
+}
+
+
+@documented(
+    "A petition's live counts, as Server-Sent Events",
+    tags=("petitions",),
+    description=(
+        "A stream that stays open: a `retry:` hint, then one event (`id:` and `data:` "
+        "holding the counts as `GET .../counts` gives them) after every change, and "
+        "comment lines to keep it alive."
+    ),
+    path_parameters={"slug": SLUG},
+    header_parameters={"Last-Event-ID": "The id of the last event received (on reconnecting)."},
+    responses={
+        200: Reply("The event stream.", media_schemas={"text/event-stream": EVENT}),
+        404: PETITION_NOT_FOUND,
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
 async def live(request: web.Request) -> web.StreamResponse:
     petition = await public_petition(request)
     heartbeat = request.app[keys.SETTINGS].live_heartbeat

@@ -35,6 +35,9 @@ class Reply:
     # for a text one in ``text_types``.
     schema: type[Schema] | Mapping[str, Any] | None = None
     text_types: tuple[str, ...] = ()
+    # Other media types with a schema of their own: media type -> JSON schema (for
+    # text/event-stream, the schema of each event).
+    media_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # name -> (description, required): headers this answer carries.
     headers: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
 
@@ -43,6 +46,7 @@ class Reply:
         content: dict[str, Any] = {
             media: {"schema": {"type": "string"}} for media in self.text_types
         }
+        content.update({media: {"schema": dict(s)} for media, s in self.media_schemas.items()})
         if self.schema is not None:
             content[JSON] = {"schema": self.schema}
         if content:
@@ -69,15 +73,38 @@ class Operation:
     responses: Mapping[int, Reply]
     description: str = ""
     tags: tuple[str, ...] = ()
-    # The request body: media type -> schema.
-    body: Mapping[str, type[Schema]] = field(default_factory=dict)
+    # The request body: media type -> schema (marshmallow, or a JSON schema that may
+    # combine marshmallow ones with allOf and add what fields alone cannot say).
+    body: Mapping[str, type[Schema] | Mapping[str, Any]] = field(default_factory=dict)
     # name -> JSON schema of each path parameter (a plain string if not listed).
     path_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Optional header parameters: name -> description.
     header_parameters: Mapping[str, str] = field(default_factory=dict)
+    # The query string: the marshmallow schema the handler loads it with (apispec turns
+    # its fields into parameters), so its rules are stated once.
+    query: type[Schema] | None = None
+    # Security requirements (SECURITY_SCHEMES by name); none for a public operation.
+    security: tuple[Mapping[str, list[str]], ...] = ()
 
 
 _OPERATIONS: dict[Handler, Operation] = {}
+
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "staffToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A staff token (`countersign token create`), for /v1/admin.",
+    },
+    "partnerKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A partner's API key (`countersign partner create`).",
+    },
+}
+STAFF_TOKEN: tuple[Mapping[str, list[str]], ...] = ({"staffToken": []},)
+PARTNER_KEY: tuple[Mapping[str, list[str]], ...] = ({"partnerKey": []},)
+# Anonymous, or a partner with its key.
+OPTIONAL_PARTNER_KEY: tuple[Mapping[str, list[str]], ...] = ({}, {"partnerKey": []})
 
 
 def documented(
@@ -86,9 +113,11 @@ def documented(
     responses: Mapping[int, Reply],
     description: str = "",
     tags: tuple[str, ...] = (),
-    body: Mapping[str, type[Schema]] | None = None,
+    body: Mapping[str, type[Schema] | Mapping[str, Any]] | None = None,
     path_parameters: Mapping[str, Mapping[str, Any]] | None = None,
     header_parameters: Mapping[str, str] | None = None,
+    query: type[Schema] | None = None,
+    security: tuple[Mapping[str, list[str]], ...] = (),
 ) -> Callable[[H], H]:
     """Document a handler; every status it can answer must be listed in ``responses``."""
 
@@ -101,6 +130,8 @@ def documented(
             body or {},
             path_parameters or {},
             header_parameters or {},
+            query,
+            security,
         )
         return handler
 
@@ -112,10 +143,12 @@ def operation_of(route: web.AbstractRoute) -> Operation | None:
 
 
 def documented_routes(app: web.Application) -> list[tuple[str, str, web.AbstractRoute]]:
-    """(method, path pattern, route) of every route but the HEADs aiohttp adds to GETs."""
+    """(method, path pattern, route) of every route but the HEADs aiohttp adds to GETs
+    and the CORS preflights (petition_api/cors.py): those are transport, answered for the
+    browser on behalf of the operations they precede, not operations of the API."""
     found = []
     for route in app.router.routes():
-        if route.method == "HEAD" or route.resource is None:
+        if route.method in ("HEAD", "OPTIONS") or route.resource is None:
             continue
         found.append((route.method, route.resource.canonical, route))
     return found
@@ -139,6 +172,8 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         plugins=[MarshmallowPlugin()],
         info={"description": API_DESCRIPTION},
     )
+    for name, scheme in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
     for method, path, route in sorted(documented_routes(app), key=lambda item: item[1]):
         operation = operation_of(route)
         if operation is None:
@@ -171,6 +206,8 @@ def _operation(operation: Operation, path: str) -> dict[str, Any]:
         {"name": name, "in": "header", "description": text, "schema": {"type": "string"}}
         for name, text in operation.header_parameters.items()
     ]
+    if operation.query is not None:
+        parameters.append({"in": "query", "schema": operation.query})
     if parameters:
         doc["parameters"] = parameters
     if operation.body:
@@ -178,4 +215,6 @@ def _operation(operation: Operation, path: str) -> dict[str, Any]:
             "required": True,
             "content": {media: {"schema": schema} for media, schema in operation.body.items()},
         }
+    if operation.security:
+        doc["security"] = [dict(requirement) for requirement in operation.security]
     return doc

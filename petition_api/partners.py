@@ -33,7 +33,9 @@ from petition_api.errors import (
     unavailable,
     validation_failed,
 )
+from petition_api.openapi import PARTNER_KEY, Reply, documented, error
 from petition_api.petitions import Petition
+from petition_api.schemas import ErrorSchema, WholeMatch
 
 KEY_PREFIX = "cs_partner_"
 
@@ -168,7 +170,36 @@ class PartnerCountsQuery(Schema):
     class Meta:
         unknown = RAISE
 
+    petition = fields.String(
+        required=True,
+        validate=WholeMatch(r"^[a-z0-9][a-z0-9-]{0,99}$", error="Not a petition slug."),
+        metadata={"description": "The petition's slug."},
+    )
+
+
+class PartnerCountsSchema(Schema):
     petition = fields.String(required=True)
+    source = fields.String(required=True)
+    total = fields.Integer(required=True)
+
+
+class PartnerValidationsSchema(Schema):
+    petition = fields.String(required=True)
+    source = fields.String(required=True)
+    confirmed = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+
+
+NO_PARTNER_KEY = Reply(
+    "No partner key, or a wrong or revoked one: `unauthorized`.",
+    ErrorSchema,
+    headers={"WWW-Authenticate": ("Bearer.", True)},
+)
+PARTNER_ERRORS = {
+    401: NO_PARTNER_KEY,
+    404: error("No such petition (unknown, or a draft): `petition_not_found`."),
+    422: error("`petition` is missing or malformed: `validation_failed`."),
+}
 
 
 _query_schema = PartnerCountsQuery()
@@ -189,6 +220,21 @@ async def _partner_and_petition(request: web.Request) -> tuple[Partner, Petition
     return partner, petition
 
 
+@documented(
+    "How many counted signatures the partner brought to a petition",
+    tags=("partners",),
+    security=PARTNER_KEY,
+    query=PartnerCountsQuery,
+    responses={
+        200: Reply("The live count of the partner's source.", PartnerCountsSchema),
+        **PARTNER_ERRORS,
+        503: error(
+            "The counts are being built (`counts_unavailable`), or Redis or Postgres did "
+            "not answer (`service_unavailable`).",
+            retry_after=True,
+        ),
+    },
+)
 async def partner_counts(request: web.Request) -> web.Response:
     """How many counted signatures carry the partner's source on one petition."""
     partner, petition = await _partner_and_petition(request)
@@ -215,6 +261,17 @@ WHERE petition_id = $1 AND source = $2 AND erased_at IS NULL AND invalidated_at 
 """
 
 
+@documented(
+    "How many of the partner's signatures are confirmed by email, and how many wait",
+    tags=("partners",),
+    security=PARTNER_KEY,
+    query=PartnerCountsQuery,
+    responses={
+        200: Reply("Counts only: nothing about who signed.", PartnerValidationsSchema),
+        **PARTNER_ERRORS,
+        503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
+    },
+)
 async def partner_validations(request: web.Request) -> web.Response:
     """How many of the partner's signatures are confirmed by email, and how many wait.
 

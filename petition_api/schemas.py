@@ -33,14 +33,23 @@ def validate_name(value: str) -> None:
     raise ValidationError("Not a valid name.")
 
 
+class WholeMatch(validate.Regexp):
+    """A pattern the whole value must match, as JSON Schema reads ``^...$`` (Python's
+    ``$`` also matches before a final newline). apispec publishes it as ``pattern``."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+# Text Postgres can store: no NUL character (JSON and forms can carry one).
+STORABLE_TEXT = r"^[^\u0000]*$"
+storable_text = WholeMatch(STORABLE_TEXT, error="Must not contain NUL characters.")
+
+
 def _matching(pattern: str, error: str) -> validate.Regexp:
     return validate.Regexp(pattern, error=error)
-
-
-def validate_country(value: str) -> None:
-    """An ISO 3166-1 alpha-2 code, in any case (for filters outside the signature body)."""
-    if value.upper() not in patterns.COUNTRY_CODES:
-        raise ValidationError("Not an ISO 3166-1 alpha-2 country code.")
 
 
 class JsonBoolean(fields.Boolean):
@@ -51,6 +60,24 @@ class JsonBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
         return value
+
+
+LANGUAGE_TEXT = (
+    "For the confirmation email (BCP 47, e.g. fr or ar-SY); without it, Accept-Language decides."
+)
+OPTIONAL_FIELDS = ("postal_code", "source", "language")
+
+
+def _optional(
+    pattern: str, error: str, *, nullable: bool = True, description: str | None = None
+) -> fields.String:
+    """An optional text field; empty (or only spaces) is the same as absent."""
+    return fields.String(
+        load_default=None,
+        allow_none=nullable,
+        validate=_matching(pattern, error),
+        metadata={"description": description} if description else {},
+    )
 
 
 class SignatureSchema(Schema):
@@ -72,27 +99,14 @@ class SignatureSchema(Schema):
         validate=_matching(patterns.COUNTRY, "Not an ISO 3166-1 alpha-2 country code."),
         metadata={"description": "ISO 3166-1 alpha-2, in any case."},
     )
-    postal_code = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=_matching(patterns.POSTAL_CODE, "Not a valid postal code."),
-    )
-    source = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=_matching(patterns.SOURCE, "Use 1-64 of a-z, 0-9, '_' and '-'."),
-        metadata={"description": "The partner or campaign code."},
+    postal_code = _optional(patterns.POSTAL_CODE, "Not a valid postal code.")
+    source = _optional(
+        patterns.SOURCE,
+        "Use 1-64 of a-z, 0-9, '_' and '-'.",
+        description="The partner or campaign code.",
     )
     consent_updates: fields.Boolean = JsonBoolean(load_default=False)
-    language = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=_matching(patterns.LANGUAGE, "Not a language tag."),
-        metadata={
-            "description": "For the confirmation email (BCP 47, e.g. fr or ar-SY); "
-            "without it, Accept-Language decides."
-        },
-    )
+    language = _optional(patterns.LANGUAGE, "Not a language tag.", description=LANGUAGE_TEXT)
     # Honeypot: hidden from people, filled in by naive bots.
     website = fields.String(
         load_default="",
@@ -107,9 +121,9 @@ class SignatureSchema(Schema):
         tidy = {
             key: value.strip() if isinstance(value, str) else value for key, value in data.items()
         }
-        for optional in ("postal_code", "source", "language"):
+        for optional in OPTIONAL_FIELDS:
             if tidy.get(optional) == "":
-                tidy[optional] = None
+                del tidy[optional]
         return tidy
 
     @post_load
@@ -126,13 +140,35 @@ class ConfirmationRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    # As the sign endpoint accepts addresses (with any spaces around them stripped).
+    email = fields.String(
+        required=True,
+        validate=_matching(patterns.EMAIL, "Not a valid email address."),
+        metadata={"description": "The address that signed."},
+    )
+
+    @pre_load
+    def _strip(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("email"), str):
+            return {**data, "email": data["email"].strip()}
+        return data
 
 
 class SignatureFormSchema(SignatureSchema):
-    """The same fields posted as an HTML form, where a checkbox sends "on"."""
+    """The same fields posted as an HTML form, where a checkbox sends "on" and nothing is
+    null: an optional field left empty is absent."""
 
     consent_updates = fields.Boolean(load_default=False)
+    postal_code = _optional(patterns.POSTAL_CODE, "Not a valid postal code.", nullable=False)
+    source = _optional(
+        patterns.SOURCE,
+        "Use 1-64 of a-z, 0-9, '_' and '-'.",
+        nullable=False,
+        description="The partner or campaign code.",
+    )
+    language = _optional(
+        patterns.LANGUAGE, "Not a language tag.", nullable=False, description=LANGUAGE_TEXT
+    )
 
 
 class PetitionSchema(Schema):
@@ -163,6 +199,10 @@ class CountsSchema(Schema):
 
 class SignedSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(["counted"]))
+
+
+class PendingConfirmationSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["pending_confirmation"]))
 
 
 class HealthSchema(Schema):

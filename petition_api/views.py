@@ -7,6 +7,7 @@ import json
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from marshmallow import ValidationError
 
 from countersign.connections import TRANSIENT_ERRORS
@@ -20,12 +21,13 @@ from petition_api.errors import (
     unavailable,
     validation_failed,
 )
-from petition_api.openapi import Reply, documented, error
-from petition_api.partners import authenticated_partner
+from petition_api.openapi import OPTIONAL_PARTNER_KEY, Reply, documented, error
+from petition_api.partners import NO_PARTNER_KEY, authenticated_partner
 from petition_api.petitions import Petition
 from petition_api.schemas import (
     CountsSchema,
     HealthSchema,
+    PendingConfirmationSchema,
     PetitionSchema,
     ReadinessSchema,
     SignatureFormSchema,
@@ -87,9 +89,13 @@ async def get_petition(request: web.Request) -> web.Response:
     description=(
         "The same 201 answers a new signature, an address that had signed already, and one "
         "held for review (too many from one place, or a throwaway address): nobody can use "
-        "this to learn whether someone signed. `website` is a honeypot and must stay empty."
+        "this to learn whether someone signed; likewise the 202 on a petition that "
+        "counts a signature only once its address is confirmed by email. `website` is a "
+        "honeypot and must stay empty. A partner signing server to server sends its key "
+        "(`Authorization: Bearer`): the signature then carries the partner's source."
     ),
     path_parameters={"slug": SLUG},
+    security=OPTIONAL_PARTNER_KEY,
     body={
         "application/json": SignatureSchema,
         "application/x-www-form-urlencoded": SignatureFormSchema,
@@ -97,7 +103,14 @@ async def get_petition(request: web.Request) -> web.Response:
     },
     responses={
         201: Reply("Signed.", SignedSchema),
-        400: error("The body is not a JSON object: `invalid_json`."),
+        202: Reply(
+            "Signed, to be counted once confirmed: a link was emailed.", PendingConfirmationSchema
+        ),
+        400: error(
+            "The body is not a JSON object (`invalid_json`), or not a well-formed form "
+            "(`invalid_form`)."
+        ),
+        401: NO_PARTNER_KEY,
         404: PETITION_NOT_FOUND,
         409: error("The petition is closed: `petition_closed`."),
         413: error("The body is too large: `payload_too_large`."),
@@ -193,13 +206,26 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
             raise ApiError(400, "invalid_json", "the body must be a JSON object")
         return data
     if request.content_type in FORM_TYPES:
-        form = await request.post()
-        return {key: value for key, value in form.items() if isinstance(value, str)}
+        form = await read_form(request)
+        if form is None:
+            raise ApiError(400, "invalid_form", "the body is not a well-formed form")
+        return form
     raise ApiError(
         415,
         "unsupported_media_type",
         "send application/json or application/x-www-form-urlencoded",
     )
+
+
+async def read_form(request: web.Request) -> dict[str, str] | None:
+    """The text fields of a form body; None if it is not a well-formed form (a multipart
+    body without its boundary, cut short, or with a broken part header; text that is
+    not UTF-8)."""
+    try:
+        form = await request.post()
+    except (ValueError, BadHttpMessage):
+        return None
+    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 @documented(

@@ -19,12 +19,14 @@ from pathlib import Path
 from string import Template
 
 from aiohttp import web
+from marshmallow import Schema, fields
 
 from countersign.connections import TRANSIENT_ERRORS
 from petition_api import appkeys as keys
 from petition_api.cors import ANY_ORIGIN
 from petition_api.errors import unavailable
-from petition_api.views import public_petition
+from petition_api.openapi import Reply, documented, error
+from petition_api.views import PETITION_NOT_FOUND, SLUG, public_petition
 
 STATIC = Path(__file__).parent / "static"
 
@@ -79,6 +81,34 @@ def _widget_div(slug: str, *, source: str | None = None, lang: str | None = None
     return f"<div{attributes}></div>"
 
 
+IF_NONE_MATCH = {"If-None-Match": "An ETag from an earlier answer."}
+CACHED = {
+    "ETag": ("The script's version.", True),
+    "Cache-Control": ("How long to reuse it.", True),
+}
+NOT_MODIFIED = Reply("Unchanged since the ETag sent in If-None-Match.", headers=CACHED)
+
+
+class EmbedQuerySchema(Schema):
+    lang = fields.String(
+        metadata={
+            "description": "The widget's language, a BCP 47 tag such as fr or pt-BR; "
+            "anything else is ignored."
+        }
+    )
+
+
+@documented(
+    "The widget's loader script, the one partners paste",
+    tags=("widget",),
+    header_parameters=IF_NONE_MATCH,
+    responses={
+        200: Reply(
+            "The loader (cached for minutes).", text_types=("text/javascript",), headers=CACHED
+        ),
+        304: NOT_MODIFIED,
+    },
+)
 async def loader(request: web.Request) -> web.Response:
     assets = request.app[keys.WIDGET]
     return _javascript(
@@ -89,6 +119,21 @@ async def loader(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    "The widget's script, by version",
+    tags=("widget",),
+    path_parameters={"version": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}},
+    header_parameters=IF_NONE_MATCH,
+    responses={
+        200: Reply(
+            "The script: cached for a year when `version` is the current one, briefly otherwise.",
+            text_types=("text/javascript",),
+            headers=CACHED,
+        ),
+        304: NOT_MODIFIED,
+        404: error("`version` is not 1-64 hexadecimal digits: `not_found`."),
+    },
+)
 async def script(request: web.Request) -> web.Response:
     assets = request.app[keys.WIDGET]
     if request.match_info["version"] == assets.version:
@@ -110,6 +155,20 @@ def _javascript(body: bytes, cache: str, *, etag: str, request: web.Request) -> 
     return web.Response(body=body, content_type="text/javascript", charset="utf-8", headers=headers)
 
 
+@documented(
+    "The widget as a page of its own, for an iframe",
+    tags=("widget",),
+    path_parameters={"slug": SLUG},
+    query=EmbedQuerySchema,
+    responses={
+        200: Reply(
+            "The page; its frame-ancestors are the origins allowed for the petition.",
+            text_types=("text/html",),
+        ),
+        404: PETITION_NOT_FOUND,
+        503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
+    },
+)
 async def embed(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     try:

@@ -92,7 +92,6 @@ async def test_create_open_at_once(admin_client: Client, staff: StaffTokens) -> 
         ({"slug": "x", "title": "x", "goal": 0}, "goal"),
         ({"slug": "x", "title": "x", "goal": "100"}, "goal"),
         ({"slug": "x", "title": "x", "goal": 2**31}, "goal"),
-        ({"slug": "x", "title": "x", "closes_at": "2001-01-01T00:00:00Z"}, "closes_at"),
         ({"slug": "x", "title": "x", "closes_at": "next week"}, "closes_at"),
         ({"slug": "x", "title": "x", "allowed_origins": ["https://x.org/path"]}, "allowed_origins"),
         ({"slug": "x", "title": "x", "allowed_origins": "https://x.org"}, "allowed_origins"),
@@ -108,6 +107,23 @@ async def test_create_rejects_bad_fields_one_by_one(
     assert error["code"] == "validation_failed"
     assert set(error["fields"]) == {field}
     assert await pool.fetchval("SELECT count(*) FROM petitions") == 1
+
+
+async def test_a_close_date_already_passed_is_a_conflict(
+    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    # 409 like opening a petition whose date has passed: valid in form, refused because
+    # of the time of the request.
+    past = {"closes_at": "2001-01-01T00:00:00Z"}
+    headers = bearer(staff.admin)
+    created = await admin_client.post(
+        PETITIONS, json={"slug": "x", "title": "x", **past}, headers=headers
+    )
+    assert (await error_of(created, 409))["code"] == "closes_at_passed"
+    changed = await admin_client.patch(ONE, json=past, headers=headers)
+    assert (await error_of(changed, 409))["code"] == "closes_at_passed"
+    assert await pool.fetchval("SELECT count(*) FROM petitions") == 1
+    assert await pool.fetchval("SELECT closes_at FROM petitions") is None
 
 
 async def test_bodies_must_be_json_objects(admin_client: Client, staff: StaffTokens) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from petition_api.app import create_app
 from petition_api.docs import ASSETS
 from petition_api.openapi import documented_routes, openapi_document, operation_of
 from petition_api.schemas import SignatureSchema
-from tests.conftest import SpawnApi, SpawnWorker
+from tests.conftest import TEST_SECRET, SpawnApi, SpawnWorker
+from tests.schemathesis_data import create_data
 from tests.test_api import AiohttpClient, error_of
 
 SCHEMATHESIS_CONFIG = Path(__file__).parent / "schemathesis.toml"
@@ -162,6 +164,8 @@ async def test_schemathesis_finds_nothing_against_the_live_api(
     await pool.execute(
         "INSERT INTO petitions (slug, title, status) VALUES ('closed-one', 'Closed', 'closed')"
     )
+    # Credentials and identifiers, which tests/schemathesis.toml reads from the environment.
+    data = await create_data(pool, TEST_SECRET)
     spawn()  # builds the counters, as in production
     api = await run_api()
     command = [
@@ -177,6 +181,7 @@ async def test_schemathesis_finds_nothing_against_the_live_api(
         subprocess.run,
         command,
         cwd=tmp_path,  # where it keeps its example database
+        env={**os.environ, **data},
         capture_output=True,
         text=True,
         timeout=600,

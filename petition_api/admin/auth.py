@@ -52,6 +52,9 @@ class TokenInfo:
 
 
 STAFF = web.RequestKey("staff", Staff)
+# Staff bodies may be larger than the public ones (COUNTERSIGN_MAX_BODY_BYTES): a petition's
+# text is up to 100,000 characters, several bytes each as JSON. Only once authenticated.
+STAFF_MAX_BODY = 1024 * 1024
 # Handler -> the role it needs. Routes not listed need the admin role, so a route added
 # without thinking about roles is closed to exporters rather than open to them.
 ROUTE_ROLES = web.AppKey("route_roles", dict[Callable[..., object], Role])
@@ -141,5 +144,6 @@ async def staff_middleware(request: web.Request, handler: Handler) -> web.Stream
         required = request.app[ROUTE_ROLES].get(match_info.handler, Role.ADMIN)
         if not staff.may(required):
             raise ApiError(403, "insufficient_role", f"this needs the {required} role")
+    request = request.clone(client_max_size=STAFF_MAX_BODY)
     request[STAFF] = staff
     return await handler(request)

@@ -18,7 +18,9 @@ import jinja2
 from aiohttp import web
 
 from petition_api.admin import queries
-from petition_api.admin.routes import db, petition_of
+from petition_api.admin.routes import db, petition_of, staff_operation
+from petition_api.openapi import Reply
+from petition_api.views import PETITION_NOT_FOUND, SLUG
 
 TOP_COUNTRIES = 15
 
@@ -79,6 +81,15 @@ def country_bars(figures: queries.Summary) -> list[CountryBar]:
     return bars
 
 
+@staff_operation(
+    "A petition's delivery summary (a page to print)",
+    exporter=True,
+    path_parameters={"slug": SLUG},
+    responses={
+        200: Reply("The page: no script, no external asset.", text_types=("text/html",)),
+        404: PETITION_NOT_FOUND,
+    },
+)
 async def delivery_page(request: web.Request) -> web.Response:
     petition = await petition_of(request)
     figures = await queries.summarise(db(request), petition.id)

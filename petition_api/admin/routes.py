@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import logging
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -21,16 +23,26 @@ from petition_api.admin.auth import STAFF, Role
 from petition_api.admin.export import UTF8_BOM, ExportFilters, audited_export
 from petition_api.admin.queries import Criteria, ManagedPetition, Summary
 from petition_api.admin.schemas import (
+    DryRunSchema,
+    ErasedSchema,
     ErasureSchema,
     ExportQuerySchema,
+    InvalidationListSchema,
     InvalidationOutSchema,
     InvalidationSchema,
+    ManagedPetitionListSchema,
     ManagedPetitionSchema,
     PetitionCreateSchema,
     PetitionUpdateSchema,
+    RepeatedIpListSchema,
     RepeatedIpQuerySchema,
+    SummarySchema,
+    UndoneInvalidationSchema,
 )
 from petition_api.errors import ApiError
+from petition_api.openapi import STAFF_TOKEN, H, Reply, documented, error
+from petition_api.schemas import ErrorSchema
+from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG
 
 log = logging.getLogger("petition_api.admin")
 
@@ -39,6 +51,38 @@ TRANSITIONS = {("draft", "open"), ("open", "closed"), ("closed", "open")}
 
 _petition_schema = ManagedPetitionSchema()
 _invalidation_schema = InvalidationOutSchema()
+
+
+# -- documentation --------------------------------------------------------------------------
+
+NO_STAFF_TOKEN = Reply(
+    "No staff token (`unauthorized`), or an unknown or revoked one (`invalid_token`).",
+    ErrorSchema,
+    headers={"WWW-Authenticate": ("Bearer, for the staff realm.", True)},
+)
+NOT_ADMIN = error("The token's role is exporter; this needs admin: `insufficient_role`.")
+INVALID_JSON = error("The body is not a JSON object: `invalid_json`.")
+TOO_LARGE = error("The body is too large: `payload_too_large`.")
+NOT_JSON = error("Not JSON: `unsupported_media_type`.")
+INVALID = error("Some fields are invalid (`fields` says which): `validation_failed`.")
+JSON_BODY_ERRORS = {400: INVALID_JSON, 413: TOO_LARGE, 415: NOT_JSON, 422: INVALID}
+
+
+def staff_operation(
+    summary: str, *, responses: Mapping[int, Reply], exporter: bool = False, **more: Any
+) -> Callable[[H], H]:
+    """``documented`` for /v1/admin: the staff token, its 401, and the 403 of operations
+    an exporter may not use (``exporter=False``: keep in step with EXPORTER_HANDLERS)."""
+    common = {401: NO_STAFF_TOKEN, 503: POSTGRES_UNAVAILABLE}
+    if not exporter:
+        common[403] = NOT_ADMIN
+    return documented(
+        summary,
+        tags=("staff",),
+        security=STAFF_TOKEN,
+        responses={**common, **responses},
+        **more,
+    )
 
 
 # -- request plumbing ---------------------------------------------------------------------
@@ -100,17 +144,42 @@ def petition_json(petition: ManagedPetition) -> dict[str, Any]:
 # -- petitions --------------------------------------------------------------------------------
 
 
+@staff_operation(
+    "Every petition, drafts included",
+    exporter=True,
+    responses={200: Reply("The petitions, newest first.", ManagedPetitionListSchema)},
+)
 async def list_petitions(request: web.Request) -> web.Response:
     petitions = await queries.list_managed(db(request))
     return web.json_response({"petitions": [petition_json(p) for p in petitions]})
 
 
+@staff_operation(
+    "A petition, drafts included",
+    exporter=True,
+    path_parameters={"slug": SLUG},
+    responses={200: Reply("The petition.", ManagedPetitionSchema), 404: PETITION_NOT_FOUND},
+)
 async def get_petition(request: web.Request) -> web.Response:
     return web.json_response(petition_json(await petition_of(request)))
 
 
+@staff_operation(
+    "Create a petition",
+    description="It starts as a draft unless `status` is open.",
+    body={"application/json": PetitionCreateSchema},
+    responses={
+        201: Reply("Created.", ManagedPetitionSchema),
+        409: error(
+            "A petition has this slug already (`petition_exists`), or `closes_at` has "
+            "passed (`closes_at_passed`)."
+        ),
+        **JSON_BODY_ERRORS,
+    },
+)
 async def create_petition(request: web.Request) -> web.Response:
     fields = load(PetitionCreateSchema(), await json_body(request))
+    refuse_passed_close(fields)
     async with db(request).acquire() as conn, conn.transaction():
         try:
             petition = await queries.insert_managed(conn, fields)
@@ -128,8 +197,26 @@ async def create_petition(request: web.Request) -> web.Response:
     return web.json_response(petition_json(petition), status=201)
 
 
+@staff_operation(
+    "Change a petition",
+    description=(
+        "Only the fields sent change. Status moves: draft to open, open to closed, closed to open."
+    ),
+    path_parameters={"slug": SLUG},
+    body={"application/json": PetitionUpdateSchema},
+    responses={
+        200: Reply("The petition as changed.", ManagedPetitionSchema),
+        404: PETITION_NOT_FOUND,
+        409: error(
+            "A status move not allowed (`invalid_status_transition`), or a close date that "
+            "has passed, given or kept when opening (`closes_at_passed`)."
+        ),
+        **JSON_BODY_ERRORS,
+    },
+)
 async def update_petition(request: web.Request) -> web.Response:
     changes = load(PetitionUpdateSchema(), await json_body(request))
+    refuse_passed_close(changes)
     async with db(request).acquire() as conn, conn.transaction():
         current = await queries.fetch_managed(conn, request.match_info["slug"], for_update=True)
         if current is None:
@@ -159,6 +246,16 @@ async def update_petition(request: web.Request) -> web.Response:
     return web.json_response(petition_json(petition))
 
 
+def refuse_passed_close(fields: dict[str, Any]) -> None:
+    """A close date given must be in the future: one already passed is refused (409, not
+    422: the same request was acceptable a moment earlier)."""
+    closes_at = fields.get("closes_at")
+    if closes_at is not None and closes_at <= _now():
+        raise ApiError(
+            409, "closes_at_passed", "closes_at has passed: give a later one (or null for none)"
+        )
+
+
 def request_fields(changes: dict[str, Any]) -> list[str]:
     """Field names as the client spelled them (the text goes to the body column)."""
     return ["text" if name == "body" else name for name in changes]
@@ -171,6 +268,16 @@ def _now() -> datetime:
 # -- summary ----------------------------------------------------------------------------------
 
 
+@staff_operation(
+    "A petition's figures",
+    description="CSV when the Accept header names text/csv, JSON otherwise.",
+    exporter=True,
+    path_parameters={"slug": SLUG},
+    responses={
+        200: Reply("Totals by country, source and day.", SummarySchema, text_types=("text/csv",)),
+        404: PETITION_NOT_FOUND,
+    },
+)
 async def summary(request: web.Request) -> web.StreamResponse:
     petition = await petition_of(request)
     figures = await queries.summarise(db(request), petition.id)
@@ -238,6 +345,22 @@ def _iso(value: datetime | None) -> str | None:
 # -- export -----------------------------------------------------------------------------------
 
 
+@staff_operation(
+    "Export a petition's signatures (CSV)",
+    description=(
+        "Counted signatures, streamed; every export is written to the audit log first. "
+        "`include=email` needs the admin role."
+    ),
+    exporter=True,
+    path_parameters={"slug": SLUG},
+    query=ExportQuerySchema,
+    responses={
+        200: Reply("The signatures.", text_types=("text/csv",)),
+        403: error("Emails asked for by an exporter: `insufficient_role`."),
+        404: PETITION_NOT_FOUND,
+        422: INVALID,
+    },
+)
 async def export_signatures(request: web.Request) -> web.StreamResponse:
     staff = request[STAFF]
     petition = await petition_of(request)
@@ -289,9 +412,37 @@ async def export_signatures(request: web.Request) -> web.StreamResponse:
     return response
 
 
+# The JSON schema of the fields, and what they alone cannot say: at least one criterion,
+# and a reason unless dry_run.
+INVALIDATION_BODY = {
+    "allOf": [
+        InvalidationSchema,
+        {"anyOf": [{"required": [name]} for name in InvalidationSchema.CRITERIA]},
+        {
+            "anyOf": [
+                {"required": ["reason"]},
+                {"required": ["dry_run"], "properties": {"dry_run": {"enum": [True]}}},
+            ]
+        },
+    ]
+}
+INVALIDATION_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+_INVALIDATION_ID = re.compile(r"[0-9]{1,19}")
+
+
 # -- fraud and erasure ------------------------------------------------------------------------
 
 
+@staff_operation(
+    "Client addresses that signed a petition repeatedly (keyed hashes)",
+    path_parameters={"slug": SLUG},
+    query=RepeatedIpQuerySchema,
+    responses={
+        200: Reply("Up to 100, most signatures first.", RepeatedIpListSchema),
+        404: PETITION_NOT_FOUND,
+        422: INVALID,
+    },
+)
 async def repeated_ip_hashes(request: web.Request) -> web.Response:
     petition = await petition_of(request)
     query = load(RepeatedIpQuerySchema(), query_fields(request))
@@ -318,6 +469,18 @@ async def repeated_ip_hashes(request: web.Request) -> web.Response:
     )
 
 
+@staff_operation(
+    "Invalidate signatures by criteria (or count them, with dry_run)",
+    description="Give at least one criterion, and a reason unless `dry_run`.",
+    path_parameters={"slug": SLUG},
+    body={"application/json": INVALIDATION_BODY},
+    responses={
+        200: Reply("dry_run: how many signatures it would invalidate.", DryRunSchema),
+        201: Reply("Done.", InvalidationOutSchema),
+        404: PETITION_NOT_FOUND,
+        **JSON_BODY_ERRORS,
+    },
+)
 async def create_invalidation(request: web.Request) -> web.Response:
     petition = await petition_of(request)
     fields = load(InvalidationSchema(), await json_body(request))
@@ -349,17 +512,32 @@ async def create_invalidation(request: web.Request) -> web.Response:
     return web.json_response(_invalidation_schema.dump(invalidation), status=201)
 
 
+@staff_operation(
+    "A petition's invalidations",
+    path_parameters={"slug": SLUG},
+    responses={200: Reply("Newest first.", InvalidationListSchema), 404: PETITION_NOT_FOUND},
+)
 async def list_invalidations(request: web.Request) -> web.Response:
     petition = await petition_of(request)
     found = await queries.list_invalidations(db(request), petition.id)
     return web.json_response({"invalidations": _invalidation_schema.dump(found, many=True)})
 
 
+@staff_operation(
+    "Undo an invalidation",
+    path_parameters={"id": INVALIDATION_ID},
+    responses={
+        200: Reply("Undone; `restored` signatures count again.", UndoneInvalidationSchema),
+        404: error("No such invalidation: `invalidation_not_found`."),
+        409: error("It was undone already: `invalidation_undone`."),
+    },
+)
 async def undo_invalidation(request: web.Request) -> web.Response:
-    try:
-        invalidation_id = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "invalidation_not_found", "no such invalidation") from None
+    raw = request.match_info["id"]
+    # Digits only (int() would take " 1", "+1" and "1_0"), within bigint.
+    if not _INVALIDATION_ID.fullmatch(raw) or not 1 <= int(raw) <= 2**63 - 1:
+        raise ApiError(404, "invalidation_not_found", "no such invalidation")
+    invalidation_id = int(raw)
     staff = request[STAFF]
     async with db(request).acquire() as conn:
         try:
@@ -382,6 +560,11 @@ async def undo_invalidation(request: web.Request) -> web.Response:
     return web.json_response({**_invalidation_schema.dump(invalidation), "restored": restored})
 
 
+@staff_operation(
+    "Erase an address's signatures, on every petition",
+    body={"application/json": ErasureSchema},
+    responses={200: Reply("What was erased.", ErasedSchema), **JSON_BODY_ERRORS},
+)
 async def erase(request: web.Request) -> web.Response:
     fields = load(ErasureSchema(), await json_body(request))
     email_hash = request.config_dict[keys.HASHER].email(fields["email"])

@@ -3,7 +3,7 @@ mistyped filter must fail loudly, not export or invalidate more than was meant."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from marshmallow import (
@@ -17,24 +17,26 @@ from marshmallow import (
     validates_schema,
 )
 
-from petition_api.schemas import PetitionSchema, validate_country
+from petition_api import patterns
+from petition_api.schemas import JsonBoolean, PetitionSchema, WholeMatch, storable_text
 
-# As the sign endpoint accepts them.
-SOURCE = validate.Regexp(r"^[a-z0-9_-]{1,64}$", error="Use 1-64 of a-z, 0-9, '_' and '-'.")
-SLUG = validate.Regexp(
+# As the sign endpoint accepts them. Patterns match the whole value, as the OpenAPI
+# document (which apispec writes from them) says.
+SOURCE = WholeMatch(r"^[a-z0-9_-]{1,64}$", error="Use 1-64 of a-z, 0-9, '_' and '-'.")
+SLUG = WholeMatch(
     r"^[a-z0-9][a-z0-9-]{0,99}$",
     error="Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit.",
 )
-ORIGIN = validate.Regexp(
+ORIGIN = WholeMatch(
     r"^(\*|https?://[a-z0-9.-]+(:[0-9]{1,5})?)$",
     error="Use '*' or an origin such as https://example.org (lowercase, no path).",
 )
+# An ISO 3166-1 alpha-2 code, in any case, with nothing around it.
+COUNTRY = WholeMatch(
+    patterns.COUNTRY.replace(f"^{patterns.WS}*", "^").replace(f"{patterns.WS}*$", "$"),
+    error="Not an ISO 3166-1 alpha-2 country code.",
+)
 POSTGRES_INTEGER = validate.Range(min=1, max=2**31 - 1)
-
-
-def in_the_future(value: datetime | None) -> None:
-    if value is not None and value <= datetime.now(UTC):
-        raise ValidationError("Must be in the future.")
 
 
 def _datetime(**kwargs: Any) -> fields.AwareDateTime:
@@ -48,19 +50,20 @@ class StrictSchema(Schema):
 
 
 class _PetitionFields(StrictSchema):
-    title = fields.String(validate=validate.Length(1, 300))
-    text = fields.String(attribute="body", validate=validate.Length(max=100_000))
-    target = fields.String(validate=validate.Length(max=300))
+    title = fields.String(validate=[storable_text, validate.Length(1, 300)])
+    text = fields.String(attribute="body", validate=[storable_text, validate.Length(max=100_000)])
+    target = fields.String(validate=[storable_text, validate.Length(max=300)])
     goal = fields.Integer(strict=True, validate=POSTGRES_INTEGER)
     allowed_origins = fields.List(fields.String(validate=ORIGIN), validate=validate.Length(max=50))
-    closes_at = _datetime(allow_none=True, validate=in_the_future)
+    # In the future (else 409 closes_at_passed: a rule of the time of the request).
+    closes_at = _datetime(allow_none=True)
     # Count a signature only once its address is confirmed by email (double opt-in).
-    require_confirmation = fields.Boolean(truthy={True}, falsy={False})
+    require_confirmation: fields.Boolean = JsonBoolean()
 
 
 class PetitionCreateSchema(_PetitionFields):
     slug = fields.String(required=True, validate=SLUG)
-    title = fields.String(required=True, validate=validate.Length(1, 300))
+    title = fields.String(required=True, validate=[storable_text, validate.Length(1, 300)])
     # A new petition starts as a draft, or open at once; it cannot be born closed.
     status = fields.String(load_default="draft", validate=validate.OneOf(["draft", "open"]))
 
@@ -77,18 +80,14 @@ class ManagedPetitionSchema(PetitionSchema):
 
 
 class _SignedBetween(StrictSchema):
+    # A window with signed_before at or before signed_after holds no signature: it
+    # selects nothing, like any filter nothing matches.
     signed_after = _datetime()  # inclusive
     signed_before = _datetime()  # exclusive
 
-    @validates_schema
-    def _window(self, data: dict[str, Any], **_: Any) -> None:
-        after, before = data.get("signed_after"), data.get("signed_before")
-        if after is not None and before is not None and after >= before:
-            raise ValidationError("Must be later than signed_after.", "signed_before")
-
 
 class ExportQuerySchema(_SignedBetween):
-    country = fields.String(validate=validate_country)
+    country = fields.String(validate=COUNTRY)
     source = fields.String(validate=SOURCE)
     include = fields.String(validate=validate.OneOf(["email"]))
 
@@ -100,15 +99,21 @@ class ExportQuerySchema(_SignedBetween):
 
 
 class RepeatedIpQuerySchema(StrictSchema):
-    min_signatures = fields.Integer(load_default=2, validate=validate.Range(min=2))
+    min_signatures = fields.Integer(load_default=2, validate=validate.Range(min=2, max=2**31 - 1))
 
 
 class ErasureSchema(StrictSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    # As the sign endpoint accepts addresses (so any address that signed can be erased).
+    # Addresses pasted from a request email often carry spaces around them: the pattern
+    # allows them, and they are stripped.
+    email = fields.String(
+        required=True,
+        validate=validate.Regexp(patterns.EMAIL, error="Not a valid email address."),
+        metadata={"description": "An email address, up to 254 characters."},
+    )
 
     @pre_load
     def _strip(self, data: Any, **_: Any) -> Any:
-        # Addresses pasted from a request email often carry spaces around them.
         if isinstance(data, dict) and isinstance(data.get("email"), str):
             return {**data, "email": data["email"].strip()}
         return data
@@ -119,14 +124,14 @@ class InvalidationSchema(_SignedBetween):
 
     source = fields.String(validate=SOURCE)
     # The keyed hash as the ip-hashes endpoint lists it: 64 hex digits.
-    ip_hash = fields.String(validate=validate.Regexp(r"^[0-9a-fA-F]{64}$"))
+    ip_hash = fields.String(validate=WholeMatch(r"^[0-9a-fA-F]{64}$"))
     email_domain = fields.String(
-        validate=validate.Regexp(
+        validate=WholeMatch(
             r"^@?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$", error="Not a domain such as example.org."
         )
     )
-    reason = fields.String(validate=validate.Length(1, 500))
-    dry_run = fields.Boolean(load_default=False)
+    reason = fields.String(validate=[storable_text, validate.Length(1, 500)])
+    dry_run: fields.Boolean = JsonBoolean(load_default=False)
 
     @validates_schema
     def _complete(self, data: dict[str, Any], **_: Any) -> None:
@@ -154,3 +159,71 @@ class InvalidationOutSchema(Schema):
     invalidated = fields.Integer(attribute="row_count")
     undone_at = fields.AwareDateTime(allow_none=True)
     undone_by = fields.String(allow_none=True)
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+class ManagedPetitionListSchema(Schema):
+    petitions = fields.List(fields.Nested(ManagedPetitionSchema), required=True)
+
+
+class SummaryCountrySchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class SummarySourceSchema(Schema):
+    source = fields.String(required=True, allow_none=True)
+    count = fields.Integer(required=True)
+
+
+class SummaryDaySchema(Schema):
+    date = fields.Date(required=True)
+    count = fields.Integer(required=True)
+
+
+class SummarySchema(Schema):
+    petition = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.String(required=True)
+    goal = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    countries = fields.List(fields.Nested(SummaryCountrySchema), required=True)
+    sources = fields.List(fields.Nested(SummarySourceSchema), required=True)
+    days = fields.List(fields.Nested(SummaryDaySchema), required=True)
+    invalidated = fields.Integer(required=True)
+    erased = fields.Integer(required=True)
+    first_signed_at = fields.AwareDateTime(required=True, allow_none=True)
+    last_signed_at = fields.AwareDateTime(required=True, allow_none=True)
+    generated_at = fields.AwareDateTime(required=True)
+
+
+class RepeatedIpSchema(Schema):
+    ip_hash = fields.String(required=True)
+    signatures = fields.Integer(required=True)
+    counted = fields.Integer(required=True)
+    first_signed_at = fields.AwareDateTime(required=True)
+    last_signed_at = fields.AwareDateTime(required=True)
+
+
+class RepeatedIpListSchema(Schema):
+    ip_hashes = fields.List(fields.Nested(RepeatedIpSchema), required=True)
+
+
+class InvalidationListSchema(Schema):
+    invalidations = fields.List(fields.Nested(InvalidationOutSchema), required=True)
+
+
+class DryRunSchema(Schema):
+    would_invalidate = fields.Integer(required=True)
+
+
+class UndoneInvalidationSchema(InvalidationOutSchema):
+    restored = fields.Integer(required=True)
+
+
+class ErasedSchema(Schema):
+    erased = fields.Integer(required=True)
+    petitions = fields.Integer(required=True)

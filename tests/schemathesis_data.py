@@ -1,0 +1,71 @@
+"""What schemathesis needs to reach past 401 and 404, for tests/test_openapi.py and the
+schemathesis step of .ci/run (``eval "$(python -m tests.schemathesis_data)"``): an admin
+token, a partner key, an invalidation to undo (id 1) and a confirmation link, handed to it as
+the environment variables tests/schemathesis.toml names.
+
+Run it after the petition refer-syria-to-icc exists, with the API's DATABASE_URL and
+COUNTERSIGN_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+
+import asyncpg
+
+from countersign.connections import create_pg_pool
+from countersign.settings import load_settings
+from petition_api.admin import queries
+from petition_api.admin.auth import Role, create_token
+from petition_api.confirmation_token import ConfirmationRef, ConfirmationTokens
+from petition_api.partners import create_partner
+from petition_api.signing import Hasher
+
+SLUG = "refer-syria-to-icc"
+
+
+async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:
+    petition_id: int = await pool.fetchval("SELECT id FROM petitions WHERE slug = $1", SLUG)
+    staff_token = await create_token(pool, "schemathesis", Role.ADMIN)
+    _, partner_key = await create_partner(
+        pool, name="Schemathesis", source_code="schemathesis", origins=[]
+    )
+    async with pool.acquire() as conn:
+        invalidation = await queries.apply_invalidation(
+            conn, petition_id, queries.Criteria(source="nobody"), "for schemathesis", "schemathesis"
+        )
+    # tests/schemathesis.toml names it: the first of a new database.
+    assert invalidation.id == 1, "run on a database without invalidations"
+    email = "schemathesis@example.org"
+    signature_id: int = await pool.fetchval(
+        """INSERT INTO signatures (petition_id, name, email, email_hash, country)
+           VALUES ($1, 'Schemathesis', $2, $3, 'FR') RETURNING id""",
+        petition_id,
+        email,
+        Hasher(secret_key).email(email),
+    )
+    token = ConfirmationTokens(secret_key, max_age_days=1).make(
+        ConfirmationRef(signature_id, petition_id)
+    )
+    return {
+        "SCHEMATHESIS_STAFF_TOKEN": staff_token,
+        "SCHEMATHESIS_PARTNER_KEY": partner_key,
+        "SCHEMATHESIS_CONFIRMATION_TOKEN": token,
+    }
+
+
+async def _main() -> None:
+    settings = load_settings()
+    database_url, _ = settings.require_servers()
+    pool = await create_pg_pool(database_url)
+    try:
+        found = await create_data(pool, settings.require_secret_key())
+    finally:
+        await pool.close()
+    for name, value in found.items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
