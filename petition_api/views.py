@@ -144,6 +144,9 @@ async def _sign(request: web.Request) -> web.Response:
     if petition.effective_status != "open":
         raise ApiError(409, "petition_closed", "this petition is not taking signatures")
     data = await _read_body(request)
+    if partner is not None:
+        # A partner's signatures carry its own code, whatever the body says.
+        data.pop("source", None)
     try:
         schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
         fields = schema.load(data)
@@ -169,7 +172,6 @@ async def _sign(request: web.Request) -> web.Response:
         email_hash=hasher.email(fields["email"]),
         country=fields["country"],
         postal_code=fields["postal_code"],
-        # A partner's signatures carry its own code, whatever (well-formed) the body says.
         source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
         ip_hash=hasher.ip(str(client)) if client else None,
