@@ -103,8 +103,6 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
 }
 STAFF_TOKEN: tuple[Mapping[str, list[str]], ...] = ({"staffToken": []},)
 PARTNER_KEY: tuple[Mapping[str, list[str]], ...] = ({"partnerKey": []},)
-# Anonymous, or a partner with its key.
-OPTIONAL_PARTNER_KEY: tuple[Mapping[str, list[str]], ...] = ({}, {"partnerKey": []})
 
 
 def documented(

@@ -21,7 +21,7 @@ from petition_api.errors import (
     unavailable,
     validation_failed,
 )
-from petition_api.openapi import OPTIONAL_PARTNER_KEY, Reply, documented, error
+from petition_api.openapi import Reply, documented, error
 from petition_api.partners import NO_PARTNER_KEY, authenticated_partner
 from petition_api.petitions import Petition
 from petition_api.schemas import (
@@ -92,10 +92,11 @@ async def get_petition(request: web.Request) -> web.Response:
         "this to learn whether someone signed; likewise the 202 on a petition that "
         "counts a signature only once its address is confirmed by email. `website` is a "
         "honeypot and must stay empty. A partner signing server to server sends its key "
-        "(`Authorization: Bearer`): the signature then carries the partner's source."
+        "(`Authorization: Bearer <partner key>`): the signature then carries the partner's "
+        "source, whatever the body's `source` says (it is not checked). The key is not a "
+        "security requirement here, since anyone may sign: a wrong or revoked one is 401."
     ),
     path_parameters={"slug": SLUG},
-    security=OPTIONAL_PARTNER_KEY,
     body={
         "application/json": SignatureSchema,
         "application/x-www-form-urlencoded": SignatureFormSchema,
