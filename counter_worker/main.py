@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +10,7 @@ from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.connections import create_pg_pool, create_redis
 from countersign.metrics import serve_metrics
-from countersign.runtime import configure_logging, fail, run
+from countersign.runtime import configure_logging, fail, run, run_until_signalled
 from countersign.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("counter_worker")
@@ -45,20 +43,9 @@ async def serve(settings: Settings) -> None:
     if settings.worker_metrics_port:
         serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     async with connected_worker(settings, *settings.require_servers()) as worker:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        work = asyncio.create_task(worker.run(stopping))
-        await asyncio.wait(
-            {work, asyncio.create_task(stopping.wait())}, return_when="FIRST_COMPLETED"
+        await run_until_signalled(
+            worker.run, grace=settings.worker_shutdown_grace, log=log, in_hand="batch"
         )
-        try:
-            # Finish the batch in hand, but not forever: an unfinished batch is recovered
-            # by another worker once its lease lapses.
-            await asyncio.wait_for(work, settings.worker_shutdown_grace)
-        except TimeoutError:
-            log.warning("batch not finished within the shutdown grace; leaving it to recovery")
 
 
 def main() -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 from countersign.logs import configure_logging
 
-__all__ = ["configure_logging", "event_loop_factory", "fail", "run"]
+__all__ = ["configure_logging", "event_loop_factory", "fail", "run", "run_until_signalled"]
 
 T = TypeVar("T")
 
@@ -31,3 +33,30 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Stop the process with one readable line instead of a traceback."""
     print(f"countersign: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+async def run_until_signalled(
+    work: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    *,
+    grace: float,
+    log: logging.Logger,
+    in_hand: str,
+) -> None:
+    """Run ``work(stopping)`` until it returns or SIGTERM/SIGINT sets ``stopping``; then
+    let it finish what it has in hand, but for at most ``grace`` seconds: what is left
+    unfinished is retaken by another process once its lease lapses."""
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        log.info("stopping: finishing the %s in hand", in_hand)
+        stopping.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    task = asyncio.create_task(work(stopping))
+    await asyncio.wait({task, asyncio.create_task(stopping.wait())}, return_when="FIRST_COMPLETED")
+    try:
+        await asyncio.wait_for(task, grace)
+    except TimeoutError:
+        log.warning("%s not finished within the shutdown grace; leaving it to its lease", in_hand)

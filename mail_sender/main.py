@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 import asyncpg
 
 from countersign.connections import create_pg_pool
-from countersign.runtime import configure_logging, fail, run
+from countersign.runtime import configure_logging, fail, run, run_until_signalled
 from countersign.settings import Settings, SettingsError, load_settings
 from countersign.texts import TextCatalog, TextsError
 from mail_sender.messages import Composer, message_domain
@@ -55,25 +53,9 @@ async def serve(settings: Settings, database_url: str, catalog: TextCatalog) -> 
     )
     try:
         sender = build_sender(settings, database_url, pool, catalog)
-        stopping = asyncio.Event()
-
-        def stop() -> None:
-            log.info("stopping: finishing the message in hand")
-            stopping.set()
-
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop)
-        work = asyncio.create_task(sender.run(stopping))
-        await asyncio.wait(
-            {work, asyncio.create_task(stopping.wait())}, return_when="FIRST_COMPLETED"
+        await run_until_signalled(
+            sender.run, grace=settings.worker_shutdown_grace, log=log, in_hand="message"
         )
-        try:
-            # Finish the message in hand, but not forever: an unfinished one is sent again
-            # once its lease lapses, with the same Message-ID.
-            await asyncio.wait_for(work, settings.worker_shutdown_grace)
-        except TimeoutError:
-            log.warning("message not finished within the shutdown grace; leaving it to retry")
     finally:
         await pool.close()
 

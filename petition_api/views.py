@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, cast
 
 from aiohttp import web
@@ -13,6 +12,7 @@ from marshmallow import ValidationError
 from countersign.connections import TRANSIENT_ERRORS
 from petition_api import appkeys as keys
 from petition_api import metrics
+from petition_api.bodies import read_json_object
 from petition_api.client_address import client_address
 from petition_api.errors import (
     ApiError,
@@ -199,13 +199,7 @@ def _accepted(status: SignStatus) -> web.Response:
 
 async def _read_body(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
-        try:
-            data = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "invalid_json", "the body must be a JSON object")
-        return data
+        return await read_json_object(request)
     if request.content_type in FORM_TYPES:
         form = await read_form(request)
         if form is None:

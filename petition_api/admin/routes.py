@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from petition_api.admin.schemas import (
     SummarySchema,
     UndoneInvalidationSchema,
 )
+from petition_api.bodies import read_json_object
 from petition_api.errors import ApiError
 from petition_api.openapi import STAFF_TOKEN, H, Reply, documented, error
 from petition_api.schemas import ErrorSchema
@@ -119,13 +119,7 @@ def query_fields(request: web.Request) -> dict[str, str]:
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json")
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    return data
+    return await read_json_object(request)
 
 
 async def petition_of(request: web.Request) -> ManagedPetition:
