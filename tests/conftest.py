@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
@@ -24,8 +24,6 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
@@ -291,10 +289,8 @@ async def staff(pool: asyncpg.Pool) -> StaffTokens:
 
 
 @pytest.fixture
-async def admin_client(
-    aiohttp_client: AiohttpClient, settings: Settings, petition_id: int
-) -> Client:
-    """The API in process, with the usual open petition."""
+async def client(aiohttp_client: AiohttpClient, settings: Settings, petition_id: int) -> Client:
+    """The API in process, with the usual open petition (modules may override it)."""
     return await aiohttp_client(create_app(settings))
 
 
@@ -336,18 +332,6 @@ def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
 def sender(mail_settings: Settings, database_url: str, pool: asyncpg.Pool) -> MailSender:
     """An in-process mail sender the test drives in burst mode (``await sender.drain()``)."""
     return build_sender(mail_settings, database_url, pool, TextCatalog.load())
-
-
-@pytest.fixture
-async def api_client(
-    aiohttp_client: Callable[
-        [web.Application], Awaitable[TestClient[web.Request, web.Application]]
-    ],
-    settings: Settings,
-    petition_id: int,
-) -> TestClient[web.Request, web.Application]:
-    """An in-process API with the test settings and the demo petition."""
-    return await aiohttp_client(create_app(settings))
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ async def expect_unauthorized(response: ClientResponse, method: str) -> None:
 
 
 async def test_every_admin_route_refuses_missing_malformed_and_wrong_tokens(
-    admin_client: Client, routes: list[tuple[str, str]], staff: StaffTokens
+    client: Client, routes: list[tuple[str, str]], staff: StaffTokens
 ) -> None:
     wrong = "cs_staff_" + "x" * 43
     for method, path in routes:
@@ -79,33 +79,31 @@ async def test_every_admin_route_refuses_missing_malformed_and_wrong_tokens(
             {"Authorization": "Bearer"},
             {"Authorization": staff.admin},
         ):
-            response = await admin_client.request(method, url, headers=headers)
+            response = await client.request(method, url, headers=headers)
             await expect_unauthorized(response, method)
         # Only the header counts: a token in the URL would end up in logs.
         for parameter in ("token", "access_token"):
-            response = await admin_client.request(method, url, params={parameter: staff.admin})
+            response = await client.request(method, url, params={parameter: staff.admin})
             await expect_unauthorized(response, method)
 
 
 async def test_a_revoked_token_is_refused_at_once(
-    admin_client: Client, routes: list[tuple[str, str]], pool: asyncpg.Pool
+    client: Client, routes: list[tuple[str, str]], pool: asyncpg.Pool
 ) -> None:
     token = await create_token(pool, "leaver", Role.ADMIN)
-    assert (await admin_client.get(f"{ADMIN}/petitions", headers=bearer(token))).status == 200
+    assert (await client.get(f"{ADMIN}/petitions", headers=bearer(token))).status == 200
     assert await revoke_token(pool, "leaver")
     for method, path in routes:
-        response = await admin_client.request(method, concrete(path), headers=bearer(token))
+        response = await client.request(method, concrete(path), headers=bearer(token))
         await expect_unauthorized(response, method)
 
 
 async def test_exporters_get_403_on_every_route_but_reads(
-    admin_client: Client, routes: list[tuple[str, str]], staff: StaffTokens
+    client: Client, routes: list[tuple[str, str]], staff: StaffTokens
 ) -> None:
     checked_reads = 0
     for method, path in routes:
-        response = await admin_client.request(
-            method, concrete(path), headers=bearer(staff.exporter)
-        )
+        response = await client.request(method, concrete(path), headers=bearer(staff.exporter))
         if (method if method != "HEAD" else "GET", path) in EXPORTER_ROUTES:
             assert response.status == 200, (method, path, await response.text())
             checked_reads += 1
@@ -117,10 +115,10 @@ async def test_exporters_get_403_on_every_route_but_reads(
 
 
 async def test_admins_pass_the_check_on_every_route(
-    admin_client: Client, routes: list[tuple[str, str]], staff: StaffTokens
+    client: Client, routes: list[tuple[str, str]], staff: StaffTokens
 ) -> None:
     for method, path in routes:
-        response = await admin_client.request(method, concrete(path), headers=bearer(staff.admin))
+        response = await client.request(method, concrete(path), headers=bearer(staff.admin))
         # Past the check, each route answers for itself (a 4xx for an empty request body
         # or an unknown id), never 401/403 and never a crash.
         assert response.status not in (401, 403), (method, path)
@@ -128,19 +126,19 @@ async def test_admins_pass_the_check_on_every_route(
 
 
 async def test_unknown_admin_paths_need_a_token_before_they_are_404(
-    admin_client: Client, staff: StaffTokens
+    client: Client, staff: StaffTokens
 ) -> None:
-    await expect_unauthorized(await admin_client.get(f"{ADMIN}/nothing-here"), "GET")
-    response = await admin_client.get(f"{ADMIN}/nothing-here", headers=bearer(staff.exporter))
+    await expect_unauthorized(await client.get(f"{ADMIN}/nothing-here"), "GET")
+    response = await client.get(f"{ADMIN}/nothing-here", headers=bearer(staff.exporter))
     assert (await error_of(response, 404))["code"] == "not_found"
 
 
 async def test_a_request_records_when_the_token_was_last_used(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
     query = "SELECT last_used_at FROM staff_tokens WHERE name = 'exporter-test'"
     assert await pool.fetchval(query) is None
-    await admin_client.get(f"{ADMIN}/petitions", headers=bearer(staff.exporter))
+    await client.get(f"{ADMIN}/petitions", headers=bearer(staff.exporter))
     assert await pool.fetchval(query) is not None
 
 

@@ -55,7 +55,7 @@ async def audit_entries(pool: asyncpg.Pool, action_prefix: str) -> list[dict[str
 
 
 async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     redis: Redis,
@@ -74,7 +74,7 @@ async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
         ("other", "lina@example.org", "LB"),
     ]
     for slug, email, country in signatures:
-        response = await admin_client.post(
+        response = await client.post(
             f"/v1/petitions/{slug}/signatures",
             json={"name": "Someone", "email": email, "country": country, "postal_code": "1000"},
         )
@@ -82,7 +82,7 @@ async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
     before = {p: await live(worker, pool, redis, layout, p) for p in (petition_id, other)}
     assert [before[p].total for p in (petition_id, other)] == [2, 2]
 
-    response = await admin_client.post(
+    response = await client.post(
         ERASURES, json={"email": " AMAL.HADDAD@example.org"}, headers=bearer(staff.admin)
     )
     assert response.status == 200
@@ -103,7 +103,7 @@ async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
     for p in (petition_id, other):
         assert after[p].total == before[p].total - 1
         assert after[p].countries == {"LB": 1}
-    summary = await summary_of(admin_client, staff.exporter)
+    summary = await summary_of(client, staff.exporter)
     assert (summary["total"], summary["erased"]) == (1, 1)
 
     [entry] = await audit_entries(pool, "erasure")
@@ -118,7 +118,7 @@ async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
     assert "amal" not in logged.lower()
 
     # Asked again: nothing left to find.
-    again = await admin_client.post(
+    again = await client.post(
         ERASURES, json={"email": "amal.haddad@example.org"}, headers=bearer(staff.admin)
     )
     assert await again.json() == {"erased": 0, "petitions": 0}
@@ -129,16 +129,16 @@ async def test_erasure_removes_every_signature_of_the_address_and_counts_drop(
     [({}, "email"), ({"email": "not-an-address"}, "email"), ({"email": "a@b.org", "x": 1}, "x")],
 )
 async def test_erasure_needs_one_valid_address(
-    admin_client: Client, staff: StaffTokens, body: dict[str, Any], field: str
+    client: Client, staff: StaffTokens, body: dict[str, Any], field: str
 ) -> None:
-    response = await admin_client.post(ERASURES, json=body, headers=bearer(staff.admin))
+    response = await client.post(ERASURES, json=body, headers=bearer(staff.admin))
     error = await error_of(response, 422)
     assert set(error["fields"]) == {field}
     assert "not-an-address" not in await response.text()
 
 
-async def test_exporters_cannot_erase(admin_client: Client, staff: StaffTokens) -> None:
-    response = await admin_client.post(
+async def test_exporters_cannot_erase(client: Client, staff: StaffTokens) -> None:
+    response = await client.post(
         ERASURES, json={"email": "a@example.org"}, headers=bearer(staff.exporter)
     )
     assert (await error_of(response, 403))["code"] == "insufficient_role"
@@ -195,7 +195,7 @@ async def seed_fraud(pool: asyncpg.Pool, petition_id: int) -> None:
     ],
 )
 async def test_dry_run_counts_and_changes_nothing(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     petition_id: int,
@@ -203,7 +203,7 @@ async def test_dry_run_counts_and_changes_nothing(
     hits: int,
 ) -> None:
     await seed_fraud(pool, petition_id)
-    response = await admin_client.post(
+    response = await client.post(
         INVALIDATIONS, json={**criteria, "dry_run": True}, headers=bearer(staff.admin)
     )
     assert response.status == 200, await response.text()
@@ -215,7 +215,7 @@ async def test_dry_run_counts_and_changes_nothing(
 
 
 async def test_invalidate_then_undo(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     redis: Redis,
@@ -228,7 +228,7 @@ async def test_invalidate_then_undo(
     assert before.total == 30
     headers = bearer(staff.admin)
 
-    response = await admin_client.post(
+    response = await client.post(
         INVALIDATIONS, json={"source": "clickfarm", "reason": "click farm"}, headers=headers
     )
     assert response.status == 201, await response.text()
@@ -247,11 +247,11 @@ async def test_invalidate_then_undo(
     after_first = await live(worker, pool, redis, layout, petition_id)
     assert after_first.total == 20
     assert after_first.sources.get("clickfarm") is None
-    assert (await summary_of(admin_client, staff.exporter))["invalidated"] == 10
+    assert (await summary_of(client, staff.exporter))["invalidated"] == 10
 
     # A second one overlapping the first takes only rows not invalidated yet.
     second = await (
-        await admin_client.post(
+        await client.post(
             INVALIDATIONS,
             json={"email_domain": "mailinator.com", "reason": "disposable addresses"},
             headers=headers,
@@ -260,10 +260,10 @@ async def test_invalidate_then_undo(
     assert second["invalidated"] == 10
     assert (await live(worker, pool, redis, layout, petition_id)).total == 10
 
-    listed = await (await admin_client.get(INVALIDATIONS, headers=headers)).json()
+    listed = await (await client.get(INVALIDATIONS, headers=headers)).json()
     assert [i["id"] for i in listed["invalidations"]] == [second["id"], first["id"]]
 
-    undo = await admin_client.delete(f"{ADMIN}/invalidations/{first['id']}", headers=headers)
+    undo = await client.delete(f"{ADMIN}/invalidations/{first['id']}", headers=headers)
     assert undo.status == 200
     undone = await undo.json()
     assert (undone["restored"], undone["undone_by"]) == (10, "admin-test")
@@ -276,13 +276,13 @@ async def test_invalidate_then_undo(
         "SELECT count(*) FROM signatures WHERE invalidation_id = $1 AND NOT counted", second["id"]
     )
     assert still_out == 10
-    summary = await summary_of(admin_client, staff.exporter)
+    summary = await summary_of(client, staff.exporter)
     assert (summary["total"], summary["invalidated"]) == (20, 10)
 
-    again = await admin_client.delete(f"{ADMIN}/invalidations/{first['id']}", headers=headers)
+    again = await client.delete(f"{ADMIN}/invalidations/{first['id']}", headers=headers)
     assert (await error_of(again, 409))["code"] == "invalidation_undone"
     for missing in ("999", "abc"):
-        response = await admin_client.delete(f"{ADMIN}/invalidations/{missing}", headers=headers)
+        response = await client.delete(f"{ADMIN}/invalidations/{missing}", headers=headers)
         assert (await error_of(response, 404))["code"] == "invalidation_not_found"
 
     entries = await audit_entries(pool, "invalidation")
@@ -298,7 +298,7 @@ async def test_invalidate_then_undo(
 
 
 async def test_an_undone_row_erased_meanwhile_stays_uncounted(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     redis: Redis,
@@ -309,12 +309,12 @@ async def test_an_undone_row_erased_meanwhile_stays_uncounted(
     await seed_fraud(pool, petition_id)
     headers = bearer(staff.admin)
     applied = await (
-        await admin_client.post(
+        await client.post(
             INVALIDATIONS, json={"source": "clickfarm", "reason": "farm"}, headers=headers
         )
     ).json()
-    await admin_client.post(ERASURES, json={"email": "bot0@mailinator.com"}, headers=headers)
-    await admin_client.delete(f"{ADMIN}/invalidations/{applied['id']}", headers=headers)
+    await client.post(ERASURES, json={"email": "bot0@mailinator.com"}, headers=headers)
+    await client.delete(f"{ADMIN}/invalidations/{applied['id']}", headers=headers)
     # Each reason not to count is its own column: undoing one leaves the erasure.
     assert (await live(worker, pool, redis, layout, petition_id)).total == 29
 
@@ -333,34 +333,34 @@ async def test_an_undone_row_erased_meanwhile_stays_uncounted(
     ],
 )
 async def test_invalidation_input_is_checked(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     body: dict[str, Any],
     field: str,
 ) -> None:
-    response = await admin_client.post(INVALIDATIONS, json=body, headers=bearer(staff.admin))
+    response = await client.post(INVALIDATIONS, json=body, headers=bearer(staff.admin))
     error = await error_of(response, 422)
     assert set(error["fields"]) == {field}
     assert await pool.fetchval("SELECT count(*) FROM invalidations") == 0
 
 
 async def test_repeated_ip_hashes_lead_to_an_invalidation(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await seed_fraud(pool, petition_id)
     headers = bearer(staff.admin)
-    response = await admin_client.get(f"{ADMIN}/petitions/{SLUG}/ip-hashes", headers=headers)
+    response = await client.get(f"{ADMIN}/petitions/{SLUG}/ip-hashes", headers=headers)
     [found] = (await response.json())["ip_hashes"]
     assert found["ip_hash"] == hasher.ip("203.0.113.7").hex()
     assert (found["signatures"], found["counted"]) == (10, 10)
-    dry = await admin_client.post(
+    dry = await client.post(
         INVALIDATIONS, json={"ip_hash": found["ip_hash"], "dry_run": True}, headers=headers
     )
     assert await dry.json() == {"would_invalidate": 10}
     [entry] = await audit_entries(pool, "search")
     assert (entry["action"], entry["row_count"]) == ("search.ip_hashes", 10)
-    exporter = await admin_client.get(
+    exporter = await client.get(
         f"{ADMIN}/petitions/{SLUG}/ip-hashes", headers=bearer(staff.exporter)
     )
     assert exporter.status == 403
@@ -370,7 +370,7 @@ async def test_repeated_ip_hashes_lead_to_an_invalidation(
 
 
 async def test_anonymise_keeps_every_count(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     redis: Redis,
@@ -398,9 +398,7 @@ async def test_anonymise_keeps_every_count(
     kept = "SELECT id, country, source, created_at, counted FROM signatures ORDER BY id"
     before_rows = await pool.fetch(kept)
     before = {p: await live(worker, pool, redis, layout, p) for p in (petition_id, recent)}
-    summaries = {
-        slug: await summary_of(admin_client, staff.admin, slug) for slug in (SLUG, "recent")
-    }
+    summaries = {slug: await summary_of(client, staff.admin, slug) for slug in (SLUG, "recent")}
 
     result = countersign("anonymise", "--closed-for", "30", env=worker_env)
     assert result.returncode == 0, result.stderr
@@ -418,7 +416,7 @@ async def test_anonymise_keeps_every_count(
     for p in (petition_id, recent):
         assert await live(worker, pool, redis, layout, p) == before[p]
     for slug, summary in summaries.items():
-        now = await summary_of(admin_client, staff.admin, slug)
+        now = await summary_of(client, staff.admin, slug)
         assert {k: v for k, v in now.items() if k != "generated_at"} == {
             k: v for k, v in summary.items() if k != "generated_at"
         }
@@ -439,13 +437,13 @@ async def test_anonymise_keeps_every_count(
 
 
 async def test_audit_command_prints_the_log_newest_first(
-    admin_client: Client, staff: StaffTokens, worker_env: dict[str, str], petition_id: int
+    client: Client, staff: StaffTokens, worker_env: dict[str, str], petition_id: int
 ) -> None:
     empty = countersign("audit", env=worker_env)
     assert empty.stdout.strip() == "the audit log is empty"
     headers = bearer(staff.admin)
-    await admin_client.post(INVALIDATIONS, json={"source": "x", "dry_run": True}, headers=headers)
-    await admin_client.post(ERASURES, json={"email": "secret.person@example.org"}, headers=headers)
+    await client.post(INVALIDATIONS, json={"source": "x", "dry_run": True}, headers=headers)
+    await client.post(ERASURES, json={"email": "secret.person@example.org"}, headers=headers)
 
     result = countersign("audit", env=worker_env)
     assert result.returncode == 0, result.stderr

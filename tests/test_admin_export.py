@@ -135,16 +135,14 @@ def as_query(filters: dict[str, Any]) -> dict[str, str]:
     ],
 )
 async def test_export_is_exactly_the_counted_signatures_for_each_filter(
-    admin_client: Client,
+    client: Client,
     staff: StaffTokens,
     pool: asyncpg.Pool,
     petition_id: int,
     filters: dict[str, Any],
 ) -> None:
     await seed(pool, petition_id)
-    response = await admin_client.get(
-        EXPORT, params=as_query(filters), headers=bearer(staff.exporter)
-    )
+    response = await client.get(EXPORT, params=as_query(filters), headers=bearer(staff.exporter))
     assert response.status == 200, await response.text()
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert f'filename="{SLUG}-signatures.csv"' in response.headers["Content-Disposition"]
@@ -154,10 +152,10 @@ async def test_export_is_exactly_the_counted_signatures_for_each_filter(
 
 
 async def test_country_filter_is_case_insensitive(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await seed(pool, petition_id)
-    response = await admin_client.get(EXPORT, params={"country": "fr"}, headers=bearer(staff.admin))
+    response = await client.get(EXPORT, params={"country": "fr"}, headers=bearer(staff.admin))
     assert read_csv(await response.read()) == await expected_rows(pool, country="FR")
 
 
@@ -175,41 +173,39 @@ async def test_country_filter_is_case_insensitive(
     ],
 )
 async def test_bad_filters_are_422_and_export_nothing(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, query: str, field: str
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, query: str, field: str
 ) -> None:
-    response = await admin_client.get(f"{EXPORT}?{query}", headers=bearer(staff.admin))
+    response = await client.get(f"{EXPORT}?{query}", headers=bearer(staff.admin))
     error = await error_of(response, 422)
     assert set(error["fields"]) == {field}
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
 async def test_a_window_ending_before_it_starts_exports_nothing(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     # Not a 422: no JSON Schema in the OpenAPI document can compare two parameters, so
     # what it allows must be accepted; such a window simply holds no signature.
     await seed(pool, petition_id)
     query = "signed_after=2025-03-02&signed_before=2025-03-01"
-    response = await admin_client.get(f"{EXPORT}?{query}", headers=bearer(staff.admin))
+    response = await client.get(f"{EXPORT}?{query}", headers=bearer(staff.admin))
     assert response.status == 200
     assert read_csv(await response.read()) == []
 
 
 async def test_emails_only_for_admins_and_only_when_asked(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await seed(pool, petition_id)
-    refused = await admin_client.get(
-        EXPORT, params={"include": "email"}, headers=bearer(staff.exporter)
-    )
+    refused = await client.get(EXPORT, params={"include": "email"}, headers=bearer(staff.exporter))
     assert (await error_of(refused, 403))["code"] == "insufficient_role"
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
 
-    plain = await (await admin_client.get(EXPORT, headers=bearer(staff.admin))).read()
+    plain = await (await client.get(EXPORT, headers=bearer(staff.admin))).read()
     assert "email" not in csv_header(plain)
     assert b"@example.org" not in plain
 
-    with_email = await admin_client.get(
+    with_email = await client.get(
         EXPORT, params={"include": "email", "country": "RU"}, headers=bearer(staff.admin)
     )
     body = await with_email.read()
@@ -218,11 +214,11 @@ async def test_emails_only_for_admins_and_only_when_asked(
 
 
 async def test_exports_are_audited_without_personal_data(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await seed(pool, petition_id)
     for params, token in (({"country": "SY"}, staff.exporter), ({"include": "email"}, staff.admin)):
-        await (await admin_client.get(EXPORT, params=params, headers=bearer(token))).read()
+        await (await client.get(EXPORT, params=params, headers=bearer(token))).read()
     rows = await pool.fetch("SELECT * FROM audit_log ORDER BY id")
     assert [(r["actor"], r["action"], r["petition_id"], r["row_count"]) for r in rows] == [
         ("exporter-test", "export", petition_id, 12),
@@ -246,8 +242,8 @@ async def test_exports_are_audited_without_personal_data(
     ]
 
 
-async def test_an_unknown_petition_is_404(admin_client: Client, staff: StaffTokens) -> None:
-    response = await admin_client.get(
+async def test_an_unknown_petition_is_404(client: Client, staff: StaffTokens) -> None:
+    response = await client.get(
         f"{ADMIN}/petitions/nope/signatures.csv", headers=bearer(staff.admin)
     )
     assert (await error_of(response, 404))["code"] == "petition_not_found"
@@ -259,7 +255,7 @@ FORMULAS = ['=HYPERLINK("http://x")', "+1 555", "-2+3", "@SUM(A1)", "\tindented"
 
 
 async def test_cells_a_spreadsheet_would_run_are_neutralised(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     # Hand-loaded or imported rows can hold anything: the sign endpoint's checks are not
     # the export's defence.
@@ -277,9 +273,7 @@ async def test_cells_a_spreadsheet_would_run_are_neutralised(
     await insert_signature(
         pool, hasher, petition_id, name="Ali = Bob - @home", email="ok@example.org"
     )
-    response = await admin_client.get(
-        EXPORT, params={"include": "email"}, headers=bearer(staff.admin)
-    )
+    response = await client.get(EXPORT, params={"include": "email"}, headers=bearer(staff.admin))
     rows = read_csv(await response.read())
     assert [row["name"] for row in rows] == [
         *("'" + value for value in FORMULAS),
@@ -293,7 +287,7 @@ async def test_cells_a_spreadsheet_would_run_are_neutralised(
 
 
 async def test_names_in_any_script_survive_the_round_trip(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     names = [
         "أمل حداد",  # Arabic
@@ -304,12 +298,12 @@ async def test_names_in_any_script_survive_the_round_trip(
         "עדי לוי",
     ]
     for i, name in enumerate(names):
-        signed = await admin_client.post(
+        signed = await client.post(
             f"/v1/petitions/{SLUG}/signatures",
             json={"name": name, "email": f"script{i}@example.org", "country": "SY"},
         )
         assert signed.status == 201
-    response = await admin_client.get(EXPORT, headers=bearer(staff.exporter))
+    response = await client.get(EXPORT, headers=bearer(staff.exporter))
     body = await response.read()
     assert [row["name"] for row in read_csv(body)] == names
 

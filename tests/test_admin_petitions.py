@@ -30,9 +30,7 @@ async def audit_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     return [{**dict(row), "details": json.loads(row["details"])} for row in rows]
 
 
-async def test_create_a_petition(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
-) -> None:
+async def test_create_a_petition(client: Client, staff: StaffTokens, pool: asyncpg.Pool) -> None:
     body: dict[str, Any] = {
         "slug": "free-the-journalists",
         "title": "Free the journalists",
@@ -42,7 +40,7 @@ async def test_create_a_petition(
         "allowed_origins": ["https://partner.example.org", "http://localhost:3000"],
         "closes_at": soon(),
     }
-    response = await admin_client.post(PETITIONS, json=body, headers=bearer(staff.admin))
+    response = await client.post(PETITIONS, json=body, headers=bearer(staff.admin))
     assert response.status == 201, await response.text()
     created = await response.json()
     assert created["status"] == "draft"
@@ -59,26 +57,26 @@ async def test_create_a_petition(
     assert entry["action"] == "petition.create"
     assert entry["petition_id"] == row["id"]
 
-    listed = await admin_client.get(PETITIONS, headers=bearer(staff.exporter))
+    listed = await client.get(PETITIONS, headers=bearer(staff.exporter))
     slugs = [p["slug"] for p in (await listed.json())["petitions"]]
     assert slugs == ["free-the-journalists", SLUG]  # drafts included, newest first
-    one = await admin_client.get(f"{PETITIONS}/free-the-journalists", headers=bearer(staff.admin))
+    one = await client.get(f"{PETITIONS}/free-the-journalists", headers=bearer(staff.admin))
     assert await one.json() == created
 
-    again = await admin_client.post(PETITIONS, json=body, headers=bearer(staff.admin))
+    again = await client.post(PETITIONS, json=body, headers=bearer(staff.admin))
     assert (await error_of(again, 409))["code"] == "petition_exists"
-    missing = await admin_client.get(f"{PETITIONS}/nope", headers=bearer(staff.admin))
+    missing = await client.get(f"{PETITIONS}/nope", headers=bearer(staff.admin))
     assert (await error_of(missing, 404))["code"] == "petition_not_found"
 
 
-async def test_create_open_at_once(admin_client: Client, staff: StaffTokens) -> None:
-    response = await admin_client.post(
+async def test_create_open_at_once(client: Client, staff: StaffTokens) -> None:
+    response = await client.post(
         PETITIONS,
         json={"slug": "now", "title": "Now", "status": "open"},
         headers=bearer(staff.admin),
     )
     assert (await response.json())["status"] == "open"
-    public = await admin_client.get("/v1/petitions/now")
+    public = await client.get("/v1/petitions/now")
     assert public.status == 200
 
 
@@ -100,9 +98,9 @@ async def test_create_open_at_once(admin_client: Client, staff: StaffTokens) -> 
     ],
 )
 async def test_create_rejects_bad_fields_one_by_one(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, body: dict[str, Any], field: str
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, body: dict[str, Any], field: str
 ) -> None:
-    response = await admin_client.post(PETITIONS, json=body, headers=bearer(staff.admin))
+    response = await client.post(PETITIONS, json=body, headers=bearer(staff.admin))
     error = await error_of(response, 422)
     assert error["code"] == "validation_failed"
     assert set(error["fields"]) == {field}
@@ -110,37 +108,35 @@ async def test_create_rejects_bad_fields_one_by_one(
 
 
 async def test_a_close_date_already_passed_is_a_conflict(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
     # 409 like opening a petition whose date has passed: valid in form, refused because
     # of the time of the request.
     past = {"closes_at": "2001-01-01T00:00:00Z"}
     headers = bearer(staff.admin)
-    created = await admin_client.post(
+    created = await client.post(
         PETITIONS, json={"slug": "x", "title": "x", **past}, headers=headers
     )
     assert (await error_of(created, 409))["code"] == "closes_at_passed"
-    changed = await admin_client.patch(ONE, json=past, headers=headers)
+    changed = await client.patch(ONE, json=past, headers=headers)
     assert (await error_of(changed, 409))["code"] == "closes_at_passed"
     assert await pool.fetchval("SELECT count(*) FROM petitions") == 1
     assert await pool.fetchval("SELECT closes_at FROM petitions") is None
 
 
-async def test_bodies_must_be_json_objects(admin_client: Client, staff: StaffTokens) -> None:
+async def test_bodies_must_be_json_objects(client: Client, staff: StaffTokens) -> None:
     headers = bearer(staff.admin)
-    form = await admin_client.post(PETITIONS, data={"slug": "x"}, headers=headers)
+    form = await client.post(PETITIONS, data={"slug": "x"}, headers=headers)
     assert (await error_of(form, 415))["code"] == "unsupported_media_type"
-    broken = await admin_client.post(
+    broken = await client.post(
         PETITIONS, data=b"{", headers={**headers, "Content-Type": "application/json"}
     )
     assert (await error_of(broken, 400))["code"] == "invalid_json"
-    listed = await admin_client.patch(ONE, json=["title"], headers=headers)
+    listed = await client.patch(ONE, json=["title"], headers=headers)
     assert (await error_of(listed, 400))["code"] == "invalid_json"
 
 
-async def test_edit_each_field(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
-) -> None:
+async def test_edit_each_field(client: Client, staff: StaffTokens, pool: asyncpg.Pool) -> None:
     changes = {
         "title": "Refer Syria to the International Criminal Court",
         "text": "New text",
@@ -149,14 +145,14 @@ async def test_edit_each_field(
         "allowed_origins": ["*"],
         "closes_at": soon(10),
     }
-    response = await admin_client.patch(ONE, json=changes, headers=bearer(staff.admin))
+    response = await client.patch(ONE, json=changes, headers=bearer(staff.admin))
     assert response.status == 200, await response.text()
     edited = await response.json()
     for key in ("title", "text", "target", "goal", "allowed_origins"):
         assert edited[key] == changes[key]
     assert edited["status"] == "open"
 
-    cleared = await admin_client.patch(ONE, json={"closes_at": None}, headers=bearer(staff.admin))
+    cleared = await client.patch(ONE, json={"closes_at": None}, headers=bearer(staff.admin))
     assert (await cleared.json())["closes_at"] is None
     row = await pool.fetchrow("SELECT title, body, closes_at FROM petitions WHERE slug = $1", SLUG)
     assert (row["title"], row["body"], row["closes_at"]) == (changes["title"], "New text", None)
@@ -165,26 +161,26 @@ async def test_edit_each_field(
     assert entries[0]["details"] == {"fields": sorted(changes)}
     assert entries[1]["details"] == {"fields": ["closes_at"]}
 
-    slug_change = await admin_client.patch(ONE, json={"slug": "other"}, headers=bearer(staff.admin))
+    slug_change = await client.patch(ONE, json={"slug": "other"}, headers=bearer(staff.admin))
     assert set((await error_of(slug_change, 422))["fields"]) == {"slug"}
-    unknown = await admin_client.patch(
+    unknown = await client.patch(
         f"{PETITIONS}/nope", json={"title": "x"}, headers=bearer(staff.admin)
     )
     assert (await error_of(unknown, 404))["code"] == "petition_not_found"
 
 
 async def test_confirmation_is_on_for_new_petitions_and_staff_can_switch_it(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
     headers = bearer(staff.admin)
     body = {"slug": "opt-in", "title": "Opt in", "status": "open"}
-    created = await (await admin_client.post(PETITIONS, json=body, headers=headers)).json()
+    created = await (await client.post(PETITIONS, json=body, headers=headers)).json()
     assert created["require_confirmation"] is True
     signer = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
-    pending = await admin_client.post("/v1/petitions/opt-in/signatures", json=signer)
+    pending = await client.post("/v1/petitions/opt-in/signatures", json=signer)
     assert pending.status == 202
 
-    edited = await admin_client.patch(
+    edited = await client.patch(
         f"{PETITIONS}/opt-in", json={"require_confirmation": False}, headers=headers
     )
     assert (await edited.json())["require_confirmation"] is False
@@ -192,22 +188,22 @@ async def test_confirmation_is_on_for_new_petitions_and_staff_can_switch_it(
         await pool.fetchval("SELECT require_confirmation FROM petitions WHERE slug = 'opt-in'")
         is False
     )
-    not_a_bool = await admin_client.patch(
+    not_a_bool = await client.patch(
         f"{PETITIONS}/opt-in", json={"require_confirmation": "no"}, headers=headers
     )
     assert set((await error_of(not_a_bool, 422))["fields"]) == {"require_confirmation"}
 
 
 async def test_the_status_life_cycle(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
     headers = bearer(staff.admin)
-    draft = await admin_client.post(PETITIONS, json={"slug": "life", "title": "L"}, headers=headers)
+    draft = await client.post(PETITIONS, json={"slug": "life", "title": "L"}, headers=headers)
     assert (await draft.json())["status"] == "draft"
     url = f"{PETITIONS}/life"
 
     async def move(status: str) -> Any:
-        return await admin_client.patch(url, json={"status": status}, headers=headers)
+        return await client.patch(url, json={"status": status}, headers=headers)
 
     async def closed_at() -> datetime | None:
         value: datetime | None = await pool.fetchval(
@@ -244,27 +240,27 @@ async def test_the_status_life_cycle(
 
 
 async def test_reopening_needs_a_close_date_in_the_future(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
     await pool.execute(
         "UPDATE petitions SET status = 'closed', closes_at = now() - interval '1 day'"
     )
     headers = bearer(staff.admin)
-    refused = await admin_client.patch(ONE, json={"status": "open"}, headers=headers)
+    refused = await client.patch(ONE, json={"status": "open"}, headers=headers)
     assert (await error_of(refused, 409))["code"] == "closes_at_passed"
-    reopened = await admin_client.patch(
+    reopened = await client.patch(
         ONE, json={"status": "open", "closes_at": soon()}, headers=headers
     )
     assert (await reopened.json())["status"] == "open"
 
 
 async def test_a_petition_closes_by_itself_when_its_date_passes(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, spawn: SpawnWorker
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, spawn: SpawnWorker
 ) -> None:
     closes_at = datetime.now(UTC) - timedelta(seconds=30)
     await pool.execute("UPDATE petitions SET closes_at = $1", closes_at)
     # Reads treat it as closed at once...
-    one = await admin_client.get(ONE, headers=bearer(staff.admin))
+    one = await client.get(ONE, headers=bearer(staff.admin))
     assert (await one.json())["status"] == "closed"
     assert await pool.fetchval("SELECT status FROM petitions") == "open"
 

@@ -72,10 +72,10 @@ def name_of(code: str) -> str:
 
 
 async def test_summary_json_matches_postgres(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await seed(pool, petition_id)
-    response = await admin_client.get(SUMMARY, headers=bearer(staff.exporter))
+    response = await client.get(SUMMARY, headers=bearer(staff.exporter))
     assert response.status == 200
     body = await response.json()
     truth = await postgres_tally(pool, petition_id)
@@ -103,23 +103,19 @@ async def test_summary_json_matches_postgres(
     assert (body["petition"], body["status"], body["goal"]) == (SLUG, "open", 100000)
 
 
-async def test_summary_of_a_petition_nobody_signed(
-    admin_client: Client, staff: StaffTokens
-) -> None:
-    body = await (await admin_client.get(SUMMARY, headers=bearer(staff.admin))).json()
+async def test_summary_of_a_petition_nobody_signed(client: Client, staff: StaffTokens) -> None:
+    body = await (await client.get(SUMMARY, headers=bearer(staff.admin))).json()
     assert (body["total"], body["countries"], body["sources"], body["days"]) == (0, [], [], [])
     assert body["first_signed_at"] is None
-    missing = await admin_client.get(f"{ADMIN}/petitions/nope/summary", headers=bearer(staff.admin))
+    missing = await client.get(f"{ADMIN}/petitions/nope/summary", headers=bearer(staff.admin))
     assert (await error_of(missing, 404))["code"] == "petition_not_found"
 
 
 async def test_summary_as_csv(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await seed(pool, petition_id)
-    response = await admin_client.get(
-        SUMMARY, headers={**bearer(staff.exporter), "Accept": "text/csv"}
-    )
+    response = await client.get(SUMMARY, headers={**bearer(staff.exporter), "Accept": "text/csv"})
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     text = (await response.read()).decode("utf-8-sig")
@@ -140,11 +136,11 @@ async def test_summary_as_csv(
         ["day", "2025-05-02", "", "7"],
         ["day", "2025-05-03", "", "3"],
     ]
-    either = await admin_client.get(
+    either = await client.get(
         SUMMARY, headers={**bearer(staff.admin), "Accept": "application/json;q=0.5, text/csv"}
     )
     assert either.headers["Content-Type"].startswith("text/csv")
-    json_by_default = await admin_client.get(SUMMARY, headers=bearer(staff.admin))
+    json_by_default = await client.get(SUMMARY, headers=bearer(staff.admin))
     assert json_by_default.headers["Content-Type"].startswith("application/json")
 
 
@@ -152,14 +148,14 @@ async def test_summary_as_csv(
 
 
 async def test_delivery_page_has_what_goes_to_the_target(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await pool.execute(
         "UPDATE petitions SET body = $1, target = 'The UN Security Council'",
         "First paragraph.\n\nSecond paragraph.",
     )
     await seed(pool, petition_id)
-    response = await admin_client.get(DELIVERY, headers=bearer(staff.exporter))
+    response = await client.get(DELIVERY, headers=bearer(staff.exporter))
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     page = await response.text()
@@ -188,7 +184,7 @@ async def test_delivery_page_has_what_goes_to_the_target(
 
 
 async def test_delivery_page_security_headers_and_no_active_content(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await pool.execute(
         "UPDATE petitions SET title = $1, target = $2",
@@ -196,7 +192,7 @@ async def test_delivery_page_security_headers_and_no_active_content(
         '"><img src=x onerror=alert(1)>',
     )
     await seed(pool, petition_id)
-    response = await admin_client.get(DELIVERY, headers=bearer(staff.admin))
+    response = await client.get(DELIVERY, headers=bearer(staff.admin))
     page = await response.text()
     policy = response.headers["Content-Security-Policy"]
     assert policy.startswith("default-src 'none'; ")
@@ -211,12 +207,12 @@ async def test_delivery_page_security_headers_and_no_active_content(
     assert "<img" not in page
     assert not re.search(r"<[^>]*\b(src|href)=", page)  # no attribute fetches anything
     # A second page gets a fresh nonce.
-    again = await admin_client.get(DELIVERY, headers=bearer(staff.admin))
+    again = await client.get(DELIVERY, headers=bearer(staff.admin))
     assert again.headers["Content-Security-Policy"] != policy
 
 
 async def test_delivery_page_groups_countries_beyond_the_top(
-    admin_client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     codes = sorted(c.alpha_2 for c in pycountry.countries)[:20]
     for i, code in enumerate(codes):
@@ -224,7 +220,7 @@ async def test_delivery_page_groups_countries_beyond_the_top(
             await insert_signature(
                 pool, hasher, petition_id, email=f"{code}{j}@example.org", country=code
             )
-    page = await (await admin_client.get(DELIVERY, headers=bearer(staff.admin))).text()
+    page = await (await client.get(DELIVERY, headers=bearer(staff.admin))).text()
     # The top 15 by name, then one line for the 5 others (5 + 4 + 3 + 2 + 1 signatures).
     assert len(re.findall(r"<rect ", page)) == 16
     assert re.search(r"<td>5 other countries</td>\s*<td class=\"count\">15</td>", page)

@@ -35,11 +35,6 @@ def signer(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings, petition_id: int) -> Client:
-    return await aiohttp_client(create_app(settings))
-
-
 async def signature_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await pool.fetch("SELECT * FROM signatures ORDER BY id")
     return rows

@@ -142,16 +142,16 @@ async def test_no_email_name_or_address_in_any_log_line(
     assert "example.org" not in text
 
 
-async def test_a_request_id_is_kept_only_when_well_formed(api_client: Any) -> None:
-    kept = await api_client.get("/healthz", headers={"X-Request-ID": WELL_FORMED_ID})
+async def test_a_request_id_is_kept_only_when_well_formed(client: Any) -> None:
+    kept = await client.get("/healthz", headers={"X-Request-ID": WELL_FORMED_ID})
     assert kept.headers["X-Request-ID"] == WELL_FORMED_ID
     for offered in ["amal@example.org", "short", "x" * 65, "Amal Haddad 1234567890"]:
-        replaced = await api_client.get("/healthz", headers={"X-Request-ID": offered})
+        replaced = await client.get("/healthz", headers={"X-Request-ID": offered})
         assert replaced.headers["X-Request-ID"] != offered
         assert len(replaced.headers["X-Request-ID"]) == 32
-    first = (await api_client.get("/healthz")).headers["X-Request-ID"]
-    second = (await api_client.get("/healthz")).headers["X-Request-ID"]
+    first = (await client.get("/healthz")).headers["X-Request-ID"]
+    second = (await client.get("/healthz")).headers["X-Request-ID"]
     assert first != second
-    missing = await api_client.get("/nothing")  # errors carry one too
+    missing = await client.get("/nothing")  # errors carry one too
     assert missing.status == 404
     assert len(missing.headers["X-Request-ID"]) == 32

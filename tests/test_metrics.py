@@ -23,8 +23,7 @@ def signatures(outcome: str, reason: str = "") -> float:
     return sample("countersign_signatures_total", outcome=outcome, reason=reason)
 
 
-async def test_signature_outcomes(api_client: Client, pool: asyncpg.Pool) -> None:
-    client = api_client
+async def test_signature_outcomes(client: Client, pool: asyncpg.Pool) -> None:
     cases = [
         (signer(email="new@example.org"), ("accepted", "")),
         (signer(email="NEW@example.org"), ("duplicate", "")),
@@ -56,8 +55,7 @@ def duration_count(method: str, route: str, status: str) -> float:
     )
 
 
-async def test_latency_is_labelled_by_route_pattern_never_by_path(api_client: Client) -> None:
-    client = api_client
+async def test_latency_is_labelled_by_route_pattern_never_by_path(client: Client) -> None:
     expectations = [
         ("GET", f"/v1/petitions/{SLUG}", "/v1/petitions/{slug}", "200"),
         ("GET", "/v1/petitions/someone-else", "/v1/petitions/{slug}", "404"),

@@ -12,21 +12,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings
-from petition_api.app import create_app
 from petition_api.partners import KEY_PREFIX, create_partner
 from tests.support import eventually
-from tests.test_api import SIGN, SLUG, AiohttpClient, error_of, signature_rows, signer
+from tests.test_api import SIGN, SLUG, error_of, signature_rows, signer
 from tests.test_cli import countersign
 
 Client = TestClient[web.Request, web.Application]
 
 PARTNER_COUNTS = f"/v1/partner/counts?petition={SLUG}"
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings, petition_id: int) -> Client:
-    return await aiohttp_client(create_app(settings))
 
 
 @pytest.fixture

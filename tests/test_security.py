@@ -75,7 +75,7 @@ async def test_headers_on_html_json_and_errors(
     assert "script-src" not in DOCS_POLICY  # scripts: 'self' only, by default-src
 
 
-async def test_request_bodies_are_bounded_whatever_their_type(api_client: Client) -> None:
+async def test_request_bodies_are_bounded_whatever_their_type(client: Client) -> None:
     big = "x" * 40_000
     multipart = aiohttp.FormData({"name": big, "email": "a@example.org", "country": "FR"})
     multipart.add_field("file", big.encode(), filename="big.txt")  # forces multipart
@@ -85,7 +85,7 @@ async def test_request_bodies_are_bounded_whatever_their_type(api_client: Client
         {"data": multipart},
     ]
     for kwargs in bodies:
-        response = await api_client.post(SIGN, **kwargs)
+        response = await client.post(SIGN, **kwargs)
         assert (await error_of(response, 413))["code"] == "payload_too_large"
 
 

@@ -7,24 +7,16 @@ import re
 
 import asyncpg
 import pycountry
-import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from countersign.settings import Settings
-from petition_api.app import create_app
 from petition_api.partners import create_partner
 from petition_api.widget import STATIC, WidgetAssets, content_security_policy, partner_page
-from tests.test_api import SLUG, AiohttpClient, error_of
+from tests.test_api import SLUG, error_of
 
 Client = TestClient[web.Request, web.Application]
 
 SCRIPT = (STATIC / "widget.js").read_text(encoding="utf-8")
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings, petition_id: int) -> Client:
-    return await aiohttp_client(create_app(settings))
 
 
 def test_the_script_is_small_plain_and_self_contained() -> None:
