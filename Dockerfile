@@ -31,6 +31,8 @@ RUN pip install --require-hashes --only-binary=:all: -r requirements.lock
 # README.md is needed by the build: pyproject.toml names it as the readme.
 COPY pyproject.toml README.md ./
 COPY sql ./sql
+COPY countersign_core ./countersign_core
+COPY countersign_domain ./countersign_domain
 COPY countersign ./countersign
 COPY petition_api ./petition_api
 COPY counter_worker ./counter_worker

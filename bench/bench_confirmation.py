@@ -29,16 +29,16 @@ from pathlib import Path
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from countersign.connections import create_pg_pool
 from countersign.embedded import start_embedded, with_database
 from countersign.mailcatcher import start_smtp_server
-from countersign.migrations import migrate
-from countersign.settings import load_settings
-from countersign.smtp import parse_smtp_url
-from countersign.texts import TextCatalog
+from countersign_core.connections import create_pg_pool
+from countersign_core.migrations import migrate
+from countersign_core.settings import load_settings
+from countersign_core.smtp import parse_smtp_url
+from countersign_core.texts import TextCatalog
+from countersign_domain.petitions import create_petition
+from countersign_domain.signatures import Hasher, NewSignature, SignatureWriter
 from mail_sender.main import build_sender
-from petition_api.petitions import create_petition
-from petition_api.signing import Hasher, NewSignature, SignatureWriter
 
 SECRET = secrets.token_urlsafe(32)
 

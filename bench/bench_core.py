@@ -37,10 +37,10 @@ import aiohttp
 import asyncpg
 
 from counter_worker.keys import KeyLayout
-from countersign.connections import create_redis
 from countersign.embedded import start_embedded, with_database
-from countersign.migrations import migrate
-from petition_api.petitions import create_petition
+from countersign_core.connections import create_redis
+from countersign_core.migrations import migrate
+from countersign_domain.petitions import create_petition
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -31,9 +31,9 @@ import asyncpg
 import psutil
 
 from countersign.embedded import with_database
-from countersign.migrations import migrate
-from petition_api.admin.auth import Role, create_token
-from petition_api.admin.export import UTF8_BOM, export_query
+from countersign_core.migrations import migrate
+from countersign_domain.export import UTF8_BOM, export_query
+from countersign_domain.staff import Role, create_token
 
 SECRET = "bench-only-secret-key-0123456789abcdefghij"  # noqa: S105  (a throwaway database)
 SLUG = "bench"

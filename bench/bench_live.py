@@ -33,10 +33,10 @@ import aiohttp
 import asyncpg
 
 from counter_worker.keys import KeyLayout
-from countersign.connections import create_redis
 from countersign.embedded import start_embedded, with_database
-from countersign.migrations import migrate
-from countersign.runtime import run
+from countersign_core.connections import create_redis
+from countersign_core.migrations import migrate
+from countersign_core.runtime import run
 
 SLUG = "bench-live"
 OPEN_CONCURRENCY = 100

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.connections import create_pg_pool, create_redis
-from countersign.metrics import serve_metrics
-from countersign.runtime import configure_logging, fail, run, run_until_signalled
-from countersign.settings import Settings, SettingsError, load_settings
+from countersign_core.connections import create_pg_pool, create_redis
+from countersign_core.metrics import serve_metrics
+from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
+from countersign_core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("counter_worker")
 

@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
-from countersign.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS
 
 log = logging.getLogger("counter_worker")
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from countersign.embedded import EmbeddedServers, resolve_servers
-from countersign.migrations import migrate
-from countersign.runtime import run
-from countersign.settings import Settings
-from petition_api.cors import add_petition_origins
-from petition_api.petitions import create_petition, fetch_petition
+from countersign_core.migrations import migrate
+from countersign_core.runtime import run
+from countersign_core.settings import Settings
+from countersign_domain.origins import add_petition_origins
+from countersign_domain.petitions import create_petition, fetch_petition
 
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller

@@ -6,13 +6,13 @@ import logging
 
 import asyncpg
 
-from countersign.connections import create_pg_pool
-from countersign.runtime import configure_logging, fail, run, run_until_signalled
-from countersign.settings import Settings, SettingsError, load_settings
-from countersign.texts import TextCatalog, TextsError
+from countersign_core.connections import create_pg_pool
+from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
+from countersign_core.settings import Settings, SettingsError, load_settings
+from countersign_core.texts import TextCatalog, TextsError
+from countersign_domain.confirmation_tokens import ConfirmationTokens
 from mail_sender.messages import Composer, message_domain
 from mail_sender.sender import MailSender
-from petition_api.confirmation_token import ConfirmationTokens
 
 log = logging.getLogger("mail_sender")
 

@@ -13,8 +13,8 @@ from email.utils import formatdate, parseaddr
 import asyncpg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from countersign.texts import TextCatalog
-from petition_api.confirmation_token import ConfirmationRef, ConfirmationTokens
+from countersign_core.texts import TextCatalog
+from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import aiosmtplib
 import asyncpg
 
-from countersign.connections import TRANSIENT_ERRORS
-from countersign.smtp import SmtpServer
+from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.smtp import SmtpServer
 from mail_sender import queries
 from mail_sender.messages import ClaimedJob, Composer
 

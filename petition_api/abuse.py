@@ -12,11 +12,11 @@ import math
 
 from disposable_email_domains import blocklist
 
-from countersign.settings import Settings
+from countersign_core.settings import Settings
+from countersign_domain.signatures import Hasher
 from petition_api.client_address import IPAddress, limit_subject
 from petition_api.errors import ApiError
 from petition_api.ratelimit import Limit, RateLimiter
-from petition_api.signing import Hasher
 
 # suspect_reason values.
 OVER_ADDRESS_LIMIT = "rate_limit_address"

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from counter_worker.keys import KeyLayout
-from countersign.connections import create_pg_pool, create_redis
-from countersign.settings import Settings
+from countersign_core.connections import create_pg_pool, create_redis
+from countersign_core.settings import Settings
+from countersign_domain.petitions import PetitionDirectory
+from countersign_domain.signatures import Hasher, SignatureWriter
 from petition_api import admin, confirmation, docs, views
 from petition_api.abuse import AbuseChecks
 from petition_api.appkeys import (
@@ -28,10 +30,8 @@ from petition_api.errors import error_middleware
 from petition_api.live import setup_live
 from petition_api.observability import observe_middleware, stamp_request_id
 from petition_api.partners import setup_partners
-from petition_api.petitions import PetitionDirectory
 from petition_api.ratelimit import RateLimiter
 from petition_api.security import security_headers
-from petition_api.signing import Hasher, SignatureWriter
 from petition_api.widget import setup_widget
 
 

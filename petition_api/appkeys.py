@@ -9,19 +9,19 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
-from countersign.settings import Settings
-from countersign.texts import TextCatalog
+from countersign_core.settings import Settings
+from countersign_core.texts import TextCatalog
+from countersign_domain.confirmation_tokens import ConfirmationTokens
+from countersign_domain.petitions import PetitionDirectory
+from countersign_domain.signatures import Hasher, SignatureWriter
 from petition_api.abuse import AbuseChecks
-from petition_api.confirmation_token import ConfirmationTokens
 from petition_api.counts import CountsRenderer
 from petition_api.pages import Pages
-from petition_api.petitions import PetitionDirectory
-from petition_api.signing import Hasher, SignatureWriter
 
 if TYPE_CHECKING:  # these modules' handlers import this one
-    from petition_api.cors import OriginPolicy
+    from countersign_domain.origins import OriginPolicy
+    from countersign_domain.partners import PartnerDirectory
     from petition_api.live import LiveHub
-    from petition_api.partners import PartnerDirectory
     from petition_api.widget import WidgetAssets
 
 SETTINGS = web.AppKey("settings", Settings)

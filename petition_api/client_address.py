@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from countersign.settings import IPNetwork
+from countersign_core.settings import IPNetwork
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

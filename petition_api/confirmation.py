@@ -18,15 +18,15 @@ import asyncpg
 from aiohttp import web
 from marshmallow import ValidationError
 
-from countersign.settings import Settings
-from countersign.texts import TextCatalog
-from petition_api import appkeys as keys
-from petition_api.confirmation_token import (
+from countersign_core.settings import Settings
+from countersign_core.texts import TextCatalog
+from countersign_domain.confirmation_tokens import (
     ConfirmationRef,
     ConfirmationTokens,
     TokenExpired,
     TokenInvalid,
 )
+from petition_api import appkeys as keys
 from petition_api.openapi import Reply, documented, error
 from petition_api.pages import Pages
 from petition_api.schemas import ConfirmationRequestSchema

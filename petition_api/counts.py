@@ -23,10 +23,10 @@ from redis.asyncio import Redis
 
 from counter_worker.counts import LiveCounts, read_counts
 from counter_worker.keys import KeyLayout
-from countersign.connections import TRANSIENT_ERRORS
-from countersign.logs import OutageNotice
+from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.logs import OutageNotice
+from countersign_domain.petitions import Petition
 from petition_api import metrics
-from petition_api.petitions import Petition
 from petition_api.schemas import CountsSchema
 
 log = logging.getLogger("petition_api.counts")

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from countersign.connections import TRANSIENT_ERRORS
-from countersign.logs import frames_of
+from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.logs import frames_of
 
 log = logging.getLogger("petition_api")
 

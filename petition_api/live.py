@@ -28,11 +28,11 @@ from redis.asyncio import Redis
 
 from counter_worker.counts import LiveCounts, read_counts
 from counter_worker.keys import KeyLayout
-from countersign.connections import TRANSIENT_ERRORS, create_redis
+from countersign_core.connections import TRANSIENT_ERRORS, create_redis
+from countersign_domain.petitions import Petition
 from petition_api import appkeys as keys
 from petition_api.counts import counts_json
 from petition_api.openapi import Reply, documented
-from petition_api.petitions import Petition
 from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG, public_petition
 
 log = logging.getLogger("petition_api.live")

@@ -14,10 +14,10 @@ from types import FrameType
 from aiohttp import web
 from prometheus_client import multiprocess
 
-from countersign.metrics import MULTIPROCESS_ENV, serve_metrics
-from countersign.runtime import configure_logging, event_loop_factory, fail
-from countersign.settings import Settings, SettingsError, load_settings
-from countersign.texts import TextCatalog, TextsError
+from countersign_core.metrics import MULTIPROCESS_ENV, serve_metrics
+from countersign_core.runtime import configure_logging, event_loop_factory, fail
+from countersign_core.settings import Settings, SettingsError, load_settings
+from countersign_core.texts import TextCatalog, TextsError
 from petition_api.app import create_app
 
 log = logging.getLogger("petition_api")
@@ -52,7 +52,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     configure_logging(settings.log_level)
     metrics_dir = None
     if settings.metrics_port:
-        # Each process writes its samples here; this one serves their sum (countersign.metrics).
+        # Each process writes its samples here; this one serves their sum
+        # (countersign_core.metrics).
         metrics_dir = tempfile.mkdtemp(prefix="countersign-metrics-")
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # inherited by the children below
         serve_metrics(settings.metrics_host, settings.metrics_port)

@@ -1,19 +1,11 @@
 """The API's Prometheus metrics, defined once so any module can import and update them.
 
-Served by countersign.metrics on COUNTERSIGN_METRICS_PORT, not on the API's own port.
+Served by countersign_core.metrics on COUNTERSIGN_METRICS_PORT, not on the API's own port.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
-
-SIGNATURES = Counter(
-    "countersign_signatures",
-    "Signature submissions. outcome: accepted (stored, counts), duplicate (the address had "
-    "signed already), suspect (stored, not counted; reason says why) or rejected (reason is "
-    "the error code, or honeypot).",
-    ["outcome", "reason"],
-)
 
 REQUEST_DURATION = Histogram(
     "countersign_http_request_duration_seconds",
@@ -38,7 +30,3 @@ COUNTS_SERVED_STALE = Counter(
     "countersign_counts_served_stale",
     "Count reads answered from the last known figures because Redis did not have them.",
 )
-
-
-def count_signature(outcome: str, reason: str = "") -> None:
-    SIGNATURES.labels(outcome=outcome, reason=reason).inc()

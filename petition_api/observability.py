@@ -18,7 +18,7 @@ from uuid import uuid4
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from countersign.logs import REQUEST_ID
+from countersign_core.logs import REQUEST_ID
 from petition_api import metrics
 
 access_log = logging.getLogger("petition_api.access")

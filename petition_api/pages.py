@@ -18,7 +18,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from countersign.texts import TextCatalog
+from countersign_core.texts import TextCatalog
 
 Page = Literal[
     "confirm", "confirmed", "expired", "damaged", "gone", "closed", "request", "requested"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
-from countersign.connections import TRANSIENT_ERRORS
-from countersign.logs import OutageNotice
-from countersign.settings import Rate
+from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.logs import OutageNotice
+from countersign_core.settings import Rate
 from petition_api import metrics
 
 log = logging.getLogger("petition_api.ratelimit")

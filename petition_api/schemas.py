@@ -1,6 +1,6 @@
 """Request and response shapes (marshmallow). Unknown fields are rejected.
 
-Signature fields are checked against the patterns of petition_api/patterns.py, which
+Signature fields are checked against the patterns of countersign_domain/patterns.py, which
 the OpenAPI document publishes as they are: what the document says is what is enforced.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
-from petition_api import patterns
+from countersign_domain import patterns
 
 _NAME = re.compile(patterns.NAME)
 _WEB_ADDRESS = re.compile(patterns.WEB_ADDRESS)

@@ -9,9 +9,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from marshmallow import ValidationError
 
-from countersign.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_domain.petitions import Petition
+from countersign_domain.signatures import (
+    BackendUnavailable,
+    NewSignature,
+    SignStatus,
+    count_signature,
+)
 from petition_api import appkeys as keys
-from petition_api import metrics
 from petition_api.bodies import read_json_object
 from petition_api.client_address import client_address
 from petition_api.errors import (
@@ -23,7 +29,6 @@ from petition_api.errors import (
 )
 from petition_api.openapi import Reply, documented, error
 from petition_api.partners import NO_PARTNER_KEY, authenticated_partner
-from petition_api.petitions import Petition
 from petition_api.schemas import (
     CountsSchema,
     HealthSchema,
@@ -34,7 +39,6 @@ from petition_api.schemas import (
     SignatureSchema,
     SignedSchema,
 )
-from petition_api.signing import BackendUnavailable, NewSignature, SignStatus
 
 _signature_schema = SignatureSchema()
 _signature_form_schema = SignatureFormSchema()
@@ -132,10 +136,10 @@ async def sign(request: web.Request) -> web.Response:
     try:
         return await _sign(request)
     except ApiError as exc:
-        metrics.count_signature("rejected", exc.code)
+        count_signature("rejected", exc.code)
         raise
     except TRANSIENT_ERRORS:
-        metrics.count_signature("rejected", "service_unavailable")
+        count_signature("rejected", "service_unavailable")
         raise
 
 
@@ -155,7 +159,7 @@ async def _sign(request: web.Request) -> web.Response:
         raise validation_failed(cast(dict[str, Any], exc.messages)) from None
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
-        metrics.count_signature("rejected", "honeypot")
+        count_signature("rejected", "honeypot")
         return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
 
     client = client_address(request, request.app[keys.SETTINGS].trusted_proxies)

@@ -21,9 +21,9 @@ from string import Template
 from aiohttp import web
 from marshmallow import Schema, fields
 
-from countersign.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_domain.origins import ANY_ORIGIN
 from petition_api import appkeys as keys
-from petition_api.cors import ANY_ORIGIN
 from petition_api.errors import unavailable
 from petition_api.openapi import Reply, documented, error
 from petition_api.views import PETITION_NOT_FOUND, SLUG, public_petition

@@ -21,8 +21,8 @@ import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from petition_api.admin.export import UTF8_BOM
-from petition_api.signing import Hasher
+from countersign_domain.export import UTF8_BOM
+from countersign_domain.signatures import Hasher
 from tests.support import eventually
 
 Client = TestClient[web.Request, web.Application]

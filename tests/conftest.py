@@ -28,7 +28,6 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.connections import create_pg_pool, create_redis
 from countersign.embedded import (
     PrivatePostgres,
     PrivateRedis,
@@ -36,14 +35,15 @@ from countersign.embedded import (
     start_embedded,
     with_database,
 )
-from countersign.logs import OUR_LOGGERS, RequestIdFilter, Scrub, json_formatter
-from countersign.migrations import migrate
-from countersign.settings import Settings, load_settings
-from countersign.smtp import parse_smtp_url
-from countersign.texts import TextCatalog
+from countersign_core.connections import create_pg_pool, create_redis
+from countersign_core.logs import OUR_LOGGERS, RequestIdFilter, Scrub, json_formatter
+from countersign_core.migrations import migrate
+from countersign_core.settings import Settings, load_settings
+from countersign_core.smtp import parse_smtp_url
+from countersign_core.texts import TextCatalog
+from countersign_domain.staff import Role, create_token
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender
-from petition_api.admin.auth import Role, create_token
 from petition_api.app import create_app
 from tests.admin_support import AiohttpClient, Client, StaffTokens
 from tests.mail_support import SmtpSink

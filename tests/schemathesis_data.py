@@ -14,13 +14,13 @@ import shlex
 
 import asyncpg
 
-from countersign.connections import create_pg_pool
-from countersign.settings import load_settings
-from petition_api.admin import queries
-from petition_api.admin.auth import Role, create_token
-from petition_api.confirmation_token import ConfirmationRef, ConfirmationTokens
-from petition_api.partners import create_partner
-from petition_api.signing import Hasher
+from countersign_core.connections import create_pg_pool
+from countersign_core.settings import load_settings
+from countersign_domain import moderation as queries
+from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
+from countersign_domain.partners import create_partner
+from countersign_domain.signatures import Hasher
+from countersign_domain.staff import Role, create_token
 
 SLUG = "refer-syria-to-icc"
 

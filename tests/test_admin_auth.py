@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from aiohttp import ClientResponse, web
 
-from countersign.settings import Settings
-from petition_api.admin.auth import Role, create_token, revoke_token
+from countersign_core.settings import Settings
+from countersign_domain.staff import Role, create_token, revoke_token
 from petition_api.app import create_app
 from tests.admin_support import ADMIN, SLUG, Client, StaffTokens, bearer
 from tests.test_api import error_of

@@ -17,10 +17,10 @@ import psutil
 import pycountry
 import pytest
 
-from countersign.settings import Settings
+from countersign_core.settings import Settings
+from countersign_domain.signatures import Hasher
 from petition_api.app import create_app
 from petition_api.appkeys import DB
-from petition_api.signing import Hasher
 from tests.admin_support import (
     ADMIN,
     SLUG,

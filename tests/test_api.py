@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings
+from countersign_core.settings import Settings
+from countersign_domain.signatures import canonical_email
 from petition_api.app import create_app
-from petition_api.signing import canonical_email
 from tests.support import eventually
 
 Client = TestClient[web.Request, web.Application]

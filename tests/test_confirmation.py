@@ -20,12 +20,12 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings
-from countersign.texts import TextCatalog, TextsError, parse_accept_language
+from countersign_core.settings import Settings
+from countersign_core.texts import TextCatalog, TextsError, parse_accept_language
+from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
-from petition_api.confirmation_token import ConfirmationRef, ConfirmationTokens
 from tests.conftest import TEST_SECRET
 from tests.mail_support import SmtpSink, confirmation_link, html_part, text_part
 from tests.support import assert_converges

@@ -9,10 +9,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings
+from countersign_core.settings import Settings
+from countersign_domain.origins import normalise_origin
+from countersign_domain.partners import create_partner
 from petition_api.app import create_app
-from petition_api.cors import normalise_origin
-from petition_api.partners import create_partner
 from tests.support import eventually
 from tests.test_api import SIGN, SLUG, AiohttpClient, error_of, signature_rows, signer
 

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.connections import create_redis
 from countersign.embedded import PrivateRedis
+from countersign_core.connections import create_redis
 from tests.conftest import SpawnWorker, delete_namespace
 from tests.support import (
     add_signatures,

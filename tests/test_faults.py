@@ -18,12 +18,12 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.connections import create_redis
 from countersign.embedded import PrivatePostgres, PrivateRedis, ensure_database
-from countersign.migrations import migrate
-from countersign.settings import Settings
+from countersign_core.connections import create_redis
+from countersign_core.migrations import migrate
+from countersign_core.settings import Settings
+from countersign_domain.petitions import create_petition
 from petition_api.app import create_app
-from petition_api.petitions import create_petition
 from tests.conftest import LEASE_MS, SpawnWorker
 from tests.support import assert_converges, eventually
 from tests.test_api import COUNTS, SIGN, SLUG, AiohttpClient, Client, error_of, signer

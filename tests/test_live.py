@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings
+from countersign_core.settings import Settings
 from petition_api.app import create_app
 from petition_api.appkeys import LIVE
 from petition_api.live import SUBSCRIBER_NAME

@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings, SettingsError
-from countersign.smtp import SmtpServer, parse_smtp_url
-from countersign.texts import TextCatalog
+from countersign_core.settings import Settings, SettingsError
+from countersign_core.smtp import SmtpServer, parse_smtp_url
+from countersign_core.texts import TextCatalog
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender, purge_pending, retry_delay
 from tests.mail_support import SmtpSink

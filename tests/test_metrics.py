@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from counter_worker.worker import CounterWorker
 from countersign.embedded import free_port
-from countersign.settings import load_settings
+from countersign_core.settings import load_settings
 from tests.conftest import SpawnApi, SpawnWorker
 from tests.support import add_signatures, eventually
 from tests.test_api import SIGN, SLUG, Client, signer

@@ -18,8 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from countersign.settings import Settings
-from petition_api import patterns
+from countersign_core.settings import Settings
+from countersign_domain import patterns
 from petition_api.app import create_app
 from petition_api.docs import ASSETS
 from petition_api.openapi import documented_routes, openapi_document, operation_of

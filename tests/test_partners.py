@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from counter_worker.worker import CounterWorker
-from petition_api.partners import KEY_PREFIX, create_partner
+from countersign_domain.partners import KEY_PREFIX, create_partner
 from tests.support import eventually
 from tests.test_api import SIGN, SLUG, error_of, signature_rows, signer
 from tests.test_cli import countersign

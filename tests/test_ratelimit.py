@@ -13,12 +13,12 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.settings import Rate, Settings
+from countersign_core.settings import Rate, Settings
+from countersign_domain.signatures import Hasher
 from petition_api.abuse import AbuseChecks, is_disposable
 from petition_api.app import create_app
 from petition_api.client_address import client_address, limit_subject, parse_address
 from petition_api.ratelimit import Limit, RateLimiter
-from petition_api.signing import Hasher
 from tests.conftest import TEST_SECRET
 from tests.support import assert_converges, eventually
 from tests.test_api import SIGN, AiohttpClient, error_of, signature_rows, signer

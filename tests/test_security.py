@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from countersign.settings import Settings
+from countersign_core.settings import Settings
 from petition_api.app import create_app
 from petition_api.docs import DOCS_POLICY
 from petition_api.security import HTML_POLICY, OTHER_POLICY

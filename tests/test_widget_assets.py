@@ -10,7 +10,7 @@ import pycountry
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from petition_api.partners import create_partner
+from countersign_domain.partners import create_partner
 from petition_api.widget import STATIC, WidgetAssets, content_security_policy, partner_page
 from tests.test_api import SLUG, error_of
 

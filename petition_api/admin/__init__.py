@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from countersign_domain.staff import Role
 from petition_api.admin import routes
-from petition_api.admin.auth import ROUTE_ROLES, Role, staff_middleware
+from petition_api.admin.auth import ROUTE_ROLES, staff_middleware
 from petition_api.admin.delivery import delivery_page, setup_templates
 
 PREFIX = "/v1/admin"

@@ -17,7 +17,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from petition_api.admin import queries
+from countersign_domain import moderation as queries
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import Reply
 from petition_api.views import PETITION_NOT_FOUND, SLUG

@@ -16,11 +16,13 @@ import asyncpg
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
+from countersign_domain import audit
+from countersign_domain import moderation as queries
+from countersign_domain.export import UTF8_BOM, ExportFilters, audited_export
+from countersign_domain.moderation import Criteria, ManagedPetition, Summary
+from countersign_domain.staff import Role
 from petition_api import appkeys as keys
-from petition_api.admin import audit, queries
-from petition_api.admin.auth import STAFF, Role
-from petition_api.admin.export import UTF8_BOM, ExportFilters, audited_export
-from petition_api.admin.queries import Criteria, ManagedPetition, Summary
+from petition_api.admin.auth import STAFF
 from petition_api.admin.schemas import (
     DryRunSchema,
     ErasedSchema,

@@ -17,7 +17,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from petition_api import patterns
+from countersign_domain import patterns
 from petition_api.schemas import JsonBoolean, PetitionSchema, WholeMatch, storable_text
 
 # As the sign endpoint accepts them. Patterns match the whole value, as the OpenAPI

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 
 from counter_worker.worker import CounterWorker
-from countersign.settings import Settings
+from countersign_core.settings import Settings
 from petition_api.app import create_app
 from tests.test_widget_demo import dev as dev  # `countersign dev`, for its partner page
 

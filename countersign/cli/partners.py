@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import asyncpg
 import click
 
-from countersign.runtime import fail
+from countersign.cli.common import with_connection
+from countersign_core.runtime import fail
+from countersign_domain.origins import normalise_origin, set_petition_origins
+from countersign_domain.partners import create_partner, list_partners, revoke_partner
 
 T = TypeVar("T")
 
 SOURCE_CODE = re.compile(r"^[a-z0-9_-]{1,64}$")
-
-
-def _with_connection(action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    from countersign.cli import _with_connection as with_connection  # cli imports this module
-
-    return with_connection(action)
 
 
 def _origins(
@@ -28,8 +25,6 @@ def _origins(
     def normalise(
         _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
     ) -> list[str]:
-        from petition_api.cors import normalise_origin
-
         try:
             return sorted({normalise_origin(value, allow_any=allow_any) for value in values})
         except ValueError as exc:
@@ -67,8 +62,6 @@ def partner() -> None:
 )
 def partner_create(name: str, source_code: str, origins: list[str]) -> None:
     """Create a partner and print its API key (on stdout, once: store it now)."""
-    from petition_api.partners import create_partner
-
     if not 1 <= len(name) <= 200:
         fail("the name must be 1-200 characters")
 
@@ -79,7 +72,7 @@ def partner_create(name: str, source_code: str, origins: list[str]) -> None:
             fail(f"a partner with source code {source_code!r} exists already")
         return key
 
-    key = _with_connection(action)
+    key = with_connection(action)
     click.echo(key)
     click.echo(f"created partner {source_code}; the key above is shown only this once", err=True)
 
@@ -87,9 +80,7 @@ def partner_create(name: str, source_code: str, origins: list[str]) -> None:
 @partner.command("list")
 def partner_list() -> None:
     """List partners (never their keys)."""
-    from petition_api.partners import list_partners
-
-    partners = _with_connection(list_partners)
+    partners = with_connection(list_partners)
     if not partners:
         click.echo("no partners")
     for found in partners:
@@ -105,12 +96,11 @@ def partner_list() -> None:
 @click.argument("source_code")
 def partner_revoke(source_code: str) -> None:
     """Revoke a partner: its key and origins stop working within seconds."""
-    from petition_api.partners import revoke_partner
 
     async def action(conn: asyncpg.Connection) -> Any:
         return await revoke_partner(conn, source_code)
 
-    if _with_connection(action) is None:
+    if with_connection(action) is None:
         fail(f"no active partner with source code {source_code!r}")
     click.echo(f"partner {source_code} is revoked")
 
@@ -124,11 +114,10 @@ def petition_origins(slug: str, origins: list[str]) -> None:
     ORIGINS replace the current ones: e.g. https://example.org, or * for any site.
     With none, only partners' origins remain allowed.
     """
-    from petition_api.cors import set_petition_origins
 
     async def action(conn: asyncpg.Connection) -> list[str] | None:
         return await set_petition_origins(conn, slug, origins)
 
-    if _with_connection(action) is None:
+    if with_connection(action) is None:
         fail(f"no petition with slug {slug!r}")
     click.echo(f"petition {slug} allows: {' '.join(origins) or 'no origin of its own'}")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import asyncpg
 
-log = logging.getLogger("countersign.migrations")
+log = logging.getLogger("countersign_core.migrations")
 
 # Any constant works; it only has to be the same for every process that migrates.
 _MIGRATION_LOCK = 0x636F756E746572  # "counter"
 
 
 def migrations_dir() -> Path:
-    bundled = resources.files("countersign") / "sql"  # installed wheel (force-included)
+    bundled = resources.files("countersign_core") / "sql"  # installed wheel (force-included)
     if bundled.is_dir():
         return Path(str(bundled))
     return Path(__file__).resolve().parent.parent / "sql"  # source checkout or editable

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from petition_api.admin import audit
+from countersign_domain import audit
 
 # Excel reads a CSV as UTF-8 only when it starts with a byte-order mark; without one,
 # Arabic, Russian or Chinese names turn into mojibake on the diplomats' machines.

@@ -45,7 +45,7 @@ class TextCatalog:
 
     @classmethod
     def load(cls, override_dir: Path | None = None) -> TextCatalog:
-        raw = _read_folder(Path(str(resources.files("countersign") / "texts")))
+        raw = _read_folder(Path(str(resources.files("countersign_core") / "texts")))
         if override_dir is not None:
             for language, strings in _read_folder(override_dir).items():
                 raw[language] = {**raw.get(language, {}), **strings}

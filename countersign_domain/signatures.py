@@ -15,11 +15,24 @@ from dataclasses import astuple, dataclass
 from typing import Literal
 
 import asyncpg
+from prometheus_client import Counter
 
-from countersign.connections import TRANSIENT_ERRORS
-from petition_api import metrics
+from countersign_core.connections import TRANSIENT_ERRORS
 
-log = logging.getLogger("petition_api.signing")
+log = logging.getLogger("countersign_domain.signatures")
+
+SIGNATURES = Counter(
+    "countersign_signatures",
+    "Signature submissions. outcome: accepted (stored, counts), duplicate (the address had "
+    "signed already), suspect (stored, not counted; reason says why) or rejected (reason is "
+    "the error code, or honeypot).",
+    ["outcome", "reason"],
+)
+
+
+def count_signature(outcome: str, reason: str = "") -> None:
+    SIGNATURES.labels(outcome=outcome, reason=reason).inc()
+
 
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
@@ -237,11 +250,11 @@ class SignatureWriter:
 
 def _count(signature: NewSignature, *, new: bool) -> None:
     if not new:
-        metrics.count_signature("duplicate")
+        count_signature("duplicate")
     elif signature.suspect_reason:
-        metrics.count_signature("suspect", signature.suspect_reason)
+        count_signature("suspect", signature.suspect_reason)
     else:
-        metrics.count_signature("accepted")
+        count_signature("accepted")
 
 
 def _settle(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
-from countersign.logs import configure_logging
+from countersign_core.logs import configure_logging
 
 __all__ = ["configure_logging", "event_loop_factory", "fail", "run", "run_until_signalled"]
 

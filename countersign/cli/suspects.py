@@ -11,7 +11,10 @@ from typing import Any
 import asyncpg
 import click
 
-from countersign.runtime import fail
+from countersign.cli.common import with_connection
+from countersign_core.runtime import fail
+from countersign_domain import suspects as queries
+from countersign_domain.suspects import list_suspects, petition_exists
 
 
 @click.group()
@@ -25,15 +28,13 @@ def suspects() -> None:
 @click.option("--with-contact", is_flag=True, help="Also show each signer's name and email.")
 def list_command(slug: str, limit: int, with_contact: bool) -> None:
     """Suspects awaiting review, oldest first."""
-    from countersign.cli import _with_connection
-    from petition_api.suspects import list_suspects, petition_exists
 
     async def action(conn: asyncpg.Connection) -> Any:
         if not await petition_exists(conn, slug):
             fail(f"no petition with slug {slug!r}")
         return await list_suspects(conn, slug, limit)
 
-    found = _with_connection(action)
+    found = with_connection(action)
     columns = ["id", "created_at", "country", "source", "reason"]
     if with_contact:
         columns += ["name", "email"]
@@ -66,15 +67,12 @@ _slug = click.option("--petition", "slug", default=None, help="Only this petitio
 @_slug
 def release(ids: tuple[int, ...], all_of_petition: bool, slug: str | None) -> None:
     """Count these suspects after all (the live counts follow)."""
-    from countersign.cli import _with_connection
-    from petition_api import suspects as queries
-
     selection = _selection(ids, all_of_petition, slug)
 
     async def action(conn: asyncpg.Connection) -> Any:
         return await queries.release(conn, ids=selection, slug=slug)
 
-    _report("released", _with_connection(action), selection)
+    _report("released", with_connection(action), selection)
 
 
 @suspects.command()
@@ -84,15 +82,12 @@ def release(ids: tuple[int, ...], all_of_petition: bool, slug: str | None) -> No
 @click.option("--reason", default="fraud", show_default=True, help="Recorded with each.")
 def invalidate(ids: tuple[int, ...], all_of_petition: bool, slug: str | None, reason: str) -> None:
     """Never count these suspects."""
-    from countersign.cli import _with_connection
-    from petition_api import suspects as queries
-
     selection = _selection(ids, all_of_petition, slug)
 
     async def action(conn: asyncpg.Connection) -> Any:
         return await queries.invalidate(conn, ids=selection, slug=slug, reason=reason)
 
-    _report("invalidated", _with_connection(action), selection)
+    _report("invalidated", with_connection(action), selection)
 
 
 def _report(done: str, changed: list[int], asked: list[int] | None) -> None:

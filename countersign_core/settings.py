@@ -16,7 +16,7 @@ from environs import Env, EnvError
 from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
-from countersign.smtp import SmtpServer, parse_smtp_url
+from countersign_core.smtp import SmtpServer, parse_smtp_url
 
 
 class SettingsError(Exception):

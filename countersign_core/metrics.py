@@ -15,7 +15,7 @@ import os
 
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
-log = logging.getLogger("countersign.metrics")
+log = logging.getLogger("countersign_core.metrics")
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -29,7 +29,14 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-OUR_LOGGERS = ("petition_api", "counter_worker", "countersign")
+OUR_LOGGERS = (
+    "petition_api",
+    "counter_worker",
+    "mail_sender",
+    "countersign",
+    "countersign_core",
+    "countersign_domain",
+)
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa]")
 
 

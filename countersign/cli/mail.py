@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncpg
 import click
 
+from countersign.cli.common import settings_or_exit, with_connection
+from mail_sender.main import main as mailer_main
+from mail_sender.sender import purge_pending as purge
+
 
 @click.command()
 def mailer() -> None:
     """Run a mail sender: delivers confirmation emails over SMTP (needs DATABASE_URL,
     SMTP_URL, COUNTERSIGN_MAIL_FROM, COUNTERSIGN_PUBLIC_URL, COUNTERSIGN_SECRET_KEY).
     Run several for throughput or failover."""
-    from mail_sender.main import main as mailer_main
-
     mailer_main()
 
 
@@ -25,12 +27,9 @@ def mailer() -> None:
 )
 def purge_pending(days: int | None) -> None:
     """Delete signatures nobody confirmed in time (mail senders also do it hourly)."""
-    from countersign.cli import _settings, _with_connection
-    from mail_sender.sender import purge_pending as purge
-
-    older_than = days or _settings().pending_purge_days
+    older_than = days or settings_or_exit().pending_purge_days
 
     async def action(conn: asyncpg.Connection) -> int:
         return await purge(conn, older_than)
 
-    click.echo(f"purged {_with_connection(action)} pending signature(s)")
+    click.echo(f"purged {with_connection(action)} pending signature(s)")

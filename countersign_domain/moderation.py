@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from petition_api.admin.audit import describe
-from petition_api.petitions import Petition
+from countersign_domain.audit import describe
+from countersign_domain.petitions import Petition
 
 
 @dataclass(frozen=True)

@@ -9,35 +9,29 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import asyncpg
 import click
+from marshmallow import ValidationError
 
-from countersign.connections import create_pg_pool
-from countersign.runtime import fail
-from countersign.settings import Settings
+from countersign.cli.common import with_connection, with_servers
+from countersign_core.connections import create_pg_pool
+from countersign_core.runtime import fail
+from countersign_core.settings import Settings
+from countersign_domain import audit as audit_log  # `audit` is a command here
+from countersign_domain.export import ExportFilters, audited_export, count_rows
+from countersign_domain.moderation import Anonymised, anonymise_closed, fetch_managed
+from countersign_domain.staff import Role, create_token, list_tokens, revoke_token
+from petition_api.admin.schemas import ExportQuerySchema
 
 T = TypeVar("T")
 
 ROLES = click.Choice(["admin", "exporter"])
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
-
-
-def _with_connection(action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    # Imported here: countersign.cli imports this module to register its commands.
-    from countersign.cli import _with_connection as with_connection
-
-    return with_connection(action)
-
-
-def _with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
-    from countersign.cli import _with_servers as with_servers
-
-    return with_servers(action)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -75,15 +69,16 @@ def token_create(name: str, role: str) -> None:
     NAME identifies the token in the audit log (1-64 of letters, digits, . _ @ -);
     names are never reused, revoked ones included.
     """
-    from petition_api.admin import audit
-    from petition_api.admin.auth import Role, create_token
 
     async def action(conn: asyncpg.Connection) -> str:
         try:
             async with conn.transaction():
                 created = await create_token(conn, name, Role(role))
-                await audit.record(
-                    conn, audit.cli_actor(), "token.create", details={"name": name, "role": role}
+                await audit_log.record(
+                    conn,
+                    audit_log.cli_actor(),
+                    "token.create",
+                    details={"name": name, "role": role},
                 )
         except asyncpg.UniqueViolationError:
             fail(f"a token named {name!r} exists already (names are never reused)")
@@ -91,15 +86,13 @@ def token_create(name: str, role: str) -> None:
             fail("a token name is 1-64 of letters, digits, '.', '_', '@' and '-'")
         return created
 
-    click.echo(_with_connection(action))
+    click.echo(with_connection(action))
 
 
 @token.command("list")
 def token_list() -> None:
     """Tokens with their role and use; never the tokens themselves."""
-    from petition_api.admin.auth import list_tokens
-
-    tokens = _with_connection(list_tokens)
+    tokens = with_connection(list_tokens)
     if not tokens:
         click.echo("no staff tokens")
         return
@@ -124,17 +117,17 @@ def token_list() -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke a token at once: its next request gets 401."""
-    from petition_api.admin import audit
-    from petition_api.admin.auth import revoke_token
 
     async def action(conn: asyncpg.Connection) -> bool:
         async with conn.transaction():
             revoked = await revoke_token(conn, name)
             if revoked:
-                await audit.record(conn, audit.cli_actor(), "token.revoke", details={"name": name})
+                await audit_log.record(
+                    conn, audit_log.cli_actor(), "token.revoke", details={"name": name}
+                )
         return revoked
 
-    if not _with_connection(action):
+    if not with_connection(action):
         fail(f"no active token named {name!r}")
     click.echo(f"revoked token {name}")
 
@@ -146,12 +139,11 @@ def token_revoke(name: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 def audit(limit: int) -> None:
     """Print the audit log, newest first: who read or changed what, and how many rows."""
-    from petition_api.admin import audit as audit_log
 
     async def action(conn: asyncpg.Connection) -> list[audit_log.AuditEntry]:
         return await audit_log.recent(conn, limit)
 
-    entries = _with_connection(action)
+    entries = with_connection(action)
     if not entries:
         click.echo("the audit log is empty")
         return
@@ -230,13 +222,6 @@ def export(
 
     The file appears complete or not at all: rows go to FILE.partial, renamed at the end.
     """
-    from marshmallow import ValidationError
-
-    from petition_api.admin import audit
-    from petition_api.admin.export import ExportFilters, audited_export, count_rows
-    from petition_api.admin.queries import fetch_managed
-    from petition_api.admin.schemas import ExportQuerySchema
-
     given = {
         "country": country,
         "source": source,
@@ -272,7 +257,7 @@ def export(
                 progress = _Progress(bar, out)
                 rows = await audited_export(
                     pool,
-                    actor=audit.cli_actor(),
+                    actor=audit_log.cli_actor(),
                     via="cli",
                     petition_id=petition.id,
                     filters=filters,
@@ -290,7 +275,7 @@ def export(
         fail(f"cannot write {partial}: {exc.strerror}")
     try:
         with out:
-            rows, size, seconds = _with_servers(action)
+            rows, size, seconds = with_servers(action)
     except FileWriteError as exc:
         partial.unlink(missing_ok=True)
         fail(f"cannot write {partial}: {exc}")
@@ -319,16 +304,14 @@ def export(
 def anonymise(days: int) -> None:
     """Remove signers' names, emails, postal codes (and keyed hashes) from petitions
     closed DAYS ago or more. Country, source and times stay: every count is unchanged."""
-    from petition_api.admin import audit
-    from petition_api.admin.queries import Anonymised, anonymise_closed
 
     async def action(conn: asyncpg.Connection) -> list[Anonymised]:
         async with conn.transaction():
             done = await anonymise_closed(conn, days)
             for petition in done:
-                await audit.record(
+                await audit_log.record(
                     conn,
-                    audit.cli_actor(),
+                    audit_log.cli_actor(),
                     "anonymise",
                     petition_id=petition.petition_id,
                     details={"closed_for_days": days},
@@ -336,7 +319,7 @@ def anonymise(days: int) -> None:
                 )
         return done
 
-    done = _with_connection(action)
+    done = with_connection(action)
     if not done:
         click.echo(f"no petition has been closed for {days} days or more")
         return

@@ -1,0 +1,84 @@
+"""Commands that run the services: dev, api, worker, migrate, rebuild."""
+
+from __future__ import annotations
+
+import click
+
+from counter_worker.main import connected_worker
+from counter_worker.main import main as worker_main
+from countersign.cli.common import settings_or_exit, with_connection, with_servers
+from countersign.dev import run_dev
+from countersign_core.migrations import migrate as apply_migrations
+from countersign_core.runtime import configure_logging, fail
+from countersign_core.settings import Settings, SettingsError
+from countersign_core.texts import TextsError
+from petition_api.main import check, serve
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on [COUNTERSIGN_HOST].")
+@click.option("--port", type=int, default=None, help="Port to listen on [COUNTERSIGN_PORT].")
+@click.option(
+    "--demo-port",
+    type=int,
+    default=None,
+    help="Port of the demo partner page [COUNTERSIGN_DEMO_PORT; default: the API port + 1].",
+)
+def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
+    """Run everything on this machine: servers, migrations, demo petition, API, worker.
+
+    Starts embedded Postgres and Redis under the data folder unless DATABASE_URL and
+    REDIS_URL are set. Data survives a restart. Ctrl-C stops everything.
+    """
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
+    port = port or settings.port
+    demo_port = demo_port or settings.demo_port or port + 1
+    raise SystemExit(run_dev(settings, host or settings.host, port, demo_port))
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on [COUNTERSIGN_HOST].")
+@click.option("--port", type=int, default=None, help="Port to listen on [COUNTERSIGN_PORT].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="API processes sharing the port (SO_REUSEPORT); one per core is a good start.",
+)
+def api(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the HTTP API (needs DATABASE_URL, REDIS_URL, COUNTERSIGN_SECRET_KEY)."""
+    settings = settings_or_exit()
+    try:
+        check(settings)
+    except (SettingsError, TextsError) as exc:
+        fail(str(exc))
+    serve(settings, host or settings.host, port or settings.port, workers)
+
+
+@click.command()
+def worker() -> None:
+    """Run a counter worker (needs DATABASE_URL and REDIS_URL). Run several for failover."""
+    worker_main()
+
+
+@click.command()
+def migrate() -> None:
+    """Apply the SQL migrations in order. Safe to run from several processes at once."""
+
+    applied = with_connection(apply_migrations)
+    click.echo(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
+
+
+@click.command()
+def rebuild() -> None:
+    """Recompute every petition's Redis counters from Postgres, while signing goes on."""
+
+    async def action(database_url: str, redis_url: str, settings: Settings) -> int:
+        async with connected_worker(settings, database_url, redis_url) as worker:
+            return await worker.rebuild_all()
+
+    click.echo(f"rebuilt the counters of {with_servers(action)} petition(s)")
