@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from marshmallow import ValidationError
 
 from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_core.logs import frames_of
+from countersign_domain.errors import Problem, ValidationFailed
 
 log = logging.getLogger("petition_api")
 
@@ -95,6 +97,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except Problem as exc:
+        return error_response(
+            exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers
+        )
+    except ValidationError as exc:
+        problem = ValidationFailed(fields=cast(dict[str, Any], exc.messages))
+        return error_response(problem.status, problem.code, problem.message, fields=problem.fields)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
