@@ -216,7 +216,7 @@ async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
     petition_id: int,
     spawn: SpawnWorker,
 ) -> None:
-    worker = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    worker = spawn(stop_at="after_claim")
 
     async def built() -> bool:
         return await read_counts(redis, layout, petition_id) is not None
