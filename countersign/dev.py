@@ -102,7 +102,12 @@ def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
         "COUNTERSIGN_MAIL_FROM": settings.mail.mail_from or "Countersign <countersign@localhost>",
         **({"SMTP_URL": smtp_url} if smtp_url else {}),
     }
-    env = {**os.environ, **resolved}
+    # What dev resolved replaces the variables it came from, `_FILE` ones included (the
+    # children would refuse a variable given both ways).
+    env = {
+        **{k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in resolved},
+        **resolved,
+    }
     # Own sessions: Ctrl-C reaches this process only, which then stops the API first
     # (no new signatures), the mail sender (it finishes its message) and the worker last
     # (it finishes its batch); the partner page goes with them.

@@ -7,12 +7,14 @@ value raises SettingsError, whose message is one line fit to print as it is.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 
-from environs import Env, EnvError
+from environs import Env, EnvError, FileAwareEnv
 from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
@@ -201,13 +203,15 @@ RATE_LIMIT_MODES = ("flag", "reject")
 
 def load_settings() -> Settings:
     env = Env(expand_vars=False)
+    # Surrounding whitespace of a file, such as its last newline, is no part of a secret.
+    secrets = FileAwareEnv(expand_vars=False, strip_whitespace=True)
     try:
         settings = Settings(
             database=DatabaseConfig(
-                url=env.str("DATABASE_URL", None, validate=_url("postgres", "postgresql")),
+                url=_secret(secrets, "DATABASE_URL", _url("postgres", "postgresql")),
             ),
             redis=RedisConfig(
-                url=env.str("REDIS_URL", None, validate=_url("redis", "rediss", "unix")),
+                url=_secret(secrets, "REDIS_URL", _url("redis", "rediss", "unix")),
                 prefix=env.str(
                     "COUNTERSIGN_REDIS_PREFIX", "cs", validate=Regexp(r"^[A-Za-z0-9_.-]{1,64}$")
                 ),
@@ -251,7 +255,7 @@ def load_settings() -> Settings:
                 shutdown_grace=_shutdown_grace(env),
             ),
             mail=MailConfig(
-                smtp=_smtp(env.str("SMTP_URL", None, validate=_valid_smtp_url)),
+                smtp=_smtp(_secret(secrets, "SMTP_URL", _valid_smtp_url)),
                 mail_from=env.str("COUNTERSIGN_MAIL_FROM", None, validate=_valid_mail_from),
                 public_url=_rstrip_slash(
                     env.str("COUNTERSIGN_PUBLIC_URL", None, validate=_url("http", "https"))
@@ -283,7 +287,7 @@ def load_settings() -> Settings:
                 data_dir=env.path("COUNTERSIGN_DATA_DIR", Path(".countersign")),
                 demo_port=env.int("COUNTERSIGN_DEMO_PORT", None, validate=Range(min=1, max=65535)),
             ),
-            secret_key=env.str("COUNTERSIGN_SECRET_KEY", None, validate=Length(min=32)),
+            secret_key=_secret(secrets, "COUNTERSIGN_SECRET_KEY", Length(min=32)),
             log_level=env.str(
                 "COUNTERSIGN_LOG_LEVEL",
                 "INFO",
@@ -318,6 +322,22 @@ def _confirmation(env: Env) -> ConfirmationConfig:
 def _shutdown_grace(env: Env) -> float:
     """One variable for both the counter worker and the mail sender."""
     return env.float("COUNTERSIGN_WORKER_SHUTDOWN_GRACE", 10.0, validate=Range(min=0))
+
+
+def _secret(env: FileAwareEnv, name: str, validate: Callable[[str], object]) -> str | None:
+    """``name``, or the content of the file ``name_FILE`` names (the convention of the
+    official database images, for Docker and Kubernetes secrets); never both."""
+    file_variable = f"{name}{env.file_suffix}"
+    if os.environ.get(name) and os.environ.get(file_variable):
+        raise SettingsError(f"set {name} or {file_variable}, not both")
+    try:
+        return env.str(name, None, validate=validate)
+    except EnvError:
+        raise
+    except UnicodeDecodeError:  # its message would quote bytes of the secret
+        raise _invalid(file_variable, f"{os.environ[file_variable]} is not UTF-8 text") from None
+    except (OSError, ValueError):  # the file is missing or unreadable
+        raise _invalid(file_variable, f"cannot read {os.environ[file_variable]}") from None
 
 
 def _unset(**values: object) -> str:
