@@ -96,14 +96,18 @@ async def send_all(
     database_url: str, pool: asyncpg.Pool, port: int, connections: int, expected: int
 ) -> float:
     """Run a sender until ``expected`` jobs are sent; returns emails/s."""
+    defaults = load_settings()
     settings = dataclasses.replace(
-        load_settings(),
+        defaults,
         secret_key=SECRET,
-        public_url="http://bench.test",
-        mail_from="bench@bench.test",
-        smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=false&timeout=10"),
-        mail_connections=connections,
-        mail_poll_interval=0.2,
+        mail=dataclasses.replace(
+            defaults.mail,
+            public_url="http://bench.test",
+            mail_from="bench@bench.test",
+            smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=false&timeout=10"),
+            connections=connections,
+            poll_interval=0.2,
+        ),
     )
     sender = build_sender(settings, database_url, pool, TextCatalog.load())
     stopping = asyncio.Event()
@@ -176,7 +180,7 @@ def check(condition: bool, what: str) -> bool:
 
 
 async def main_async(signatures: int, emails: int) -> bool:
-    server_url = load_settings().database_url
+    server_url = load_settings().database.url
     embedded = None
     with tempfile.TemporaryDirectory() as tmp:
         if not server_url:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from counter_worker.keys import KeyLayout
@@ -18,7 +18,10 @@ log = logging.getLogger("counter_worker")
 
 @asynccontextmanager
 async def connected_worker(
-    settings: Settings, database_url: str, redis_url: str
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    on_step: Callable[[str], None] | None = None,
 ) -> AsyncIterator[CounterWorker]:
     """A worker configured from the settings, with its connections open."""
     pool = await create_pg_pool(database_url, max_size=4, application_name="counter_worker")
@@ -28,31 +31,30 @@ async def connected_worker(
             database_url,
             pool,
             redis,
-            KeyLayout(settings.redis_prefix),
-            batch_size=settings.worker_batch_size,
-            lease_ms=settings.worker_lease_ms,
-            poll_interval=settings.worker_poll_interval,
-            stop_at=settings.worker_stop_at,
+            KeyLayout(settings.redis.prefix),
+            settings.worker,
+            on_step=on_step,
         )
     finally:
         await redis.aclose()
         await pool.close()
 
 
-async def serve(settings: Settings) -> None:
-    if settings.worker_metrics_port:
-        serve_metrics(settings.metrics_host, settings.worker_metrics_port)
-    async with connected_worker(settings, *settings.require_servers()) as worker:
+async def serve(settings: Settings, on_step: Callable[[str], None] | None = None) -> None:
+    if settings.metrics.worker_port:
+        serve_metrics(settings.metrics.host, settings.metrics.worker_port)
+    async with connected_worker(settings, *settings.require_servers(), on_step) as worker:
         await run_until_signalled(
-            worker.run, grace=settings.worker_shutdown_grace, log=log, in_hand="batch"
+            worker.run, grace=settings.worker.shutdown_grace, log=log, in_hand="batch"
         )
 
 
-def main() -> None:
+def main(on_step: Callable[[str], None] | None = None) -> None:
+    """``on_step``: see CounterWorker (tests/worker_with_stop.py uses it)."""
     try:
         settings = load_settings()
         settings.require_servers()
     except SettingsError as exc:
         fail(str(exc))
     configure_logging(settings.log_level)
-    run(serve(settings))
+    run(serve(settings, on_step))

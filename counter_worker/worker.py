@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from uuid import uuid4
 
@@ -39,10 +38,13 @@ from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.settings import WorkerConfig
 
 log = logging.getLogger("counter_worker")
 
 NOTIFY_CHANNEL = "countersign_events"
+# The points of the protocol where the worker calls its ``on_step`` hook.
+STEPS = ("after_claim", "after_apply", "rebuild_before_write")
 MARKER_SWEEP_INTERVAL = 60.0
 
 
@@ -53,22 +55,20 @@ class CounterWorker:
         pool: asyncpg.Pool,
         redis: Redis,
         layout: KeyLayout,
+        config: WorkerConfig,
         *,
-        batch_size: int = 5000,
-        lease_ms: int = 10_000,
-        poll_interval: float = 1.0,
-        stop_at: str | None = None,
+        on_step: Callable[[str], None] | None = None,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
         self.redis = redis
         self.layout = layout
         self.scripts = Scripts(redis, layout.updates_channel)
-        self.batch_size = batch_size
-        self.lease_ms = lease_ms
-        self.poll_interval = poll_interval
+        self.config = config
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
-        self._stop_at = stop_at
+        # Called with each name of STEPS as the worker passes that point (tests stop it
+        # there to kill or freeze it at an exact step of the protocol).
+        self._on_step = on_step or (lambda _step: None)
         self._petitions_changed = True
 
     # -- the batch path ---------------------------------------------------------------
@@ -80,15 +80,15 @@ class CounterWorker:
             return False
         batch_id = str(uuid4())
         lease = self.layout.petition(petition_id).batch_lease(batch_id)
-        await self.redis.set(lease, self.token, nx=True, px=self.lease_ms)
+        await self.redis.set(lease, self.token, nx=True, px=self.config.lease_ms)
         async with self._keep_lease(lease):
             rows = await self.pool.fetch(
-                queries.CLAIM_BATCH, petition_id, batch_id, self.batch_size
+                queries.CLAIM_BATCH, petition_id, batch_id, self.config.batch_size
             )
             if not rows:  # another worker claimed them first
                 await self.scripts.release_lease(lease, self.token)
                 return True
-            self._stop_point("after_claim")
+            self._on_step("after_claim")
             await self._apply_and_ack(petition_id, batch_id, rows)
         return True
 
@@ -108,7 +108,7 @@ class CounterWorker:
         countries = {k: v for k, v in countries.items() if v}
         sources = {k: v for k, v in sources.items() if v}
 
-        deadline = asyncio.get_running_loop().time() + self.lease_ms / 2000
+        deadline = asyncio.get_running_loop().time() + self.config.lease_ms / 2000
         while True:
             result = await self.scripts.apply(
                 keys, petition_id, batch_id, self.token, countries, sources
@@ -126,7 +126,7 @@ class CounterWorker:
             metrics.COMMIT_TO_REDIS.observe(oldest_age + applied_after)
             metrics.BATCH_EVENTS.observe(events)
         if result in ("applied", "already_applied"):
-            self._stop_point("after_apply")
+            self._on_step("after_apply")
             await self.pool.execute(queries.ACK_BATCH, batch_id)
             await self.scripts.forget_batch(keys, batch_id, self.token)
         elif result == "not_leaseholder":
@@ -142,12 +142,12 @@ class CounterWorker:
 
     async def recover_stale_batches(self) -> int:
         """Finish batches whose worker stopped renewing its lease. Returns how many."""
-        stale_after = self.lease_ms / 1000
+        stale_after = self.config.lease_ms / 1000
         recovered = 0
         for row in await self.pool.fetch(queries.STALE_BATCHES, stale_after):
             batch_id, petition_id = row["batch_id"], row["petition_id"]
             lease = self.layout.petition(petition_id).batch_lease(batch_id)
-            if not await self.redis.set(lease, self.token, nx=True, px=self.lease_ms):
+            if not await self.redis.set(lease, self.token, nx=True, px=self.config.lease_ms):
                 continue  # its worker is alive (renewing), or someone else took it over
             async with self._keep_lease(lease):
                 rows = await self.pool.fetch(queries.BATCH_DELTAS, batch_id)
@@ -166,7 +166,9 @@ class CounterWorker:
     async def rebuild_petition(self, petition_id: int) -> bool:
         """Make the petition's counters equal Postgres. False if another worker holds it."""
         keys = self.layout.petition(petition_id)
-        if not await self.redis.set(keys.rebuild_lease, self.token, nx=True, px=self.lease_ms):
+        if not await self.redis.set(
+            keys.rebuild_lease, self.token, nx=True, px=self.config.lease_ms
+        ):
             return False
         try:
             async with self._keep_lease(keys.rebuild_lease):
@@ -174,10 +176,10 @@ class CounterWorker:
                     return False
                 batch_id = str(uuid4())
                 batch_lease = keys.batch_lease(batch_id)
-                await self.redis.set(batch_lease, self.token, nx=True, px=self.lease_ms)
+                await self.redis.set(batch_lease, self.token, nx=True, px=self.config.lease_ms)
                 async with self._keep_lease(batch_lease):
                     countries, sources, in_flight = await self._snapshot(petition_id, batch_id)
-                    self._stop_point("rebuild_before_write")
+                    self._on_step("rebuild_before_write")
                     result = await self.scripts.rebuild(
                         keys, petition_id, self.token, countries, sources, [*in_flight, batch_id]
                     )
@@ -295,7 +297,7 @@ class CounterWorker:
                     await self.recover_stale_batches()
                     await self.close_expired_petitions()
                     metrics.EVENTS_WAITING.set(await self.pool.fetchval(queries.EVENTS_WAITING))
-                    next_maintenance = loop.time() + self.poll_interval
+                    next_maintenance = loop.time() + self.config.poll_interval
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
@@ -312,7 +314,7 @@ class CounterWorker:
                 await _wait_any(stopping, timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            await _wait_any(wake, stopping, timeout=self.poll_interval)
+            await _wait_any(wake, stopping, timeout=self.config.poll_interval)
         await _close_quietly(listener)
         log.info("worker %s stopped", self.token)
 
@@ -335,9 +337,9 @@ class CounterWorker:
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(self.lease_ms / 3000)
+                await asyncio.sleep(self.config.lease_ms / 3000)
                 try:
-                    if not await self.scripts.renew_lease(key, self.token, self.lease_ms):
+                    if not await self.scripts.renew_lease(key, self.token, self.config.lease_ms):
                         return
                 except TRANSIENT_ERRORS:
                     return
@@ -349,12 +351,6 @@ class CounterWorker:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-
-    def _stop_point(self, name: str) -> None:
-        if self._stop_at == name:
-            self._stop_at = None
-            log.warning("stopping at %s (COUNTERSIGN_WORKER_STOP_AT)", name)
-            os.kill(os.getpid(), signal.SIGSTOP)
 
 
 async def _close_quietly(conn: asyncpg.Connection | None) -> None:

@@ -58,7 +58,7 @@ async def prepare(
     settings: Settings, host: str, demo_port: int
 ) -> tuple[str, str, EmbeddedServers | None]:
     database_url, redis_url, embedded = await resolve_servers(
-        settings.database_url, settings.redis_url, settings.data_dir
+        settings.database.url, settings.redis.url, settings.dev.data_dir
     )
     conn = await asyncpg.connect(database_url)
     try:
@@ -81,27 +81,32 @@ async def prepare(
 
 
 def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.dev.data_dir.mkdir(parents=True, exist_ok=True)
     print("countersign: starting servers and applying migrations...", flush=True)
     database_url, redis_url, embedded = run(prepare(settings, host, demo_port))
-    mail_dir, smtp_url = settings.data_dir / "mail", None
+    mail_dir, smtp_url = settings.dev.data_dir / "mail", None
     catcher: Controller | None = None
-    if settings.smtp is None:
+    if settings.mail.smtp is None:
         from countersign.mailcatcher import start_mail_catcher
 
         catcher, smtp_port = start_mail_catcher(mail_dir, lambda line: print(line, flush=True))
         smtp_url = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
     base = f"http://{_reachable(host)}:{port}"
-    env = {
-        **os.environ,
+    resolved = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.data_dir),
+        "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.dev.data_dir),
         "COUNTERSIGN_HOST": host,
         "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_PUBLIC_URL": settings.public_url or base,
-        "COUNTERSIGN_MAIL_FROM": settings.mail_from or "Countersign <countersign@localhost>",
+        "COUNTERSIGN_PUBLIC_URL": settings.mail.public_url or base,
+        "COUNTERSIGN_MAIL_FROM": settings.mail.mail_from or "Countersign <countersign@localhost>",
         **({"SMTP_URL": smtp_url} if smtp_url else {}),
+    }
+    # What dev resolved replaces the variables it came from, `_FILE` ones included (the
+    # children would refuse a variable given both ways).
+    env = {
+        **{k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in resolved},
+        **resolved,
     }
     # Own sessions: Ctrl-C reaches this process only, which then stops the API first
     # (no new signatures), the mail sender (it finishes its message) and the worker last
@@ -140,7 +145,7 @@ def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
             _print_banner(
                 base,
                 demo,
-                settings.data_dir if embedded else None,
+                settings.dev.data_dir if embedded else None,
                 mail_dir if catcher else None,
             )
         while not stop_requested and all(child.poll() is None for child in children):

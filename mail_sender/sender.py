@@ -34,9 +34,9 @@ import aiosmtplib
 import asyncpg
 
 from countersign_core.connections import TRANSIENT_ERRORS
-from countersign_core.smtp import SmtpServer
+from countersign_core.settings import MailConfig, MailDelivery
 from mail_sender import queries
-from mail_sender.messages import ClaimedJob, Composer
+from mail_sender.messages import ClaimedJob, Composer, message_domain
 
 log = logging.getLogger("mail_sender")
 
@@ -82,29 +82,23 @@ class MailSender:
         self,
         dsn: str,
         pool: asyncpg.Pool,
-        smtp: SmtpServer,
         composer: Composer,
+        delivery: MailDelivery,
+        config: MailConfig,
         *,
-        message_domain: str,
-        connections: int = 2,
-        batch_size: int = 20,
-        lease_seconds: float = 120.0,
-        retry_base: float = 30.0,
-        max_attempts: int = 8,
-        poll_interval: float = 5.0,
-        purge_days: int = 14,
+        purge_days: int,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
-        self.smtp = smtp
+        self.smtp = delivery.smtp
         self.composer = composer
-        self.message_domain = message_domain
-        self.connections = connections
-        self.batch_size = batch_size
-        self.lease_seconds = lease_seconds
-        self.retry_base = retry_base
-        self.max_attempts = max_attempts
-        self.poll_interval = poll_interval
+        self.message_domain = message_domain(delivery.mail_from)
+        self.connections = config.connections
+        self.batch_size = config.batch_size
+        self.lease_seconds = config.lease_seconds
+        self.retry_base = config.retry_base
+        self.max_attempts = config.max_attempts
+        self.poll_interval = config.poll_interval
         self.purge_days = purge_days
 
     # -- one batch ------------------------------------------------------------------------

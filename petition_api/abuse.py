@@ -12,7 +12,7 @@ import math
 
 from disposable_email_domains import blocklist
 
-from countersign_core.settings import Settings
+from countersign_core.settings import LimitsConfig
 from countersign_domain.signatures import Hasher
 from petition_api.client_address import IPAddress, limit_subject
 from petition_api.errors import ApiError
@@ -32,15 +32,15 @@ def is_disposable(email: str) -> bool:
 
 
 class AbuseChecks:
-    def __init__(self, settings: Settings, limiter: RateLimiter, hasher: Hasher) -> None:
-        self._settings = settings
+    def __init__(self, config: LimitsConfig, limiter: RateLimiter, hasher: Hasher) -> None:
+        self._config = config
         self._limiter = limiter
         self._hasher = hasher
         self._address_windows = tuple(
             (window, rate)
             for window, rate in (
-                ("burst", settings.rate_limit_ip_burst),
-                ("sustained", settings.rate_limit_ip_sustained),
+                ("burst", config.ip_burst),
+                ("sustained", config.ip_sustained),
             )
             if rate is not None
         )
@@ -50,22 +50,22 @@ class AbuseChecks:
     ) -> list[Limit]:
         """The limits one signature counts against. ``partner`` is the partner key's id
         when the request carries one."""
-        settings = self._settings
+        config = self._config
         limits = []
         if (
             client is not None
             and self._address_windows
-            and not any(client in network for network in settings.rate_limit_allow)
+            and not any(client in network for network in config.allow)
         ):
             # A keyed hash names the subject: no address is written to Redis.
             address = self._hasher.rate_limit_subject(limit_subject(client))
             subject = f"ip:{address}:p{petition_id}"
             limits.append(Limit(subject, self._address_windows, OVER_ADDRESS_LIMIT))
-        if partner is not None and settings.rate_limit_partner is not None:
-            windows = (("rate", settings.rate_limit_partner),)
+        if partner is not None and config.partner is not None:
+            windows = (("rate", config.partner),)
             limits.append(Limit(f"partner:{partner}", windows, OVER_PARTNER_LIMIT))
-        if settings.rate_limit_global is not None:
-            windows = (("rate", settings.rate_limit_global),)
+        if config.overall is not None:
+            windows = (("rate", config.overall),)
             limits.append(Limit("global", windows, OVER_GLOBAL_LIMIT))
         return limits
 
@@ -75,7 +75,7 @@ class AbuseChecks:
         """The signature's suspect reason, or None. Raises 429 in reject mode."""
         verdict = await self._limiter.check(self.limits(petition_id, client, partner))
         if verdict.exceeded is not None:
-            if self._settings.rate_limit_mode == "reject":
+            if self._config.mode == "reject":
                 raise ApiError(
                     429,
                     "rate_limited",

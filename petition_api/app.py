@@ -38,18 +38,19 @@ from petition_api.widget import setup_widget
 def create_app(settings: Settings) -> web.Application:
     database_url, redis_url = settings.require_servers()
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[observe_middleware, error_middleware],
+        client_max_size=settings.api.max_body_bytes,
     )
     app.on_response_prepare.extend([stamp_request_id, security_headers])
     app[SETTINGS] = settings
-    app[LAYOUT] = KeyLayout(settings.redis_prefix)
+    app[LAYOUT] = KeyLayout(settings.redis.prefix)
     app[HASHER] = Hasher(settings.require_secret_key())
 
     async def postgres(app: web.Application) -> AsyncIterator[None]:
         app[DB] = await create_pg_pool(
-            database_url, max_size=settings.db_pool_size, application_name="petition_api"
+            database_url, max_size=settings.api.db_pool_size, application_name="petition_api"
         )
-        app[PETITIONS] = PetitionDirectory(app[DB], timeout=settings.backend_timeout)
+        app[PETITIONS] = PetitionDirectory(app[DB], timeout=settings.api.backend_timeout)
         yield
         await app[DB].close()
 
@@ -58,19 +59,19 @@ def create_app(settings: Settings) -> web.Application:
         app[COUNTS] = CountsRenderer(
             app[REDIS],
             app[LAYOUT],
-            ttl=settings.counts_cache_ms / 1000,
-            timeout=settings.backend_timeout,
+            ttl=settings.api.counts_cache_ms / 1000,
+            timeout=settings.api.backend_timeout,
         )
-        limiter = RateLimiter(app[REDIS], app[LAYOUT], timeout=settings.backend_timeout)
-        app[ABUSE] = AbuseChecks(settings, limiter, app[HASHER])
+        limiter = RateLimiter(app[REDIS], app[LAYOUT], timeout=settings.api.backend_timeout)
+        app[ABUSE] = AbuseChecks(settings.limits, limiter, app[HASHER])
         yield
         await app[REDIS].aclose()
 
     async def writer(app: web.Application) -> AsyncIterator[None]:
         app[WRITER] = SignatureWriter(
             app[DB],
-            confirmation_emails=settings.confirmation_emails,
-            timeout=settings.backend_timeout,
+            confirmation_emails=settings.confirmation.emails_per_signature,
+            timeout=settings.api.backend_timeout,
         )
         yield
         await app[WRITER].close()

@@ -69,7 +69,7 @@ ON CONFLICT (signature_id, kind, sequence) DO NOTHING
 def setup(app: web.Application, settings: Settings) -> None:
     """Routes, and the texts and templates (read from disk when the app starts)."""
     app[keys.TOKENS] = ConfirmationTokens(
-        settings.require_secret_key(), max_age_days=settings.confirmation_link_days
+        settings.require_secret_key(), max_age_days=settings.confirmation.link_days
     )
 
     async def texts(app: web.Application) -> AsyncIterator[None]:
@@ -183,7 +183,7 @@ async def request_new_link(request: web.Request) -> web.Response:
         app[keys.DB],
         app[keys.HASHER].email(fields["email"]),
         language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
-        limit=app[keys.SETTINGS].confirmation_emails,
+        limit=app[keys.SETTINGS].confirmation.emails_per_signature,
     )
     # The same page whether a signature was waiting or not: this form tells nobody
     # whether an address signed.

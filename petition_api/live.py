@@ -243,7 +243,7 @@ EVENT = {
 )
 async def live(request: web.Request) -> web.StreamResponse:
     petition = await public_petition(request)
-    heartbeat = request.app[keys.SETTINGS].live_heartbeat
+    heartbeat = request.app[keys.SETTINGS].api.live_heartbeat
     with request.app[keys.LIVE].watch(petition) as stream:
         async with sse_response(request, ping_interval=heartbeat) as sse:
             await sse.write(f"retry: {random.randint(*RETRY_MS)}\n\n".encode())

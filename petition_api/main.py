@@ -27,8 +27,8 @@ def serve_one(
     settings: Settings, host: str, port: int, reuse_port: bool = False, metrics: bool = True
 ) -> None:
     configure_logging(settings.log_level)
-    if metrics and settings.metrics_port:
-        serve_metrics(settings.metrics_host, settings.metrics_port)
+    if metrics and settings.metrics.api_port:
+        serve_metrics(settings.metrics.host, settings.metrics.api_port)
     log.info("listening on http://%s:%d", host, port)
     web.run_app(
         create_app(settings),
@@ -51,12 +51,12 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         return
     configure_logging(settings.log_level)
     metrics_dir = None
-    if settings.metrics_port:
+    if settings.metrics.api_port:
         # Each process writes its samples here; this one serves their sum
         # (countersign_core.metrics).
         metrics_dir = tempfile.mkdtemp(prefix="countersign-metrics-")
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # inherited by the children below
-        serve_metrics(settings.metrics_host, settings.metrics_port)
+        serve_metrics(settings.metrics.host, settings.metrics.api_port)
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(target=serve_one, args=(settings, host, port, True, False), daemon=False)
@@ -94,4 +94,4 @@ def main() -> None:
         check(settings)
     except (SettingsError, TextsError) as exc:
         fail(str(exc))
-    serve(settings, settings.host, settings.port)
+    serve(settings, settings.api.host, settings.api.port)

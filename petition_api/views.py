@@ -162,7 +162,7 @@ async def _sign(request: web.Request) -> web.Response:
         count_signature("rejected", "honeypot")
         return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
 
-    client = client_address(request, request.app[keys.SETTINGS].trusted_proxies)
+    client = client_address(request, request.app[keys.SETTINGS].api.trusted_proxies)
     suspect_reason = await request.app[keys.ABUSE].assess(
         petition_id=petition.id,
         client=client,
@@ -266,7 +266,7 @@ async def get_counts(request: web.Request) -> web.Response:
             headers={"Cache-Control": "no-store"},
         )
     headers = {
-        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
+        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].api.counts_max_age}",
         "ETag": f'"{rendered.etag}"',
     }
     if any(candidate.value == rendered.etag for candidate in request.if_none_match or ()):

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import uuid4
 
 import asyncpg
@@ -48,10 +48,11 @@ from petition_api.app import create_app
 from tests.admin_support import AiohttpClient, Client, StaffTokens
 from tests.mail_support import SmtpSink
 from tests.support import ApiProcess, WorkerProcess, spawn_api, spawn_worker
+from tests.worker_with_stop import STOP_AT_VARIABLE
 
 
 class SpawnWorker(Protocol):
-    def __call__(self, **overrides: str) -> WorkerProcess: ...
+    def __call__(self, *, stop_at: str | None = None, **overrides: str) -> WorkerProcess: ...
 
 
 class SpawnApi(Protocol):
@@ -214,27 +215,27 @@ async def delete_namespace(client: Redis, layout: KeyLayout) -> int:
 
 @pytest.fixture
 def settings(database_url: str, servers: Servers, layout: KeyLayout) -> Settings:
+    defaults = load_settings()
     return dataclasses.replace(
-        load_settings(),
-        database_url=database_url,
-        redis_url=servers.redis,
-        redis_prefix=layout.prefix,
+        defaults,
+        database=dataclasses.replace(defaults.database, url=database_url),
+        redis=dataclasses.replace(defaults.redis, url=servers.redis, prefix=layout.prefix),
         secret_key=TEST_SECRET,
-        worker_lease_ms=LEASE_MS,
-        worker_poll_interval=0.1,
-        counts_cache_ms=0,  # tests read counts right after draining; one test covers the cache
+        worker=dataclasses.replace(defaults.worker, lease_ms=LEASE_MS, poll_interval=0.1),
+        # Tests read counts right after draining; one test covers the cache.
+        api=dataclasses.replace(defaults.api, counts_cache_ms=0),
         # Every test client signs from 127.0.0.1, hundreds of times; test_ratelimit.py
         # sets its own limits.
-        rate_limit_allow=LOOPBACK,
+        limits=dataclasses.replace(defaults.limits, allow=LOOPBACK),
     )
 
 
 @pytest.fixture
 async def worker(
-    database_url: str, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
+    settings: Settings, database_url: str, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
 ) -> CounterWorker:
     """An in-process worker the test drives in burst mode (``await worker.drain()``)."""
-    return CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS, poll_interval=0.1)
+    return CounterWorker(database_url, pool, redis, layout, settings.worker)
 
 
 @pytest.fixture
@@ -250,24 +251,37 @@ async def petition_id(pool: asyncpg.Pool) -> int:
 
 @pytest.fixture
 def worker_env(settings: Settings) -> dict[str, str]:
-    assert settings.database_url
-    assert settings.redis_url
+    database_url, redis_url = settings.require_servers()
     return {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "COUNTERSIGN_REDIS_PREFIX": settings.redis_prefix,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "COUNTERSIGN_REDIS_PREFIX": settings.redis.prefix,
         "COUNTERSIGN_WORKER_LEASE_MS": str(LEASE_MS),
         "COUNTERSIGN_WORKER_POLL_INTERVAL": "0.1",
         "COUNTERSIGN_LOG_LEVEL": "INFO",
     }
 
 
+def _with_project_root() -> str:
+    """PYTHONPATH with this checkout first, so that ``python -m tests...`` finds it."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))
+
+
 @pytest.fixture
 def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
     spawned: list[WorkerProcess] = []
 
-    def start(**overrides: str) -> WorkerProcess:
-        process = spawn_worker(worker_env, tmp_path / f"worker-{len(spawned)}.log", **overrides)
+    def start(*, stop_at: str | None = None, **overrides: str) -> WorkerProcess:
+        """A worker process; with ``stop_at``, one that SIGSTOPs itself at that step."""
+        log_path = tmp_path / f"worker-{len(spawned)}.log"
+        if stop_at is None:
+            process = spawn_worker(worker_env, log_path, **overrides)
+        else:
+            stopping = {STOP_AT_VARIABLE: stop_at, "PYTHONPATH": _with_project_root()}
+            process = spawn_worker(
+                worker_env, log_path, module="tests.worker_with_stop", **stopping, **overrides
+            )
         spawned.append(process)
         return process
 
@@ -318,14 +332,19 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
 
 @pytest.fixture
 def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
-    return dataclasses.replace(
+    return with_mail(
         settings,
         smtp=parse_smtp_url(f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5"),
         mail_from="Petitions <petitions@countersign.test>",
         public_url="http://countersign.test",
-        mail_retry_base=0.0,  # retries are due at once: burst-mode tests never wait
-        mail_poll_interval=0.1,
+        retry_base=0.0,  # retries are due at once: burst-mode tests never wait
+        poll_interval=0.1,
     )
+
+
+def with_mail(settings: Settings, **changes: Any) -> Settings:
+    """The settings with these mail settings changed."""
+    return dataclasses.replace(settings, mail=dataclasses.replace(settings.mail, **changes))
 
 
 @pytest.fixture

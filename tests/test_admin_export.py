@@ -406,7 +406,9 @@ async def test_a_cancelled_export_handler_also_frees_its_connection(
 ) -> None:
     # The test server cancels a handler whose client leaves (aiohttp's option, off in
     # production): the COPY is then stopped by the cancellation rather than by a write.
-    app = create_app(dataclasses.replace(settings, db_pool_size=2))
+    app = create_app(
+        dataclasses.replace(settings, api=dataclasses.replace(settings.api, db_pool_size=2))
+    )
     client = await aiohttp_client(app)
     await add_bulk(pool, petition_id, 150_000)
     await cut_off_half_way(client, EXPORT, staff.admin, pool)

@@ -400,7 +400,8 @@ async def test_health_and_readiness(client: Client) -> None:
 async def test_each_process_reuses_a_rendered_count_briefly(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
 ) -> None:
-    cached = await aiohttp_client(create_app(dataclasses.replace(settings, counts_cache_ms=300)))
+    api = dataclasses.replace(settings.api, counts_cache_ms=300)
+    cached = await aiohttp_client(create_app(dataclasses.replace(settings, api=api)))
     await worker.drain()
     assert (await (await cached.get(COUNTS)).json())["total"] == 0
     assert (await cached.post(SIGN, json=signer())).status == 201

@@ -216,7 +216,7 @@ async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
     petition_id: int,
     spawn: SpawnWorker,
 ) -> None:
-    worker = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    worker = spawn(stop_at="after_claim")
 
     async def built() -> bool:
         return await read_counts(redis, layout, petition_id) is not None
@@ -276,7 +276,9 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
         "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
     }
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-        env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
+        # From a file: dev hands its children the URL it read, and not the file as well.
+        (tmp_path / "database_url").write_text(database_url + "\n", encoding="utf-8")
+        env |= {"DATABASE_URL_FILE": str(tmp_path / "database_url"), "REDIS_URL": servers.redis}
     base = f"http://127.0.0.1:{port}/v1/petitions/refer-syria-to-icc"
 
     async def start() -> asyncio.subprocess.Process:

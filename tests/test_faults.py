@@ -24,7 +24,7 @@ from countersign_core.migrations import migrate
 from countersign_core.settings import Settings
 from countersign_domain.petitions import create_petition
 from petition_api.app import create_app
-from tests.conftest import LEASE_MS, SpawnWorker
+from tests.conftest import SpawnWorker
 from tests.support import assert_converges, eventually
 from tests.test_api import COUNTS, SIGN, SLUG, AiohttpClient, Client, error_of, signer
 
@@ -84,7 +84,11 @@ async def private_database(private_postgres: PrivatePostgres) -> str:
 async def on_private_postgres(
     aiohttp_client: AiohttpClient, settings: Settings, private_database: str
 ) -> Signer:
-    app = create_app(dataclasses.replace(settings, database_url=private_database))
+    app = create_app(
+        dataclasses.replace(
+            settings, database=dataclasses.replace(settings.database, url=private_database)
+        )
+    )
     return Signer(await aiohttp_client(app))
 
 
@@ -143,6 +147,10 @@ async def test_postgres_hanging_answers_503_instead_of_hanging(
 # -- Redis --------------------------------------------------------------------------------
 
 
+def on_redis(settings: Settings, url: str) -> Settings:
+    return dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, url=url))
+
+
 def skipped_limits() -> float:
     return REGISTRY.get_sample_value("countersign_rate_limits_skipped_total") or 0.0
 
@@ -160,8 +168,8 @@ async def test_redis_down_signing_goes_on_counts_go_stale_and_the_worker_catches
 ) -> None:
     redis: Redis = create_redis(private_redis.url)
     await private_redis.wait_up(redis)
-    in_process = CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS)
-    on_private_redis = dataclasses.replace(settings, redis_url=private_redis.url)
+    in_process = CounterWorker(database_url, pool, redis, layout, settings.worker)
+    on_private_redis = on_redis(settings, private_redis.url)
     signing = Signer(await aiohttp_client(create_app(on_private_redis)))
     for _ in range(2):
         assert await signing.signs()
@@ -223,10 +231,8 @@ async def test_redis_hanging_does_not_hang_signing_or_counts(
 ) -> None:
     redis: Redis = create_redis(private_redis.url)
     await private_redis.wait_up(redis)
-    await CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS).drain()
-    signing = Signer(
-        await aiohttp_client(create_app(dataclasses.replace(settings, redis_url=private_redis.url)))
-    )
+    await CounterWorker(database_url, pool, redis, layout, settings.worker).drain()
+    signing = Signer(await aiohttp_client(create_app(on_redis(settings, private_redis.url))))
     assert (await (await signing.client.get(COUNTS)).json())["stale"] is False
     assert private_redis.proc is not None
     # Connections stay open and nothing answers.

@@ -141,7 +141,8 @@ async def test_heartbeats_keep_the_stream_alive(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
 ) -> None:
     await worker.drain()
-    client = await aiohttp_client(create_app(dataclasses.replace(settings, live_heartbeat=0.2)))
+    api = dataclasses.replace(settings.api, live_heartbeat=0.2)
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, api=api)))
     async with client.get(LIVE_PATH) as response:
         reader = Stream(response)
         while not (block := await reader.block()).comments:

@@ -101,10 +101,10 @@ async def test_the_worker_measures_batches_and_lag(
 
 
 def test_metrics_are_off_and_local_unless_configured() -> None:
-    defaults = load_settings()
-    assert defaults.metrics_port is None
-    assert defaults.worker_metrics_port is None
-    assert defaults.metrics_host == "127.0.0.1"
+    defaults = load_settings().metrics
+    assert defaults.api_port is None
+    assert defaults.worker_port is None
+    assert defaults.host == "127.0.0.1"
 
 
 async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

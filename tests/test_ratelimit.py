@@ -24,9 +24,13 @@ from tests.support import assert_converges, eventually
 from tests.test_api import SIGN, AiohttpClient, error_of, signature_rows, signer
 
 
-def limited(settings: Settings, **overrides: Any) -> Settings:
+def limited(settings: Settings, **limits: Any) -> Settings:
     """The test settings without the loopback allow-list, so limits apply to the client."""
-    return dataclasses.replace(settings, **{"rate_limit_allow": (), **overrides})
+    return with_limits(settings, **{"allow": (), **limits})
+
+
+def with_limits(settings: Settings, **limits: Any) -> Settings:
+    return dataclasses.replace(settings, limits=dataclasses.replace(settings.limits, **limits))
 
 
 async def suspect_reasons(pool: asyncpg.Pool) -> list[str | None]:
@@ -93,7 +97,7 @@ async def test_over_the_address_limit_signatures_are_stored_as_suspects_and_not_
     redis: Redis,
     layout: KeyLayout,
 ) -> None:
-    client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(3, 60))))
+    client = await aiohttp_client(create_app(limited(settings, ip_burst=Rate(3, 60))))
     responses = [await client.post(SIGN, json=signer(email=f"s{i}@example.org")) for i in range(5)]
     # Everyone gets the same answer: a bot learns nothing.
     assert [r.status for r in responses] == [201] * 5
@@ -114,7 +118,7 @@ async def test_reject_mode_answers_429_with_retry_after_and_stores_nothing(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
     client = await aiohttp_client(
-        create_app(limited(settings, rate_limit_ip_burst=Rate(2, 60), rate_limit_mode="reject"))
+        create_app(limited(settings, ip_burst=Rate(2, 60), mode="reject"))
     )
     for i in range(2):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 201
@@ -132,7 +136,7 @@ async def test_the_address_limit_is_per_petition(
         "INSERT INTO petitions (slug, title, status, require_confirmation)"
         " VALUES ('other', 'O', 'open', false)"
     )
-    client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60))))
+    client = await aiohttp_client(create_app(limited(settings, ip_burst=Rate(1, 60))))
     assert (await client.post(SIGN, json=signer(email="a@example.org"))).status == 201
     other = "/v1/petitions/other/signatures"
     assert (await client.post(other, json=signer(email="a@example.org"))).status == 201
@@ -144,7 +148,7 @@ async def test_allow_listed_ranges_are_not_limited_by_address(
 ) -> None:
     university = (ipaddress.ip_network("127.0.0.0/24"),)
     client = await aiohttp_client(
-        create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60), rate_limit_allow=university))
+        create_app(limited(settings, ip_burst=Rate(1, 60), allow=university))
     )
     for i in range(4):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 201
@@ -155,9 +159,7 @@ async def test_the_global_ceiling_holds_for_everyone(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
     # Allow-listed addresses too: the ceiling protects the service, not a petition.
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, rate_limit_global=Rate(2, 60)))
-    )
+    client = await aiohttp_client(create_app(with_limits(settings, overall=Rate(2, 60))))
     for i in range(3):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 201
     assert await suspect_reasons(pool) == [None, None, "rate_limit_global"]
@@ -167,7 +169,7 @@ async def test_a_partner_key_has_its_own_limit(
     settings: Settings, redis: Redis, layout: KeyLayout
 ) -> None:
     checks = AbuseChecks(
-        dataclasses.replace(settings, rate_limit_partner=Rate(2, 60)),
+        dataclasses.replace(settings.limits, partner=Rate(2, 60)),
         RateLimiter(redis, layout, timeout=1.0),
         Hasher(TEST_SECRET),
     )
@@ -235,9 +237,10 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_hash(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
     proxy = (ipaddress.ip_network("127.0.0.1/32"),)
-    client = await aiohttp_client(
-        create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60), trusted_proxies=proxy))
+    behind_proxy = dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, trusted_proxies=proxy)
     )
+    client = await aiohttp_client(create_app(limited(behind_proxy, ip_burst=Rate(1, 60))))
     for i, address in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.1"]):
         response = await client.post(
             SIGN, json=signer(email=f"s{i}@example.org"), headers={"X-Forwarded-For": address}
@@ -256,7 +259,7 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_hash(
 async def test_a_forged_header_from_an_untrusted_peer_changes_nothing(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
-    client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60))))
+    client = await aiohttp_client(create_app(limited(settings, ip_burst=Rate(1, 60))))
     for i in range(3):
         forged = {"X-Forwarded-For": f"198.51.100.{i}"}
         response = await client.post(SIGN, json=signer(email=f"s{i}@example.org"), headers=forged)
@@ -311,9 +314,7 @@ async def test_a_disposable_address_is_held_as_suspect_not_refused(
     layout: KeyLayout,
 ) -> None:
     # Not refused even where over-limit signatures are.
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, rate_limit_mode="reject"))
-    )
+    client = await aiohttp_client(create_app(with_limits(settings, mode="reject")))
     response = await client.post(SIGN, json=signer(email="throwaway@mailinator.com"))
     assert response.status == 201
     assert await response.json() == {"status": "counted"}

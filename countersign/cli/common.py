@@ -28,7 +28,7 @@ def with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
 
     async def go() -> T:
         database_url, redis_url, embedded = await resolve_servers(
-            settings.database_url, settings.redis_url, settings.data_dir
+            settings.database.url, settings.redis.url, settings.dev.data_dir
         )
         try:
             return await action(database_url, redis_url, settings)

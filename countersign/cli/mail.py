@@ -27,7 +27,7 @@ def mailer() -> None:
 )
 def purge_pending(days: int | None) -> None:
     """Delete signatures nobody confirmed in time (mail senders also do it hourly)."""
-    older_than = days or settings_or_exit().pending_purge_days
+    older_than = days or settings_or_exit().confirmation.pending_purge_days
 
     async def action(conn: asyncpg.Connection) -> int:
         return await purge(conn, older_than)

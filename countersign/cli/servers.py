@@ -32,9 +32,9 @@ def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
     """
     settings = settings_or_exit()
     configure_logging(settings.log_level)
-    port = port or settings.port
-    demo_port = demo_port or settings.demo_port or port + 1
-    raise SystemExit(run_dev(settings, host or settings.host, port, demo_port))
+    port = port or settings.api.port
+    demo_port = demo_port or settings.dev.demo_port or port + 1
+    raise SystemExit(run_dev(settings, host or settings.api.host, port, demo_port))
 
 
 @click.command()
@@ -54,7 +54,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
         check(settings)
     except (SettingsError, TextsError) as exc:
         fail(str(exc))
-    serve(settings, host or settings.host, port or settings.port, workers)
+    serve(settings, host or settings.api.host, port or settings.api.port, workers)
 
 
 @click.command()
