@@ -20,7 +20,7 @@ from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from petition_api.app import create_app
 from petition_api.appkeys import LIVE
-from petition_api.live import SUBSCRIBER_NAME
+from petition_api.live_hub import SUBSCRIBER_NAME
 from tests.support import add_signatures, eventually
 from tests.test_api import SIGN, SLUG, AiohttpClient, error_of, signer
 
