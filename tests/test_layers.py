@@ -140,15 +140,21 @@ def upward_imports(graph: Mapping[str, set[str]], layers: list[str]) -> list[tup
 # -- the project ----------------------------------------------------------------------------
 
 
-def test_the_import_contracts_are_kept() -> None:
-    result = subprocess.run(
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on the packages under ``root``, with the contracts found there."""
+    return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],
-        cwd=ROOT,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_the_import_contracts_are_kept() -> None:
+    result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
 
@@ -213,15 +219,7 @@ def test_lint_imports_fails_on_an_upward_import(bad_tree: Path) -> None:
         *(f"    {layer}" for layer in contract["layers"]),
     ]
     (bad_tree / ".importlinter").write_text("\n".join(lines) + "\n")
-    result = subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache"],
-        cwd=bad_tree,
-        env={**os.environ, "PYTHONPATH": str(bad_tree)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = lint_imports(bad_tree)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "BROKEN" in result.stdout
     assert "countersign_core.settings -> petition_api.handlers" in result.stdout
