@@ -68,7 +68,8 @@ async def test_every_window_must_have_room_and_the_first_full_one_is_named(
 ) -> None:
     limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     address = Limit("a", (("burst", Rate(5, 60)), ("day", Rate(2, 86400))), "address")
-    overall = Limit("g", (("rate", Rate(100, 1)),), "global")
+    # Slow enough that its key outlives the checks below (its TTL is one interval).
+    overall = Limit("g", (("rate", Rate(100, 3600)),), "global")
     verdicts = [(await limiter.check([address, overall])).exceeded for _ in range(3)]
     assert verdicts == [None, None, "address"]
     keys = {key async for key in redis.scan_iter(match=f"{layout.prefix}:*")}
