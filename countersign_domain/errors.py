@@ -45,6 +45,11 @@ class Problem(Exception):
 # -- 400 ----------------------------------------------------------------------------------
 
 
+class BadRequest(Problem):
+    status, code = 400, "bad_request"
+    description = "the request is malformed"
+
+
 class InvalidJson(Problem):
     status, code = 400, "invalid_json"
     description = "the body is not valid JSON"

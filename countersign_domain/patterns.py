@@ -134,6 +134,11 @@ COUNTRY = around(
     )
 )
 
+# -- a petition's slug (its address) and a partner's source code: the API's paths and
+# bodies, the command line and the database's CHECK constraints (sql/) say the same.
+SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
+SOURCE_CODE = "^[a-z0-9_-]{1,64}$"
+
 POSTAL_CODE = around("[A-Za-z0-9][A-Za-z0-9 \\-]{0,15}", optional=True)
 SOURCE = around("[a-z0-9_\\-]{1,64}", optional=True)
 # The honeypot: anything up to 500 characters.

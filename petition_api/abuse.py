@@ -13,9 +13,9 @@ import math
 from disposable_email_domains import blocklist
 
 from countersign_core.settings import LimitsConfig
+from countersign_domain.errors import RateLimited
 from countersign_domain.signatures import Hasher
 from petition_api.client_address import IPAddress, limit_subject
-from petition_api.errors import ApiError
 from petition_api.ratelimit import Limit, RateLimiter
 
 # suspect_reason values.
@@ -76,9 +76,7 @@ class AbuseChecks:
         verdict = await self._limiter.check(self.limits(petition_id, client, partner))
         if verdict.exceeded is not None:
             if self._config.mode == "reject":
-                raise ApiError(
-                    429,
-                    "rate_limited",
+                raise RateLimited(
                     "too many signatures from here; try again later",
                     headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after)))},
                 )

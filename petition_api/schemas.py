@@ -43,6 +43,12 @@ class WholeMatch(validate.Regexp):
         return value
 
 
+# A petition's slug, wherever the API reads one (the path's is published by
+# petition_api/openapi.py from the same pattern).
+valid_slug = WholeMatch(
+    patterns.SLUG, error="Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."
+)
+
 # Text Postgres can store: no NUL character (JSON and forms can carry one).
 STORABLE_TEXT = r"^[^\u0000]*$"
 storable_text = WholeMatch(STORABLE_TEXT, error="Must not contain NUL characters.")

@@ -43,7 +43,7 @@ async def suspect_reasons(pool: asyncpg.Pool) -> list[str | None]:
 async def test_a_burst_of_count_then_refusals_with_the_wait(
     redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout, timeout=1.0)
+    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     limit = Limit("test:burst", (("burst", Rate(3, 60)),), "over")
     verdicts = [await limiter.check([limit]) for _ in range(5)]
     assert [v.exceeded for v in verdicts] == [None, None, None, "over", "over"]
@@ -54,7 +54,7 @@ async def test_a_burst_of_count_then_refusals_with_the_wait(
 async def test_a_refused_request_does_not_use_up_the_allowance(
     redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout, timeout=1.0)
+    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     limit = Limit("test:refill", (("rate", Rate(1, 0.3)),), "over")
     assert (await limiter.check([limit])).exceeded is None
     assert (await limiter.check([limit])).exceeded == "over"
@@ -70,16 +70,18 @@ async def test_a_refused_request_does_not_use_up_the_allowance(
 async def test_every_window_must_have_room_and_the_first_full_one_is_named(
     redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout, timeout=1.0)
+    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     address = Limit("a", (("burst", Rate(5, 60)), ("day", Rate(2, 86400))), "address")
-    overall = Limit("g", (("rate", Rate(100, 1)),), "global")
+    # Slow enough that its key outlives the checks below (its TTL is one interval).
+    overall = Limit("g", (("rate", Rate(100, 3600)),), "global")
     verdicts = [(await limiter.check([address, overall])).exceeded for _ in range(3)]
     assert verdicts == [None, None, "address"]
     keys = {key async for key in redis.scan_iter(match=f"{layout.prefix}:*")}
+    # One hash tag per subject: a subject's windows share a Redis Cluster slot.
     assert keys == {
-        layout.rate_limit("a", "burst"),
-        layout.rate_limit("a", "day"),
-        layout.rate_limit("g", "rate"),
+        f"{layout.prefix}:{{rl:a}}:burst",
+        f"{layout.prefix}:{{rl:a}}:day",
+        f"{layout.prefix}:{{rl:g}}:rate",
     }
     for key in keys:
         assert await redis.pttl(key) > 0  # they expire by themselves
@@ -170,7 +172,7 @@ async def test_a_partner_key_has_its_own_limit(
 ) -> None:
     checks = AbuseChecks(
         dataclasses.replace(settings.limits, partner=Rate(2, 60)),
-        RateLimiter(redis, layout, timeout=1.0),
+        RateLimiter(redis, layout.prefix, timeout=1.0),
         Hasher(TEST_SECRET),
     )
 

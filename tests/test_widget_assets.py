@@ -11,7 +11,8 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from countersign_domain.partners import create_partner
-from petition_api.widget import STATIC, WidgetAssets, content_security_policy, partner_page
+from petition_api.widget import content_security_policy
+from petition_api.widget_assets import STATIC, WidgetAssets, partner_page
 from tests.test_api import SLUG, error_of
 
 Client = TestClient[web.Request, web.Application]

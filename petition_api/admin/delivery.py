@@ -9,7 +9,7 @@ or a bookmarklet) and open the saved file; a token never goes in a URL.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,9 +18,9 @@ import jinja2
 from aiohttp import web
 
 from countersign_domain import moderation as queries
+from countersign_domain.errors import PetitionNotFound
 from petition_api.admin.routes import db, petition_of, staff_operation
-from petition_api.openapi import Reply
-from petition_api.views import PETITION_NOT_FOUND, SLUG
+from petition_api.openapi import SLUG, Reply
 
 TOP_COUNTRIES = 15
 
@@ -35,7 +35,8 @@ class CountryBar:
     width: float  # of the longest bar, in percent
 
 
-def setup_templates(app: web.Application) -> None:
+async def templates(app: web.Application) -> AsyncIterator[None]:
+    """The page's templates, on the staff app (a cleanup context: read as pages need them)."""
     filters: dict[str, Callable[..., str]] = {"number": number, "long_date": long_date}
     aiohttp_jinja2.setup(
         app,
@@ -45,6 +46,7 @@ def setup_templates(app: web.Application) -> None:
         default_helpers=False,
         filters=filters,
     )
+    yield
 
 
 def number(value: int) -> str:
@@ -87,8 +89,8 @@ def country_bars(figures: queries.Summary) -> list[CountryBar]:
     path_parameters={"slug": SLUG},
     responses={
         200: Reply("The page: no script, no external asset.", text_types=("text/html",)),
-        404: PETITION_NOT_FOUND,
     },
+    problems=(PetitionNotFound,),
 )
 async def delivery_page(request: web.Request) -> web.Response:
     petition = await petition_of(request)

@@ -14,15 +14,32 @@ from typing import Any, cast
 
 import asyncpg
 from aiohttp import web
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema
 
 from countersign_domain import audit
 from countersign_domain import moderation as queries
+from countersign_domain.errors import (
+    ClosesAtPassed,
+    InsufficientRole,
+    InvalidationNotFound,
+    InvalidationUndone,
+    InvalidJson,
+    InvalidStatusTransition,
+    InvalidToken,
+    PayloadTooLarge,
+    PetitionExists,
+    PetitionNotFound,
+    Problem,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from countersign_domain.export import UTF8_BOM, ExportFilters, audited_export
 from countersign_domain.moderation import Criteria, ManagedPetition, Summary
 from countersign_domain.staff import Role
 from petition_api import appkeys as keys
-from petition_api.admin.auth import STAFF
+from petition_api.admin.auth import STAFF, require_role
 from petition_api.admin.schemas import (
     DryRunSchema,
     ErasedSchema,
@@ -42,9 +59,7 @@ from petition_api.admin.schemas import (
 )
 from petition_api.bodies import read_json_object
 from petition_api.errors import ApiError
-from petition_api.openapi import STAFF_TOKEN, H, Reply, documented, error
-from petition_api.schemas import ErrorSchema
-from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG
+from petition_api.openapi import SLUG, STAFF_TOKEN, H, Reply, documented
 
 log = logging.getLogger("petition_api.admin")
 
@@ -57,34 +72,38 @@ _invalidation_schema = InvalidationOutSchema()
 
 # -- documentation --------------------------------------------------------------------------
 
-NO_STAFF_TOKEN = Reply(
-    "No staff token (`unauthorized`), or an unknown or revoked one (`invalid_token`).",
-    ErrorSchema,
-    headers={"WWW-Authenticate": ("Bearer, for the staff realm.", True)},
-)
-NOT_ADMIN = error("The token's role is exporter; this needs admin: `insufficient_role`.")
-INVALID_JSON = error("The body is not a JSON object: `invalid_json`.")
-TOO_LARGE = error("The body is too large: `payload_too_large`.")
-NOT_JSON = error("Not JSON: `unsupported_media_type`.")
-INVALID = error("Some fields are invalid (`fields` says which): `validation_failed`.")
-JSON_BODY_ERRORS = {400: INVALID_JSON, 413: TOO_LARGE, 415: NOT_JSON, 422: INVALID}
+# Any JSON body: not JSON, too large, not an object, or fields not valid.
+JSON_BODY = (UnsupportedMediaType, PayloadTooLarge, InvalidJson, ValidationFailed)
 
 
 def staff_operation(
-    summary: str, *, responses: Mapping[int, Reply], exporter: bool = False, **more: Any
+    summary: str,
+    *,
+    responses: Mapping[int, Reply],
+    problems: tuple[type[Problem], ...] = (),
+    exporter: bool = False,
+    **more: Any,
 ) -> Callable[[H], H]:
-    """``documented`` for /v1/admin: the staff token, its 401, and the 403 of operations
-    an exporter may not use (``exporter=False``: keep in step with EXPORTER_HANDLERS)."""
-    common = {401: NO_STAFF_TOKEN, 503: POSTGRES_UNAVAILABLE}
+    """``documented`` for /v1/admin, and the role the operation needs: admin, or also
+    exporter (``exporter=True``). Adds the staff token, its 401, and the 403 of operations
+    an exporter may not use."""
+    common: tuple[type[Problem], ...] = (Unauthorized, InvalidToken, ServiceUnavailable)
     if not exporter:
-        common[403] = NOT_ADMIN
-    return documented(
+        common += (InsufficientRole,)
+    document = documented(
         summary,
         tags=("staff",),
         security=STAFF_TOKEN,
-        responses={**common, **responses},
+        responses=responses,
+        problems=(*common, *problems),
         **more,
     )
+
+    def register(handler: H) -> H:
+        require_role(handler, Role.EXPORTER if exporter else Role.ADMIN)
+        return document(handler)
+
+    return register
 
 
 # -- request plumbing ---------------------------------------------------------------------
@@ -95,15 +114,7 @@ def db(request: web.Request) -> asyncpg.Pool:
 
 
 def load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return cast(dict[str, Any], schema.load(data))
-    except ValidationError as exc:
-        raise ApiError(
-            422,
-            "validation_failed",
-            "some fields are invalid",
-            fields=cast(dict[str, Any], exc.messages),
-        ) from None
+    return cast(dict[str, Any], schema.load(data))
 
 
 def query_fields(request: web.Request) -> dict[str, str]:
@@ -111,23 +122,21 @@ def query_fields(request: web.Request) -> dict[str, str]:
     data: dict[str, str] = {}
     for name, value in request.query.items():
         if name in data:
-            raise ApiError(
-                422, "validation_failed", "some fields are invalid", fields={name: ["Give once."]}
-            )
+            raise ValidationFailed(fields={name: ["Give once."]})
         data[name] = value
     return data
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send application/json")
+        raise UnsupportedMediaType("send application/json")
     return await read_json_object(request)
 
 
 async def petition_of(request: web.Request) -> ManagedPetition:
     petition = await queries.fetch_managed(db(request), request.match_info["slug"])
     if petition is None:
-        raise ApiError(404, "petition_not_found", "no such petition")
+        raise PetitionNotFound()
     return petition
 
 
@@ -154,7 +163,8 @@ async def list_petitions(request: web.Request) -> web.Response:
     "A petition, drafts included",
     exporter=True,
     path_parameters={"slug": SLUG},
-    responses={200: Reply("The petition.", ManagedPetitionSchema), 404: PETITION_NOT_FOUND},
+    responses={200: Reply("The petition.", ManagedPetitionSchema)},
+    problems=(PetitionNotFound,),
 )
 async def get_petition(request: web.Request) -> web.Response:
     return web.json_response(petition_json(await petition_of(request)))
@@ -164,14 +174,8 @@ async def get_petition(request: web.Request) -> web.Response:
     "Create a petition",
     description="It starts as a draft unless `status` is open.",
     body={"application/json": PetitionCreateSchema},
-    responses={
-        201: Reply("Created.", ManagedPetitionSchema),
-        409: error(
-            "A petition has this slug already (`petition_exists`), or `closes_at` has "
-            "passed (`closes_at_passed`)."
-        ),
-        **JSON_BODY_ERRORS,
-    },
+    responses={201: Reply("Created.", ManagedPetitionSchema)},
+    problems=(PetitionExists, ClosesAtPassed, *JSON_BODY),
 )
 async def create_petition(request: web.Request) -> web.Response:
     fields = load(PetitionCreateSchema(), await json_body(request))
@@ -200,15 +204,8 @@ async def create_petition(request: web.Request) -> web.Response:
     ),
     path_parameters={"slug": SLUG},
     body={"application/json": PetitionUpdateSchema},
-    responses={
-        200: Reply("The petition as changed.", ManagedPetitionSchema),
-        404: PETITION_NOT_FOUND,
-        409: error(
-            "A status move not allowed (`invalid_status_transition`), or a close date that "
-            "has passed, given or kept when opening (`closes_at_passed`)."
-        ),
-        **JSON_BODY_ERRORS,
-    },
+    responses={200: Reply("The petition as changed.", ManagedPetitionSchema)},
+    problems=(PetitionNotFound, InvalidStatusTransition, ClosesAtPassed, *JSON_BODY),
 )
 async def update_petition(request: web.Request) -> web.Response:
     changes = load(PetitionUpdateSchema(), await json_body(request))
@@ -247,9 +244,7 @@ def refuse_passed_close(fields: dict[str, Any]) -> None:
     422: the same request was acceptable a moment earlier)."""
     closes_at = fields.get("closes_at")
     if closes_at is not None and closes_at <= _now():
-        raise ApiError(
-            409, "closes_at_passed", "closes_at has passed: give a later one (or null for none)"
-        )
+        raise ClosesAtPassed("closes_at has passed: give a later one (or null for none)")
 
 
 def request_fields(changes: dict[str, Any]) -> list[str]:
@@ -271,8 +266,8 @@ def _now() -> datetime:
     path_parameters={"slug": SLUG},
     responses={
         200: Reply("Totals by country, source and day.", SummarySchema, text_types=("text/csv",)),
-        404: PETITION_NOT_FOUND,
     },
+    problems=(PetitionNotFound,),
 )
 async def summary(request: web.Request) -> web.StreamResponse:
     petition = await petition_of(request)
@@ -352,10 +347,9 @@ def _iso(value: datetime | None) -> str | None:
     query=ExportQuerySchema,
     responses={
         200: Reply("The signatures.", text_types=("text/csv",)),
-        403: error("Emails asked for by an exporter: `insufficient_role`."),
-        404: PETITION_NOT_FOUND,
-        422: INVALID,
     },
+    # insufficient_role: emails asked for by an exporter.
+    problems=(InsufficientRole, PetitionNotFound, ValidationFailed),
 )
 async def export_signatures(request: web.Request) -> web.StreamResponse:
     staff = request[STAFF]
@@ -435,9 +429,8 @@ _INVALIDATION_ID = re.compile(r"[0-9]{1,19}")
     query=RepeatedIpQuerySchema,
     responses={
         200: Reply("Up to 100, most signatures first.", RepeatedIpListSchema),
-        404: PETITION_NOT_FOUND,
-        422: INVALID,
     },
+    problems=(PetitionNotFound, ValidationFailed),
 )
 async def repeated_ip_hashes(request: web.Request) -> web.Response:
     petition = await petition_of(request)
@@ -473,9 +466,8 @@ async def repeated_ip_hashes(request: web.Request) -> web.Response:
     responses={
         200: Reply("dry_run: how many signatures it would invalidate.", DryRunSchema),
         201: Reply("Done.", InvalidationOutSchema),
-        404: PETITION_NOT_FOUND,
-        **JSON_BODY_ERRORS,
     },
+    problems=(PetitionNotFound, *JSON_BODY),
 )
 async def create_invalidation(request: web.Request) -> web.Response:
     petition = await petition_of(request)
@@ -511,7 +503,8 @@ async def create_invalidation(request: web.Request) -> web.Response:
 @staff_operation(
     "A petition's invalidations",
     path_parameters={"slug": SLUG},
-    responses={200: Reply("Newest first.", InvalidationListSchema), 404: PETITION_NOT_FOUND},
+    responses={200: Reply("Newest first.", InvalidationListSchema)},
+    problems=(PetitionNotFound,),
 )
 async def list_invalidations(request: web.Request) -> web.Response:
     petition = await petition_of(request)
@@ -524,9 +517,8 @@ async def list_invalidations(request: web.Request) -> web.Response:
     path_parameters={"id": INVALIDATION_ID},
     responses={
         200: Reply("Undone; `restored` signatures count again.", UndoneInvalidationSchema),
-        404: error("No such invalidation: `invalidation_not_found`."),
-        409: error("It was undone already: `invalidation_undone`."),
     },
+    problems=(InvalidationNotFound, InvalidationUndone),
 )
 async def undo_invalidation(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
@@ -559,7 +551,8 @@ async def undo_invalidation(request: web.Request) -> web.Response:
 @staff_operation(
     "Erase an address's signatures, on every petition",
     body={"application/json": ErasureSchema},
-    responses={200: Reply("What was erased.", ErasedSchema), **JSON_BODY_ERRORS},
+    responses={200: Reply("What was erased.", ErasedSchema)},
+    problems=JSON_BODY,
 )
 async def erase(request: web.Request) -> web.Response:
     fields = load(ErasureSchema(), await json_body(request))

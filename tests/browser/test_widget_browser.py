@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
-from petition_api.widget import partner_page
+from petition_api.widget_assets import partner_page
 from tests.browser.conftest import Site
 from tests.mail_support import confirmation_link, parse
 from tests.support import add_signatures, eventually
