@@ -41,10 +41,11 @@ from redis.asyncio import Redis
 from counter_worker import queries
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
-from countersign.embedded import PrivatePostgres, PrivateRedis, ensure_database, free_port
+from countersign.embedded import ensure_database
 from countersign_core.connections import create_redis
 from countersign_core.migrations import migrate
 from countersign_domain.petitions import create_petition
+from tests.support.servers import PrivatePostgres, PrivateRedis, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FREEZE_SECONDS = 3.0
