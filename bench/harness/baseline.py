@@ -23,7 +23,7 @@ from aiohttp import web
 from bench.harness.cpu import CpuMeter
 from bench.harness.stack import alive, stop_at_exit, wait_listening
 from countersign_core.runtime import event_loop_factory
-from tests.support.processes import ServiceProcess
+from tests.support.processes import spawn_service
 from tests.support.servers import free_port
 
 TABLE = """CREATE TABLE IF NOT EXISTS baseline_signatures (
@@ -97,7 +97,7 @@ async def start_baseline(
     port = free_port()
     started = []
     for n in range(processes):
-        process = ServiceProcess.spawn(
+        process = spawn_service(
             ["-m", "bench.harness.baseline", "--port", str(port), "--database-url", database_url],
             {},
             log_dir / f"baseline-{n}.log",

@@ -53,10 +53,6 @@ class ServiceProcess:
     log_path: Path
     proc: subprocess.Popen[bytes]
 
-    @classmethod
-    def spawn(cls, args: list[str], env: dict[str, str], log_path: Path) -> ServiceProcess:
-        return cls(args, env, log_path, _launch(args, env, log_path))
-
     @property
     def pid(self) -> int:
         return self.proc.pid
@@ -118,7 +114,7 @@ class ServiceProcess:
 class ApiProcess(ServiceProcess):
     """A real ``countersign api`` process (with its per-core children, if any)."""
 
-    url: str = ""
+    url: str
 
     async def wait_ready(self, timeout: float = 60) -> None:
         async def ready() -> bool:
@@ -135,18 +131,24 @@ class ApiProcess(ServiceProcess):
         await eventually(ready, timeout=timeout, interval=0.1)
 
 
+def spawn_service(args: list[str], env: dict[str, str], log_path: Path) -> ServiceProcess:
+    """``python ARGS``, its output appended to ``log_path``."""
+    return ServiceProcess(args, env, log_path, _launch(args, env, log_path))
+
+
 def spawn_worker(
     env: dict[str, str], log_path: Path, *, module: str = "counter_worker", **overrides: str
 ) -> ServiceProcess:
     """A real worker process: the counter worker, or another (``module="mail_sender"``)."""
-    return ServiceProcess.spawn(["-m", module], {**env, **overrides}, log_path)
+    return spawn_service(["-m", module], {**env, **overrides}, log_path)
 
 
 def spawn_api(env: dict[str, str], log_path: Path, port: int, *args: str) -> ApiProcess:
     """``countersign api --port PORT ARGS`` (not yet ready: see ``wait_ready``)."""
     command = ["-m", "countersign", "api", "--port", str(port), *args]
-    proc = _launch(command, env, log_path)
-    return ApiProcess(command, env, log_path, proc, url=f"http://127.0.0.1:{port}")
+    return ApiProcess(
+        command, env, log_path, _launch(command, env, log_path), f"http://127.0.0.1:{port}"
+    )
 
 
 class SpawnWorker(Protocol):
