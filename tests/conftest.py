@@ -17,9 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
 from uuid import uuid4
 
 import asyncpg
@@ -28,46 +26,45 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.embedded import (
-    PrivatePostgres,
-    PrivateRedis,
-    free_port,
-    start_embedded,
-    with_database,
-)
+from countersign.embedded import with_database
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.logs import OUR_LOGGERS, RequestIdFilter, Scrub, json_formatter
 from countersign_core.migrations import migrate
 from countersign_core.settings import Settings, load_settings
 from countersign_core.smtp import parse_smtp_url
 from countersign_core.texts import TextCatalog
-from countersign_domain.staff import Role, create_token
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
-from tests.admin_support import AiohttpClient, Client, StaffTokens
-from tests.mail_support import SmtpSink
-from tests.support import ApiProcess, WorkerProcess, spawn_api, spawn_worker
-from tests.worker_with_stop import STOP_AT_VARIABLE
-
-
-class SpawnWorker(Protocol):
-    def __call__(self, *, stop_at: str | None = None, **overrides: str) -> WorkerProcess: ...
-
-
-class SpawnApi(Protocol):
-    async def __call__(self, *args: str, **overrides: str) -> ApiProcess: ...
-
-
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-LEASE_MS = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class Servers:
-    postgres: str  # maintenance database URL
-    redis: str
+from tests.support.factories import (
+    StaffTokens,
+    create_staff_tokens,
+    insert_confirming_petition,
+    insert_open_petition,
+)
+from tests.support.http import AiohttpClient, Client
+from tests.support.mail import SmtpSink, with_mail
+from tests.support.processes import (
+    ApiProcess,
+    DevRun,
+    ServiceProcess,
+    SpawnApi,
+    SpawnWorker,
+    running_dev,
+    spawn_api,
+    spawn_worker,
+)
+from tests.support.servers import (
+    PrivatePostgres,
+    PrivateRedis,
+    Servers,
+    configured_or_embedded,
+    delete_namespace,
+    free_port,
+    throwaway_database,
+)
+from tests.support.stopping_worker import STOP_AT_VARIABLE
+from tests.support.values import LEASE_MS, LOOPBACK, TEST_SECRET
 
 
 class _FormattedLines(logging.Handler):
@@ -100,7 +97,7 @@ def personal_data_in(line: str) -> list[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_personal_data_in_any_log_line() -> Iterator[None]:
+def no_personal_data_in_any_log_line(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every line the whole suite's API and worker traffic logs (in-process), formatted
     as in production, and checked at the end for email and IP addresses. (Names cannot be
     recognised in general: tests/test_logs_privacy.py looks for each one it sends.)"""
@@ -118,24 +115,24 @@ def no_personal_data_in_any_log_line() -> Iterator[None]:
         logger.removeHandler(capture)
         logger.setLevel(level)
     leaks = [(line, found) for line in capture.lines if (found := personal_data_in(line))]
-    assert capture.lines, "no log line was captured: the check saw nothing"
+    # Tests that run no service (tests/test_support_rules.py, say) log nothing of course.
+    ran_services = any(
+        isinstance(item, pytest.Function) and "settings" in item.fixturenames
+        for item in request.session.items
+    )
+    assert capture.lines or not ran_services, "no log line was captured: the check saw nothing"
     assert not leaks, f"{len(leaks)} log lines carry personal data, e.g. {leaks[:3]}"
 
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
-    postgres, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if postgres and redis:
-        yield Servers(postgres, redis)
-        return
     # Not under pytest's temporary root: a concurrent pytest session prunes old folders
     # there, which would pull the data directory from under the running server.
-    with tempfile.TemporaryDirectory(prefix="countersign-test-servers-") as directory:
-        embedded = start_embedded(Path(directory), keep=False)
-        try:
-            yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)
-        finally:
-            embedded.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="countersign-test-servers-") as directory,
+        configured_or_embedded(Path(directory)) as found,
+    ):
+        yield found
 
 
 async def _admin(servers: Servers) -> asyncpg.Connection:
@@ -164,20 +161,6 @@ def template_database(servers: Servers) -> Iterator[str]:
     asyncio.run(drop())
 
 
-@asynccontextmanager
-async def throwaway_database(servers: Servers, template: str | None = None) -> AsyncIterator[str]:
-    """A new database (a copy of ``template``, or empty), dropped afterwards."""
-    name = f"cs_test_{uuid4().hex[:12]}"
-    admin = await _admin(servers)
-    copy = f' TEMPLATE "{template}"' if template else ""
-    await admin.execute(f'CREATE DATABASE "{name}"{copy}')
-    try:
-        yield with_database(servers.postgres, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 @pytest.fixture
 async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
     """A database of this test's own, migrated."""
@@ -203,14 +186,6 @@ async def redis(servers: Servers, layout: KeyLayout) -> AsyncIterator[Redis]:
     yield client
     await delete_namespace(client, layout)
     await client.aclose()
-
-
-async def delete_namespace(client: Redis, layout: KeyLayout) -> int:
-    """Delete this test's keys only: the closest a shared Redis gets to a flush."""
-    doomed = [key async for key in client.scan_iter(match=layout.namespace_pattern(), count=500)]
-    for start in range(0, len(doomed), 500):
-        await client.delete(*doomed[start : start + 500])
-    return len(doomed)
 
 
 @pytest.fixture
@@ -241,12 +216,7 @@ async def worker(
 @pytest.fixture
 async def petition_id(pool: asyncpg.Pool) -> int:
     """An open petition whose signatures count at once (no email confirmation)."""
-    petition: int = await pool.fetchval(
-        """INSERT INTO petitions (slug, title, body, target, goal, status, require_confirmation)
-           VALUES ('refer-syria-to-icc', 'Refer Syria to the ICC', 'Text', 'Russia', 100000,
-                   'open', false) RETURNING id"""
-    )
-    return petition
+    return await insert_open_petition(pool)
 
 
 @pytest.fixture
@@ -270,9 +240,9 @@ def _with_project_root() -> str:
 
 @pytest.fixture
 def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
-    spawned: list[WorkerProcess] = []
+    spawned: list[ServiceProcess] = []
 
-    def start(*, stop_at: str | None = None, **overrides: str) -> WorkerProcess:
+    def start(*, stop_at: str | None = None, **overrides: str) -> ServiceProcess:
         """A worker process; with ``stop_at``, one that SIGSTOPs itself at that step."""
         log_path = tmp_path / f"worker-{len(spawned)}.log"
         if stop_at is None:
@@ -280,7 +250,11 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
         else:
             stopping = {STOP_AT_VARIABLE: stop_at, "PYTHONPATH": _with_project_root()}
             process = spawn_worker(
-                worker_env, log_path, module="tests.worker_with_stop", **stopping, **overrides
+                worker_env,
+                log_path,
+                module="tests.support.stopping_worker",
+                **stopping,
+                **overrides,
             )
         spawned.append(process)
         return process
@@ -296,10 +270,7 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
 @pytest.fixture
 async def staff(pool: asyncpg.Pool) -> StaffTokens:
     """An admin token and an exporter token."""
-    return StaffTokens(
-        admin=await create_token(pool, "admin-test", Role.ADMIN),
-        exporter=await create_token(pool, "exporter-test", Role.EXPORTER),
-    )
+    return await create_staff_tokens(pool)
 
 
 @pytest.fixture
@@ -314,11 +285,7 @@ async def client(aiohttp_client: AiohttpClient, settings: Settings, petition_id:
 @pytest.fixture
 async def confirming_petition_id(pool: asyncpg.Pool) -> int:
     """An open petition whose signatures count only once confirmed by email."""
-    petition: int = await pool.fetchval(
-        """INSERT INTO petitions (slug, title, status, require_confirmation)
-           VALUES ('free-the-detainees', 'Free the detainees', 'open', true) RETURNING id"""
-    )
-    return petition
+    return await insert_confirming_petition(pool)
 
 
 @pytest.fixture
@@ -340,11 +307,6 @@ def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
         retry_base=0.0,  # retries are due at once: burst-mode tests never wait
         poll_interval=0.1,
     )
-
-
-def with_mail(settings: Settings, **changes: Any) -> Settings:
-    """The settings with these mail settings changed."""
-    return dataclasses.replace(settings, mail=dataclasses.replace(settings.mail, **changes))
 
 
 @pytest.fixture
@@ -400,3 +362,15 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         with contextlib.suppress(Exception):
             server.thaw()  # a test that failed while it was frozen
         server.cleanup()
+
+
+@pytest.fixture
+async def dev(
+    tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
+) -> AsyncIterator[DevRun]:
+    """``countersign dev`` running, on free ports, until the test ends."""
+    env = {"COUNTERSIGN_REDIS_PREFIX": layout.prefix}
+    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+        env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
+    async with running_dev(tmp_path, env) as run:
+        yield run

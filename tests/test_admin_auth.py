@@ -16,9 +16,9 @@ from aiohttp import ClientResponse, web
 from countersign_core.settings import Settings
 from countersign_domain.staff import Role, create_token, revoke_token
 from petition_api.app import create_app
-from tests.admin_support import ADMIN, SLUG, Client, StaffTokens, bearer
-from tests.test_api import error_of
-from tests.test_cli import countersign
+from tests.support.factories import SLUG, StaffTokens
+from tests.support.http import ADMIN, Client, bearer, error_of
+from tests.support.processes import countersign
 
 # Routes an exporter may use; every other admin route must answer an exporter 403.
 EXPORTER_ROUTES = {

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
@@ -19,36 +17,9 @@ from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from countersign_domain.signatures import canonical_email
 from petition_api.app import create_app
-from tests.support import eventually
-
-Client = TestClient[web.Request, web.Application]
-AiohttpClient = Callable[[web.Application], Awaitable[Client]]
-
-SLUG = "refer-syria-to-icc"
-SIGN = f"/v1/petitions/{SLUG}/signatures"
-COUNTS = f"/v1/petitions/{SLUG}/counts"
-
-
-def signer(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
-    body.update(overrides)
-    return body
-
-
-async def signature_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch("SELECT * FROM signatures ORDER BY id")
-    return rows
-
-
-async def error_of(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    body = await response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert isinstance(error["code"], str)
-    assert isinstance(error["message"], str)
-    return error
-
+from tests.support.factories import SLUG, signature_rows, signer
+from tests.support.http import COUNTS, SIGN, AiohttpClient, Client, error_of
+from tests.support.waiting import eventually
 
 # -- petitions ------------------------------------------------------------------------------
 

@@ -7,9 +7,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -21,27 +19,12 @@ from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
-from tests.conftest import Servers, SpawnWorker, throwaway_database
-from tests.mail_support import confirmation_link, parse
-from tests.support import add_signatures, assert_converges, eventually
-
-COMMAND = [sys.executable, "-m", "countersign"]
-SETTING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY", "SMTP_URL")
-
-
-def countersign(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
-    return subprocess.run(
-        [*COMMAND, *args],
-        env={**clean, **(env or {})},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.counts import assert_converges
+from tests.support.factories import add_signatures
+from tests.support.mail import confirmation_link, parse
+from tests.support.processes import COMMAND, SETTING_VARIABLES, SpawnWorker, countersign
+from tests.support.servers import Servers, free_port, throwaway_database
+from tests.support.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -235,13 +218,6 @@ async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
 # -- countersign dev ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _http(
     method: str, url: str, body: dict[str, str] | None = None
 ) -> tuple[int, dict[str, object]]:
@@ -268,11 +244,11 @@ def _page(method: str, url: str) -> tuple[int, str]:
 async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
     tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
     env |= {
         "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_DEMO_PORT": str(_free_port()),
+        "COUNTERSIGN_DEMO_PORT": str(free_port()),
         "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
     }
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):

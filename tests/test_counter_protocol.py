@@ -1,7 +1,7 @@
 """The counter protocol: Redis equals a GROUP BY over Postgres, whatever crashes.
 
 Workers here are real processes, killed with SIGKILL or frozen with SIGSTOP at exact
-steps of the protocol (tests/worker_with_stop.py makes the worker SIGSTOP itself there).
+steps of the protocol (tests/support/stopping_worker.py makes the worker SIGSTOP itself there).
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ from redis.asyncio import Redis
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.embedded import PrivateRedis
 from countersign_core.connections import create_redis
-from tests.conftest import SpawnWorker, delete_namespace
-from tests.support import (
-    add_signatures,
-    assert_converges,
-    eventually,
-    postgres_tally,
-    redis_tally,
-)
+from tests.support.counts import assert_converges, postgres_tally, redis_tally
+from tests.support.factories import add_signatures
+from tests.support.processes import SpawnWorker
+from tests.support.servers import PrivateRedis, delete_namespace
+from tests.support.waiting import eventually
 
 
 async def wait_built(redis: Redis, layout: KeyLayout, petition_id: int) -> None:

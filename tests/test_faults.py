@@ -18,15 +18,18 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.embedded import PrivatePostgres, PrivateRedis, ensure_database
+from countersign.embedded import ensure_database
 from countersign_core.connections import create_redis
 from countersign_core.migrations import migrate
 from countersign_core.settings import Settings
 from countersign_domain.petitions import create_petition
 from petition_api.app import create_app
-from tests.conftest import SpawnWorker
-from tests.support import assert_converges, eventually
-from tests.test_api import COUNTS, SIGN, SLUG, AiohttpClient, Client, error_of, signer
+from tests.support.counts import assert_converges
+from tests.support.factories import SLUG, signer
+from tests.support.http import COUNTS, SIGN, AiohttpClient, Client, error_of
+from tests.support.processes import SpawnWorker
+from tests.support.servers import PrivatePostgres, PrivateRedis
+from tests.support.waiting import eventually
 
 # Far above the one second a request may wait on a back end: a hanging request fails the
 # test instead of passing slowly.

@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
@@ -23,10 +22,9 @@ from countersign_core.settings import Settings
 from petition_api.app import create_app
 from petition_api.appkeys import LIVE
 from petition_api.live_hub import SUBSCRIBER_NAME
-from tests.support import add_signatures, eventually
-from tests.test_api import SIGN, SLUG, AiohttpClient, error_of, signer
-
-Client = TestClient[web.Request, web.Application]
+from tests.support.factories import SLUG, add_signatures, signer
+from tests.support.http import SIGN, AiohttpClient, Client, error_of
+from tests.support.waiting import eventually
 
 LIVE_PATH = f"/v1/petitions/{SLUG}/live"
 

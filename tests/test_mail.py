@@ -24,9 +24,11 @@ from countersign_core.smtp import SmtpServer, parse_smtp_url
 from countersign_core.texts import TextCatalog
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender, purge_pending, retry_delay
-from tests.conftest import with_mail
-from tests.mail_support import SmtpSink
-from tests.support import add_signatures, assert_converges, eventually, spawn_worker
+from tests.support.counts import assert_converges
+from tests.support.factories import add_signatures
+from tests.support.mail import SmtpSink, with_mail
+from tests.support.processes import spawn_worker
+from tests.support.waiting import eventually
 
 TEMPORARY = "451 4.3.0 Try again later"
 

@@ -8,11 +8,12 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from counter_worker.worker import CounterWorker
-from countersign.embedded import free_port
 from countersign_core.settings import load_settings
-from tests.conftest import SpawnApi, SpawnWorker
-from tests.support import add_signatures, eventually
-from tests.test_api import SIGN, SLUG, Client, signer
+from tests.support.factories import SLUG, add_signatures, signer
+from tests.support.http import SIGN, Client
+from tests.support.processes import SpawnApi, SpawnWorker
+from tests.support.servers import free_port
+from tests.support.waiting import eventually
 
 
 def sample(name: str, **labels: str) -> float:

@@ -43,9 +43,10 @@ from petition_api.openapi import (
 )
 from petition_api.petitions import public_petition
 from petition_api.schemas import SignatureSchema
-from tests.conftest import TEST_SECRET, SpawnApi, SpawnWorker
-from tests.schemathesis_data import create_data
-from tests.test_api import AiohttpClient, error_of
+from tests.support.http import AiohttpClient, error_of
+from tests.support.processes import SpawnApi, SpawnWorker
+from tests.support.schemathesis_data import create_data
+from tests.support.values import TEST_SECRET
 
 SCHEMATHESIS_CONFIG = Path(__file__).parent / "schemathesis.toml"
 

@@ -8,16 +8,13 @@ import re
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from counter_worker.worker import CounterWorker
 from countersign_domain.partners import KEY_PREFIX, create_partner
-from tests.support import eventually
-from tests.test_api import SIGN, SLUG, error_of, signature_rows, signer
-from tests.test_cli import countersign
-
-Client = TestClient[web.Request, web.Application]
+from tests.support.factories import SLUG, signature_rows, signer
+from tests.support.http import SIGN, Client, bearer, error_of
+from tests.support.processes import countersign
+from tests.support.waiting import eventually
 
 PARTNER_COUNTS = f"/v1/partner/counts?petition={SLUG}"
 
@@ -28,10 +25,6 @@ async def partner_key(pool: asyncpg.Pool) -> str:
         pool, name="The Daily Example", source_code="daily-example", origins=[]
     )
     return key
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def test_a_key_is_random_and_stored_only_as_its_sha256(

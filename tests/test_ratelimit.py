@@ -19,9 +19,11 @@ from petition_api.abuse import AbuseChecks, is_disposable
 from petition_api.app import create_app
 from petition_api.client_address import client_address, limit_subject, parse_address
 from petition_api.ratelimit import Limit, RateLimiter
-from tests.conftest import TEST_SECRET
-from tests.support import assert_converges, eventually
-from tests.test_api import SIGN, AiohttpClient, error_of, signature_rows, signer
+from tests.support.counts import assert_converges
+from tests.support.factories import signature_rows, signer
+from tests.support.http import SIGN, AiohttpClient, error_of
+from tests.support.values import TEST_SECRET
+from tests.support.waiting import eventually
 
 
 def limited(settings: Settings, **limits: Any) -> Settings:

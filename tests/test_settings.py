@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from countersign_core.settings import Settings, SettingsError, load_settings
-from tests.conftest import SpawnApi
+from tests.support.processes import SpawnApi
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 LEAKED = "hunter2"  # a password that must never show in an error

@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from tests.support import add_signatures, assert_converges
-from tests.test_api import SLUG
-from tests.test_cli import countersign
+from tests.support.counts import assert_converges
+from tests.support.factories import SLUG, add_signatures
+from tests.support.processes import countersign
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The counter worker, stopping itself at one step of the protocol: for tests only.
 
-``python -m tests.worker_with_stop`` runs ``countersign worker`` with an ``on_step`` hook
+``python -m tests.support.stopping_worker`` runs ``countersign worker`` with an ``on_step`` hook
 that SIGSTOPs the process the first time it reaches the step named by
 COUNTERSIGN_TEST_WORKER_STOP_AT (one of counter_worker.worker.STEPS), so that a test can
 kill or freeze a real worker at that exact point, then thaw it with SIGCONT.

@@ -1,7 +1,7 @@
 """What schemathesis needs to reach past 401 and 404, for tests/test_openapi.py and the
-schemathesis step of .ci/run (``eval "$(python -m tests.schemathesis_data)"``): an admin
-token, a partner key, an invalidation to undo (id 1) and a confirmation link, handed to it as
-the environment variables tests/schemathesis.toml names.
+schemathesis step of .ci/run (``eval "$(python -m tests.support.schemathesis_data)"``): an
+admin token, a partner key, an invalidation to undo (id 1) and a confirmation link, handed to
+it as the environment variables tests/schemathesis.toml names.
 
 Run it after the petition refer-syria-to-icc exists, with the API's DATABASE_URL and
 COUNTERSIGN_SECRET_KEY.
@@ -21,8 +21,7 @@ from countersign_domain.confirmation_tokens import ConfirmationRef, Confirmation
 from countersign_domain.partners import create_partner
 from countersign_domain.signatures import Hasher
 from countersign_domain.staff import Role, create_token
-
-SLUG = "refer-syria-to-icc"
+from tests.support.factories import SLUG
 
 
 async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:

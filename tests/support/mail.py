@@ -4,13 +4,17 @@ read what it received."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import ssl
 import warnings
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from countersign_core.settings import Settings
 
 _LINK = re.compile(r"https?://\S+/confirm/[\w.-]+")
 
@@ -137,3 +141,8 @@ def confirmation_link(message: EmailMessage) -> str:
     [link] = set(_LINK.findall(text_part(message)))
     assert link in html_part(message)
     return str(link)
+
+
+def with_mail(settings: Settings, **changes: Any) -> Settings:
+    """The settings with these mail settings changed."""
+    return dataclasses.replace(settings, mail=dataclasses.replace(settings.mail, **changes))
