@@ -33,6 +33,7 @@ async def connected_worker(
             lease_ms=settings.worker_lease_ms,
             poll_interval=settings.worker_poll_interval,
             stop_at=settings.worker_stop_at,
+            heartbeat_interval=settings.heartbeat_interval,
         )
     finally:
         await redis.aclose()
@@ -40,9 +41,14 @@ async def connected_worker(
 
 
 async def serve(settings: Settings) -> None:
-    if settings.worker_metrics_port:
-        serve_metrics(settings.metrics_host, settings.worker_metrics_port)
-    async with connected_worker(settings, *settings.require_servers()) as worker:
+    async with (
+        connected_worker(settings, *settings.require_servers()) as worker,
+        worker.heartbeat.watching_the_loop(),
+    ):
+        if settings.worker_metrics_port:
+            serve_metrics(
+                settings.metrics_host, settings.worker_metrics_port, probes=worker.heartbeat
+            )
         await run_until_signalled(
             worker.run, grace=settings.worker_shutdown_grace, log=log, in_hand="batch"
         )

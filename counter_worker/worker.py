@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from uuid import uuid4
@@ -39,6 +38,7 @@ from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.heartbeats import Heartbeat, process_name
 
 log = logging.getLogger("counter_worker")
 
@@ -58,6 +58,7 @@ class CounterWorker:
         lease_ms: int = 10_000,
         poll_interval: float = 1.0,
         stop_at: str | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
@@ -67,7 +68,8 @@ class CounterWorker:
         self.batch_size = batch_size
         self.lease_ms = lease_ms
         self.poll_interval = poll_interval
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self.token = process_name()
+        self.heartbeat = Heartbeat("counter_worker", self.token, interval=heartbeat_interval)
         self._stop_at = stop_at
         self._petitions_changed = True
 
@@ -299,8 +301,9 @@ class CounterWorker:
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
+                await self._beat_if_due()
                 while not stopping.is_set() and await self.process_next_batch():
-                    pass
+                    await self._beat_if_due()  # a long drain is progress too
                 backoff = 0.1
             except TRANSIENT_ERRORS as exc:
                 metrics.BACKEND_ERRORS.inc()
@@ -312,9 +315,19 @@ class CounterWorker:
                 await _wait_any(stopping, timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            await _wait_any(wake, stopping, timeout=self.poll_interval)
+            await _wait_any(
+                wake, stopping, timeout=min(self.poll_interval, self.heartbeat.interval)
+            )
         await _close_quietly(listener)
+        await self.heartbeat.forget(self.pool)
         log.info("worker %s stopped", self.token)
+
+    async def _beat_if_due(self) -> None:
+        # From the work loop itself, so a worker stuck anywhere stops beating; and only
+        # once both its servers answered, so that a live heartbeat means a working worker.
+        if self.heartbeat.due():
+            await self.redis.ping()
+            await self.heartbeat.beat(self.pool)
 
     async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection:
         # A connection of its own: LISTEN holds it for the worker's whole life.

@@ -99,6 +99,10 @@ class Settings:
     metrics_host: str
     metrics_port: int | None
     worker_metrics_port: int | None
+    # -- operations: heartbeats and the mail sender's metrics (README, "Operations") --
+    # Seconds between heartbeats of workers and mail senders; stale after 3 missed.
+    heartbeat_interval: float
+    mail_metrics_port: int | None
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -233,6 +237,13 @@ def load_settings() -> Settings:
             ),
             worker_metrics_port=env.int(
                 "COUNTERSIGN_WORKER_METRICS_PORT", None, validate=Range(min=1, max=65535)
+            ),
+            # -- operations --
+            heartbeat_interval=env.float(
+                "COUNTERSIGN_HEARTBEAT_INTERVAL", 10.0, validate=Range(min=0.1, max=300)
+            ),
+            mail_metrics_port=env.int(
+                "COUNTERSIGN_MAIL_METRICS_PORT", None, validate=Range(min=1, max=65535)
             ),
         )
     except EnvError as exc:

@@ -7,6 +7,7 @@ import logging
 import asyncpg
 
 from countersign_core.connections import create_pg_pool
+from countersign_core.metrics import serve_metrics
 from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_core.texts import TextCatalog, TextsError
@@ -44,6 +45,7 @@ def build_sender(
         max_attempts=settings.mail_max_attempts,
         poll_interval=settings.mail_poll_interval,
         purge_days=settings.pending_purge_days,
+        heartbeat_interval=settings.heartbeat_interval,
     )
 
 
@@ -53,9 +55,14 @@ async def serve(settings: Settings, database_url: str, catalog: TextCatalog) -> 
     )
     try:
         sender = build_sender(settings, database_url, pool, catalog)
-        await run_until_signalled(
-            sender.run, grace=settings.worker_shutdown_grace, log=log, in_hand="message"
-        )
+        async with sender.heartbeat.watching_the_loop():
+            if settings.mail_metrics_port:
+                serve_metrics(
+                    settings.metrics_host, settings.mail_metrics_port, probes=sender.heartbeat
+                )
+            await run_until_signalled(
+                sender.run, grace=settings.worker_shutdown_grace, log=log, in_hand="message"
+            )
     finally:
         await pool.close()
 

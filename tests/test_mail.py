@@ -358,25 +358,6 @@ async def test_a_running_sender_wakes_on_notify_and_purges(
 # -- crashes ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sender_env(mail_settings: Settings, smtp_sink: SmtpSink, database_url: str) -> dict[str, str]:
-    assert mail_settings.public_url
-    assert mail_settings.mail_from
-    return {
-        "DATABASE_URL": database_url,
-        "COUNTERSIGN_SECRET_KEY": mail_settings.require_secret_key(),
-        "COUNTERSIGN_PUBLIC_URL": mail_settings.public_url,
-        "COUNTERSIGN_MAIL_FROM": mail_settings.mail_from,
-        "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5",
-        "COUNTERSIGN_MAIL_LEASE_SECONDS": "60",
-        "COUNTERSIGN_MAIL_CONNECTIONS": "1",
-        "COUNTERSIGN_MAIL_BATCH_SIZE": "10",
-        "COUNTERSIGN_MAIL_RETRY_BASE": "0",
-        "COUNTERSIGN_MAIL_POLL_INTERVAL": "0.1",
-        "COUNTERSIGN_LOG_LEVEL": "INFO",
-    }
-
-
 async def test_a_sender_killed_mid_batch_loses_no_email_and_resends_only_the_one_in_flight(
     pool: asyncpg.Pool,
     confirming_petition_id: int,
