@@ -27,8 +27,8 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, suppress
 from uuid import uuid4
 
 import asyncpg
@@ -39,6 +39,7 @@ from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_core.heartbeats import Heartbeat, process_name
+from countersign_core.runtime import in_background
 
 log = logging.getLogger("counter_worker")
 
@@ -342,8 +343,7 @@ class CounterWorker:
         conn.add_termination_listener(lambda _conn: wake.set())
         return conn
 
-    @asynccontextmanager
-    async def _keep_lease(self, key: str) -> AsyncIterator[None]:
+    def _keep_lease(self, key: str) -> AbstractAsyncContextManager[None]:
         """Renew a lease we hold every third of its TTL until the block ends."""
 
         async def renew() -> None:
@@ -355,13 +355,7 @@ class CounterWorker:
                 except TRANSIENT_ERRORS:
                     return
 
-        task = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        return in_background(renew())
 
     def _stop_point(self, name: str) -> None:
         if self._stop_at == name:

@@ -20,11 +20,12 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from uuid import uuid4
 
 import asyncpg
+
+from countersign_core.runtime import in_background
 
 # Misses tolerated before a process counts as stale.
 BEATS_PER_TTL = 3
@@ -85,8 +86,7 @@ class Heartbeat:
     def ready(self) -> bool:
         return self._last_beat is not None and time.monotonic() - self._last_beat < self.ttl
 
-    @asynccontextmanager
-    async def watching_the_loop(self) -> AsyncIterator[None]:
+    def watching_the_loop(self) -> AbstractAsyncContextManager[None]:
         """While the block runs, note every second that the event loop still turns."""
 
         async def turn() -> None:
@@ -94,10 +94,4 @@ class Heartbeat:
                 self._last_turn = time.monotonic()
                 await asyncio.sleep(1)
 
-        task = asyncio.create_task(turn())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        return in_background(turn())
