@@ -34,6 +34,7 @@ async def connected_worker(
             KeyLayout(settings.redis.prefix),
             settings.worker,
             on_step=on_step,
+            heartbeat_interval=settings.heartbeat_interval,
         )
     finally:
         await redis.aclose()
@@ -41,9 +42,14 @@ async def connected_worker(
 
 
 async def serve(settings: Settings, on_step: Callable[[str], None] | None = None) -> None:
-    if settings.metrics.worker_port:
-        serve_metrics(settings.metrics.host, settings.metrics.worker_port)
-    async with connected_worker(settings, *settings.require_servers(), on_step) as worker:
+    async with (
+        connected_worker(settings, *settings.require_servers(), on_step) as worker,
+        worker.heartbeat.watching_the_loop(),
+    ):
+        if settings.metrics.worker_port:
+            serve_metrics(
+                settings.metrics.host, settings.metrics.worker_port, probes=worker.heartbeat
+            )
         await run_until_signalled(
             worker.run, grace=settings.worker.shutdown_grace, log=log, in_hand="batch"
         )

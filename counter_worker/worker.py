@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager, suppress
 from uuid import uuid4
 
 import asyncpg
@@ -38,6 +36,8 @@ from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.heartbeats import Heartbeat, process_name
+from countersign_core.runtime import in_background
 from countersign_core.settings import WorkerConfig
 
 log = logging.getLogger("counter_worker")
@@ -58,6 +58,7 @@ class CounterWorker:
         config: WorkerConfig,
         *,
         on_step: Callable[[str], None] | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
@@ -65,7 +66,8 @@ class CounterWorker:
         self.layout = layout
         self.scripts = Scripts(redis, layout.updates_channel)
         self.config = config
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self.token = process_name()
+        self.heartbeat = Heartbeat("counter_worker", self.token, interval=heartbeat_interval)
         # Called with each name of STEPS as the worker passes that point (tests stop it
         # there to kill or freeze it at an exact step of the protocol).
         self._on_step = on_step or (lambda _step: None)
@@ -301,8 +303,9 @@ class CounterWorker:
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
+                await self._beat_if_due()
                 while not stopping.is_set() and await self.process_next_batch():
-                    pass
+                    await self._beat_if_due()  # a long drain is progress too
                 backoff = 0.1
             except TRANSIENT_ERRORS as exc:
                 metrics.BACKEND_ERRORS.inc()
@@ -314,9 +317,19 @@ class CounterWorker:
                 await _wait_any(stopping, timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            await _wait_any(wake, stopping, timeout=self.config.poll_interval)
+            await _wait_any(
+                wake, stopping, timeout=min(self.config.poll_interval, self.heartbeat.interval)
+            )
         await _close_quietly(listener)
+        await self.heartbeat.forget(self.pool)
         log.info("worker %s stopped", self.token)
+
+    async def _beat_if_due(self) -> None:
+        # From the work loop itself, so a worker stuck anywhere stops beating; and only
+        # once both its servers answered, so that a live heartbeat means a working worker.
+        if self.heartbeat.due():
+            await self.redis.ping()
+            await self.heartbeat.beat(self.pool)
 
     async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection:
         # A connection of its own: LISTEN holds it for the worker's whole life.
@@ -331,8 +344,7 @@ class CounterWorker:
         conn.add_termination_listener(lambda _conn: wake.set())
         return conn
 
-    @asynccontextmanager
-    async def _keep_lease(self, key: str) -> AsyncIterator[None]:
+    def _keep_lease(self, key: str) -> AbstractAsyncContextManager[None]:
         """Renew a lease we hold every third of its TTL until the block ends."""
 
         async def renew() -> None:
@@ -344,13 +356,7 @@ class CounterWorker:
                 except TRANSIENT_ERRORS:
                     return
 
-        task = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        return in_background(renew())
 
 
 async def _close_quietly(conn: asyncpg.Connection | None) -> None:

@@ -21,10 +21,23 @@ def migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "sql"  # source checkout or editable
 
 
+def _files(directory: Path | None) -> list[Path]:
+    return sorted((directory or migrations_dir()).glob("*.sql"))
+
+
+async def pending(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
+    """The migrations not applied yet, without taking the lock or changing anything (what
+    a new release's pods wait on while its migrations Job runs)."""
+    done: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+    return [path.name for path in _files(directory) if path.name not in done]
+
+
 async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> list[str]:
     """Apply pending migrations; returns the names applied. Safe to run concurrently:
     a second process waits on the lock, then finds nothing left to do."""
-    files = sorted((directory or migrations_dir()).glob("*.sql"))
+    files = _files(directory)
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:

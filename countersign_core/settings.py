@@ -152,6 +152,7 @@ class MetricsConfig:
     host: str
     api_port: int | None
     worker_port: int | None
+    mail_port: int | None
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ class Settings:
     texts_dir: Path | None
     # Longest a signatures export may stream before it is cut (slow clients, huge files).
     export_timeout: float
+    # Seconds between heartbeats of workers and mail senders; stale after 3 missed.
+    heartbeat_interval: float
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -282,6 +285,9 @@ def load_settings() -> Settings:
                 worker_port=env.int(
                     "COUNTERSIGN_WORKER_METRICS_PORT", None, validate=Range(min=1, max=65535)
                 ),
+                mail_port=env.int(
+                    "COUNTERSIGN_MAIL_METRICS_PORT", None, validate=Range(min=1, max=65535)
+                ),
             ),
             dev=DevConfig(
                 data_dir=env.path("COUNTERSIGN_DATA_DIR", Path(".countersign")),
@@ -295,6 +301,9 @@ def load_settings() -> Settings:
             ).upper(),
             texts_dir=env.path("COUNTERSIGN_TEXTS_DIR", None),
             export_timeout=env.float("COUNTERSIGN_EXPORT_TIMEOUT", 3600.0, validate=Range(min=1)),
+            heartbeat_interval=env.float(
+                "COUNTERSIGN_HEARTBEAT_INTERVAL", 10.0, validate=Range(min=0.1, max=300)
+            ),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None

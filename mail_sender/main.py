@@ -7,6 +7,7 @@ import logging
 import asyncpg
 
 from countersign_core.connections import create_pg_pool
+from countersign_core.metrics import serve_metrics
 from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_core.texts import TextCatalog, TextsError
@@ -31,6 +32,7 @@ def build_sender(
         delivery,
         settings.mail,
         purge_days=settings.confirmation.pending_purge_days,
+        heartbeat_interval=settings.heartbeat_interval,
     )
 
 
@@ -40,9 +42,14 @@ async def serve(settings: Settings, database_url: str, catalog: TextCatalog) -> 
     )
     try:
         sender = build_sender(settings, database_url, pool, catalog)
-        await run_until_signalled(
-            sender.run, grace=settings.mail.shutdown_grace, log=log, in_hand="message"
-        )
+        async with sender.heartbeat.watching_the_loop():
+            if settings.metrics.mail_port:
+                serve_metrics(
+                    settings.metrics.host, settings.metrics.mail_port, probes=sender.heartbeat
+                )
+            await run_until_signalled(
+                sender.run, grace=settings.mail.shutdown_grace, log=log, in_hand="message"
+            )
     finally:
         await pool.close()
 

@@ -18,7 +18,8 @@ after the server accepted the message and before the record; the copy carries th
 Message-ID, set at the job's first claim, so mail systems can drop it.
 
 Wakes on NOTIFY when jobs are queued, and polls every ``poll_interval`` for retries that
-come due. Every hour it also purges pending signatures nobody confirmed in time.
+come due. Every hour it also purges pending signatures nobody confirmed in time. Its
+heartbeat and its queue gauges are written from that same polling loop.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ import aiosmtplib
 import asyncpg
 
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.heartbeats import Heartbeat, process_name
 from countersign_core.settings import MailConfig, MailDelivery
-from mail_sender import queries
+from countersign_core.status import emails_due
+from mail_sender import metrics, queries
 from mail_sender.messages import ClaimedJob, Composer, message_domain
 
 log = logging.getLogger("mail_sender")
@@ -87,6 +90,7 @@ class MailSender:
         config: MailConfig,
         *,
         purge_days: int,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
@@ -100,6 +104,7 @@ class MailSender:
         self.max_attempts = config.max_attempts
         self.poll_interval = config.poll_interval
         self.purge_days = purge_days
+        self.heartbeat = Heartbeat("mail_sender", process_name(), interval=heartbeat_interval)
 
     # -- one batch ------------------------------------------------------------------------
 
@@ -136,6 +141,7 @@ class MailSender:
                         client = None
                 else:
                     await self.pool.execute(queries.MARK_SENT, job.id)
+                    metrics.SENT.inc()
                     log.debug("email job %s sent", job.id)
         finally:
             if client is not None:
@@ -173,6 +179,7 @@ class MailSender:
         if answer.permanent:
             log.warning("email job %s refused for good (SMTP %s)", job.id, answer.code)
             await self.pool.execute(queries.MARK_FAILED, job.id, job.attempts, answer.code)
+            metrics.FAILED.inc()
         else:
             log.info("email job %s deferred (SMTP %s)", job.id, answer.code)
             await self._retry_or_fail(job, answer.code)
@@ -181,9 +188,11 @@ class MailSender:
         if job.attempts >= self.max_attempts:
             log.warning("email job %s failed after %d attempts (%s)", job.id, job.attempts, code)
             await self.pool.execute(queries.MARK_FAILED, job.id, job.attempts, code)
+            metrics.FAILED.inc()
             return
         delay = retry_delay(job.attempts, self.retry_base)
         await self.pool.execute(queries.RETRY_LATER, job.id, job.attempts, delay, code)
+        metrics.RETRIED.inc()
 
     async def _release(self, jobs: Sequence[ClaimedJob]) -> None:
         await self.pool.execute(
@@ -196,6 +205,12 @@ class MailSender:
         """Burst mode: send until no job is due."""
         while await self.send_due():
             pass
+
+    async def measure_queue(self) -> None:
+        """Set the queue gauges: how many jobs are due, and since when."""
+        due = await emails_due(self.pool)
+        metrics.DUE.set(due.count)
+        metrics.OLDEST_DUE_AGE.set(due.oldest_age or 0.0)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Send until ``stopping`` is set; each lane finishes the message in hand first.
@@ -248,18 +263,22 @@ class MailSender:
                         if purged := await purge_pending(self.pool, self.purge_days):
                             log.info("purged %d signature(s) never confirmed", purged)
                         next_purge = loop.time() + PURGE_INTERVAL
+                    await self.measure_queue()
+                    await self.heartbeat.beat_if_due(self.pool)
                     backoff = 0.1
                 except TRANSIENT_ERRORS as exc:
                     log.warning("database unavailable (%s)", type(exc).__name__)
                     listener = None
                     backoff = min(backoff * 2, 5.0)
-                await _wait(stopping, backoff if listener is None else self.poll_interval)
+                poll = min(self.poll_interval, self.heartbeat.interval)
+                await _wait(stopping, backoff if listener is None else poll)
         finally:
             for wake in wakes:  # the lanes see ``stopping`` now, not at their next poll
                 wake.set()
             if listener is not None:
                 with suppress(Exception):
                     await listener.close(timeout=1)
+            await self.heartbeat.forget(self.pool)
 
     async def _listen(self, wakes: list[asyncio.Event]) -> asyncpg.Connection:
         # A connection of its own: LISTEN holds it for the sender's whole life.

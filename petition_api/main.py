@@ -17,6 +17,7 @@ from prometheus_client import multiprocess
 from countersign_core.metrics import MULTIPROCESS_ENV, serve_metrics
 from countersign_core.runtime import configure_logging, event_loop_factory, fail
 from countersign_core.settings import Settings, SettingsError, load_settings
+from countersign_core.status import StatusCollector
 from countersign_core.texts import TextCatalog, TextsError
 from petition_api.app import create_app
 
@@ -28,7 +29,7 @@ def serve_one(
 ) -> None:
     configure_logging(settings.log_level)
     if metrics and settings.metrics.api_port:
-        serve_metrics(settings.metrics.host, settings.metrics.api_port)
+        serve_api_metrics(settings, settings.metrics.api_port)
     log.info("listening on http://%s:%d", host, port)
     web.run_app(
         create_app(settings),
@@ -41,6 +42,12 @@ def serve_one(
         loop=event_loop_factory()(),
         shutdown_timeout=10,
     )
+
+
+def serve_api_metrics(settings: Settings, port: int) -> None:
+    """The API's metrics, and the status of the workers and senders (read at each scrape)."""
+    assert settings.database.url
+    serve_metrics(settings.metrics.host, port, collectors=[StatusCollector(settings.database.url)])
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
@@ -56,7 +63,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         # (countersign_core.metrics).
         metrics_dir = tempfile.mkdtemp(prefix="countersign-metrics-")
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # inherited by the children below
-        serve_metrics(settings.metrics.host, settings.metrics.api_port)
+        serve_api_metrics(settings, settings.metrics.api_port)
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(target=serve_one, args=(settings, host, port, True, False), daemon=False)

@@ -316,6 +316,26 @@ def sender(mail_settings: Settings, database_url: str, pool: asyncpg.Pool) -> Ma
 
 
 @pytest.fixture
+def sender_env(mail_settings: Settings, smtp_sink: SmtpSink, database_url: str) -> dict[str, str]:
+    """What a real mail sender process (``spawn_worker(..., module="mail_sender")``) needs."""
+    assert mail_settings.mail.public_url
+    assert mail_settings.mail.mail_from
+    return {
+        "DATABASE_URL": database_url,
+        "COUNTERSIGN_SECRET_KEY": mail_settings.require_secret_key(),
+        "COUNTERSIGN_PUBLIC_URL": mail_settings.mail.public_url,
+        "COUNTERSIGN_MAIL_FROM": mail_settings.mail.mail_from,
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5",
+        "COUNTERSIGN_MAIL_LEASE_SECONDS": "60",
+        "COUNTERSIGN_MAIL_CONNECTIONS": "1",
+        "COUNTERSIGN_MAIL_BATCH_SIZE": "10",
+        "COUNTERSIGN_MAIL_RETRY_BASE": "0",
+        "COUNTERSIGN_MAIL_POLL_INTERVAL": "0.1",
+        "COUNTERSIGN_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
 def api_env(worker_env: dict[str, str]) -> dict[str, str]:
     return {
         **worker_env,

@@ -26,29 +26,9 @@ from mail_sender.main import build_sender
 from mail_sender.sender import MailSender, purge_pending, retry_delay
 from tests.support.counts import assert_converges
 from tests.support.factories import add_signatures
-from tests.support.mail import SmtpSink, with_mail
+from tests.support.mail import TEMPORARY, SmtpSink, queue_emails, with_mail
 from tests.support.processes import spawn_worker
 from tests.support.waiting import eventually
-
-TEMPORARY = "451 4.3.0 Try again later"
-
-
-async def queue_emails(pool: asyncpg.Pool, petition_id: int, n: int) -> list[int]:
-    """n pending signatures, each with its first confirmation email queued; job ids."""
-    rows = await pool.fetch(
-        """WITH signed AS (
-               INSERT INTO signatures (petition_id, name, email, email_hash, country,
-                                       confirmed_at)
-               SELECT $1, 'Signer', 'pending' || g || '@example.org',
-                      sha256(('pending' || g)::bytea), 'SY', NULL
-               FROM generate_series(1, $2) AS g
-               RETURNING id)
-           INSERT INTO email_jobs (signature_id, sequence, language)
-           SELECT id, 1, 'en' FROM signed ORDER BY id RETURNING id""",
-        petition_id,
-        n,
-    )
-    return sorted(row["id"] for row in rows)
 
 
 async def job(pool: asyncpg.Pool, job_id: int) -> asyncpg.Record:
@@ -355,25 +335,6 @@ async def test_a_running_sender_wakes_on_notify_and_purges(
 
 
 # -- crashes ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sender_env(mail_settings: Settings, smtp_sink: SmtpSink, database_url: str) -> dict[str, str]:
-    assert mail_settings.mail.public_url
-    assert mail_settings.mail.mail_from
-    return {
-        "DATABASE_URL": database_url,
-        "COUNTERSIGN_SECRET_KEY": mail_settings.require_secret_key(),
-        "COUNTERSIGN_PUBLIC_URL": mail_settings.mail.public_url,
-        "COUNTERSIGN_MAIL_FROM": mail_settings.mail.mail_from,
-        "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5",
-        "COUNTERSIGN_MAIL_LEASE_SECONDS": "60",
-        "COUNTERSIGN_MAIL_CONNECTIONS": "1",
-        "COUNTERSIGN_MAIL_BATCH_SIZE": "10",
-        "COUNTERSIGN_MAIL_RETRY_BASE": "0",
-        "COUNTERSIGN_MAIL_POLL_INTERVAL": "0.1",
-        "COUNTERSIGN_LOG_LEVEL": "INFO",
-    }
 
 
 async def test_a_sender_killed_mid_batch_loses_no_email_and_resends_only_the_one_in_flight(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from countersign.cli import mail, partners, petitions, servers, staff, suspects
+from countersign.cli import mail, partners, petitions, servers, staff, status, suspects
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +25,7 @@ for command in (
     servers.worker,
     servers.migrate,
     servers.rebuild,
+    status.status,
     petitions.petition,
     staff.token,
     staff.audit,

@@ -9,6 +9,7 @@ from counter_worker.main import main as worker_main
 from countersign.cli.common import settings_or_exit, with_connection, with_servers
 from countersign.dev import run_dev
 from countersign_core.migrations import migrate as apply_migrations
+from countersign_core.migrations import pending as pending_migrations
 from countersign_core.runtime import configure_logging, fail
 from countersign_core.settings import Settings, SettingsError
 from countersign_core.texts import TextsError
@@ -64,9 +65,21 @@ def worker() -> None:
 
 
 @click.command()
-def migrate() -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Apply nothing: exit 0 if every migration is applied, else list the pending ones "
+    "and exit 1 (for a pod that waits for its release's migrations).",
+)
+def migrate(check: bool) -> None:
     """Apply the SQL migrations in order. Safe to run from several processes at once."""
-
+    if check:
+        waiting = with_connection(pending_migrations)
+        if waiting:
+            click.echo(f"{len(waiting)} migration(s) pending: {', '.join(waiting)}")
+            raise SystemExit(1)
+        click.echo("every migration is applied")
+        return
     applied = with_connection(apply_migrations)
     click.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
