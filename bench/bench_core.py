@@ -593,6 +593,7 @@ async def prepare_petition(database_url: str) -> tuple[str, int]:
         # Signatures that count at once: this bench measures the 201 -> /counts path.
         petition = await create_petition(
             conn,
+            actor="bench",
             slug="bench-core",
             title="Benchmark petition",
             goal=1_000_000,

@@ -88,7 +88,7 @@ async def create_database(server: str, rows: int) -> tuple[str, str, int]:
         )
         await conn.execute("VACUUM ANALYZE signatures")
         print(f"inserted {rows:,} signatures in {time.monotonic() - started:.1f}s", flush=True)
-        token = await create_token(conn, "bench", Role.ADMIN)
+        token = await create_token(conn, actor="bench", name="bench", role=Role.ADMIN)
     finally:
         await conn.close()
     return url, token, petition_id

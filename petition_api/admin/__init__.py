@@ -3,31 +3,20 @@ included, needs a staff token (``auth.staff_middleware``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 
-from countersign_domain.staff import Role
 from petition_api.admin import routes
 from petition_api.admin.auth import ROUTE_ROLES, staff_middleware
 from petition_api.admin.delivery import delivery_page, setup_templates
 
 PREFIX = "/v1/admin"
 
-# Routes an exporter may use as well as an admin: reads without emails. Any other route
-# needs the admin role.
-EXPORTER_HANDLERS: tuple[Callable[..., object], ...] = (
-    routes.list_petitions,
-    routes.get_petition,
-    routes.summary,
-    routes.export_signatures,
-    delivery_page,
-)
-
 
 def create_admin_app() -> web.Application:
     admin = web.Application(middlewares=[staff_middleware])
-    admin[ROUTE_ROLES] = dict.fromkeys(EXPORTER_HANDLERS, Role.EXPORTER)
+    # Each handler's role as its staff_operation declares it; a handler without one
+    # needs the admin role.
+    admin[ROUTE_ROLES] = dict(routes.REQUIRED_ROLES)
     setup_templates(admin)
     router = admin.router
     router.add_get("/petitions", routes.list_petitions)
