@@ -83,12 +83,33 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
 def test_every_command_is_in_the_readme_table(path: tuple[str, ...]) -> None:
     # A row of the table starts with `countersign GROUP ...`; a subcommand may be named
     # later in the same cell (`petition open S` / `close S`).
-    cells = [
+    cells = readme_cells(path[0])
+    assert any(re.search(rf"[` ]{re.escape(path[-1])}\b", cell) for cell in cells), path
+
+
+def readme_cells(name: str) -> list[str]:
+    """The first cells of the README's command table rows for ``countersign NAME``."""
+    return [
         line.split(" | ")[0]
         for line in README.splitlines()
-        if line.startswith(f"| `countersign {path[0]}")
+        if line.startswith(f"| `countersign {name}")
     ]
-    assert any(re.search(rf"[` ]{re.escape(path[-1])}\b", cell) for cell in cells), path
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_the_readme_names_only_options_that_exist(name: str) -> None:
+    # A row may name options of any command of its group (`--all` of `release`).
+    known = {
+        option
+        for path, command in COMMANDS.items()
+        if path[:1] == (name,)
+        for parameter in command.params
+        for option in (*parameter.opts, *parameter.secondary_opts)
+    }
+    named = {
+        option for cell in readme_cells(name) for option in re.findall(r"--[a-z][a-z-]*", cell)
+    }
+    assert named <= known
 
 
 @pytest.mark.parametrize(
