@@ -187,6 +187,11 @@ def _check_slug(slug: str) -> None:
         raise ValidationFailed(fields={"slug": [patterns.SLUG_RULE]})
 
 
+def _check_status(status: str, allowed: tuple[str, ...]) -> None:
+    if status not in allowed:
+        raise ValidationFailed(fields={"status": [f"Must be one of: {', '.join(allowed)}."]})
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -211,8 +216,7 @@ async def create_petition(
     """Create a petition (a draft, or open at once) and its ``petition.create`` entry.
     Raises PetitionExists, ClosesAtPassed, ValidationFailed."""
     _check_slug(slug)
-    if status not in NEW_STATUSES:
-        raise ValidationFailed(fields={"status": [f"Must be one of: {', '.join(NEW_STATUSES)}."]})
+    _check_status(status, NEW_STATUSES)
     refuse_passed_close(closes_at)
     async with transaction(db) as conn:
         try:
@@ -251,8 +255,7 @@ async def update_petition(
     async with transaction(db) as conn:
         current = await managed_petition(conn, slug, for_update=True)
         status = changes.get("status", current.status)
-        if status not in STATUSES:
-            raise ValidationFailed(fields={"status": [f"Must be one of: {', '.join(STATUSES)}."]})
+        _check_status(status, STATUSES)
         check_transition(current.status, status)
         closes_at = changes.get("closes_at", current.closes_at)
         if "status" in changes and status == "open" and closes_at and closes_at <= _now():
