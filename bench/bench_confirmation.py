@@ -123,9 +123,16 @@ async def send_all(
 async def bench(database_url: str, signatures: int, emails: int) -> bool:
     conn = await asyncpg.connect(database_url)
     counted = await create_petition(
-        conn, slug="bench-counted", title="Bench", status="open", require_confirmation=False
+        conn,
+        actor="bench",
+        slug="bench-counted",
+        title="Bench",
+        status="open",
+        require_confirmation=False,
     )
-    pending = await create_petition(conn, slug="bench-pending", title="Bench", status="open")
+    pending = await create_petition(
+        conn, actor="bench", slug="bench-pending", title="Bench", status="open"
+    )
     await conn.close()
     pool = await create_pg_pool(database_url, max_size=10)
     ok = True

@@ -81,7 +81,7 @@ async def fill(url: str, rows: int) -> tuple[str, int]:
         )
         await conn.execute("VACUUM ANALYZE signatures")
         say(f"inserted {rows:,} signatures in {time.monotonic() - started:.1f}s")
-        token = await create_token(conn, "bench", Role.ADMIN)
+        token = await create_token(conn, actor="bench", name="bench", role=Role.ADMIN)
     finally:
         await conn.close()
     return token, petition_id

@@ -205,7 +205,7 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
     try:
         await migrate(conn)
         petition = await create_petition(
-            conn, slug=SLUG, title="Chaos", status="open", require_confirmation=False
+            conn, actor="bench", slug=SLUG, title="Chaos", status="open", require_confirmation=False
         )
     finally:
         await conn.close()

@@ -39,6 +39,7 @@ from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_core.heartbeats import Heartbeat, process_name
 from countersign_core.runtime import in_background
 from countersign_core.settings import WorkerConfig
+from countersign_domain.housekeeping import close_expired
 
 log = logging.getLogger("counter_worker")
 
@@ -265,9 +266,9 @@ class CounterWorker:
 
     async def close_expired_petitions(self) -> int:
         """Close petitions past their close date. Returns how many."""
-        closed = await self.pool.fetch(queries.CLOSE_EXPIRED_PETITIONS)
-        for row in closed:
-            log.info("petition %s reached its close date; closed", row["id"])
+        closed = await close_expired(self.pool)
+        for petition_id in closed:
+            log.info("petition %s reached its close date; closed", petition_id)
         return len(closed)
 
     # -- the loop -----------------------------------------------------------------------

@@ -19,8 +19,9 @@ from countersign.embedded import EmbeddedServers, resolve_servers
 from countersign_core.migrations import migrate
 from countersign_core.runtime import run
 from countersign_core.settings import Settings
-from countersign_domain.origins import add_petition_origins
-from countersign_domain.petitions import create_petition, fetch_petition
+from countersign_domain.audit import cli_actor
+from countersign_domain.errors import PetitionNotFound
+from countersign_domain.petitions import create_petition, managed_petition, update_petition
 
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller
@@ -54,6 +55,30 @@ def demo_origins(host: str, demo_port: int) -> list[str]:
     return sorted({f"http://{name}:{demo_port}" for name in (host, "127.0.0.1", "localhost")})
 
 
+async def seed_demo_petition(conn: asyncpg.Connection, origins: list[str]) -> None:
+    """The demo petition, created the first time, and the demo page's origins allowed
+    (added to those it has: a port given another day stays allowed)."""
+    try:
+        petition = await managed_petition(conn, DEMO_SLUG)
+    except PetitionNotFound:
+        petition = await create_petition(
+            conn,
+            actor=cli_actor(),
+            slug=DEMO_SLUG,
+            title=DEMO_TITLE,
+            body=DEMO_TEXT,
+            target=DEMO_TARGET,
+            goal=DEMO_GOAL,
+            status="open",
+            require_confirmation=True,
+        )
+    if missing := set(origins) - set(petition.allowed_origins):
+        allowed = sorted({*petition.allowed_origins, *missing})
+        await update_petition(
+            conn, actor=cli_actor(), slug=DEMO_SLUG, changes={"allowed_origins": allowed}
+        )
+
+
 async def prepare(
     settings: Settings, host: str, demo_port: int
 ) -> tuple[str, str, EmbeddedServers | None]:
@@ -63,18 +88,7 @@ async def prepare(
     conn = await asyncpg.connect(database_url)
     try:
         await migrate(conn)
-        if await fetch_petition(conn, DEMO_SLUG) is None:
-            await create_petition(
-                conn,
-                slug=DEMO_SLUG,
-                title=DEMO_TITLE,
-                body=DEMO_TEXT,
-                target=DEMO_TARGET,
-                goal=DEMO_GOAL,
-                status="open",
-                require_confirmation=True,
-            )
-        await add_petition_origins(conn, DEMO_SLUG, demo_origins(host, demo_port))
+        await seed_demo_petition(conn, demo_origins(host, demo_port))
     finally:
         await conn.close()
     return database_url, redis_url, embedded

@@ -1,5 +1,6 @@
-"""The signature fields' rules as regular expressions: one pattern per field decides what
-the API accepts, and the OpenAPI document publishes the same pattern.
+"""The signature fields' rules (and the petition slug's) as regular expressions: one
+pattern per field decides what the API accepts, and the OpenAPI document publishes the
+same pattern.
 
 A contract tester (schemathesis, in CI) sends values the document calls valid and
 expects them accepted, and values it calls invalid and expects them refused; so the
@@ -140,10 +141,16 @@ SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
 SOURCE_CODE = "^[a-z0-9_-]{1,64}$"
 
 POSTAL_CODE = around("[A-Za-z0-9][A-Za-z0-9 \\-]{0,15}", optional=True)
-SOURCE = around("[a-z0-9_\\-]{1,64}", optional=True)
+# A partner's source code (the ``source`` of its signatures), without whitespace around.
+SOURCE_CODE = "[a-z0-9_\\-]{1,64}"
+SOURCE = around(SOURCE_CODE, optional=True)
 # The honeypot: anything up to 500 characters.
 WEBSITE = around(
     f"{any_but(WHITESPACE)}(?:{any_but(())}{{0,498}}{any_but(WHITESPACE)})?", optional=True
 )
 # -- language: a BCP 47 tag such as "fr" or "ar-SY", for the confirmation email.
 LANGUAGE = around("[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}", optional=True)
+
+# -- petition slug: the name in its URLs (sql/001_core.sql checks the same pattern).
+SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
+SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."

@@ -38,6 +38,7 @@ from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_core.heartbeats import Heartbeat, process_name
 from countersign_core.settings import MailConfig, MailDelivery
 from countersign_core.status import emails_due
+from countersign_domain.housekeeping import purge_unconfirmed
 from mail_sender import metrics, queries
 from mail_sender.messages import ClaimedJob, Composer, message_domain
 
@@ -46,7 +47,6 @@ log = logging.getLogger("mail_sender")
 NOTIFY_CHANNEL = "countersign_mail"
 MAX_RETRY_DELAY = 3600.0
 PURGE_INTERVAL = 3600.0
-PURGE_BATCH = 1000
 
 # The connection (or the server) failed: whatever was in hand is tried again later.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -260,7 +260,7 @@ class MailSender:
                     if listener is None or listener.is_closed():
                         listener = await self._listen(wakes)
                     if loop.time() >= next_purge:
-                        if purged := await purge_pending(self.pool, self.purge_days):
+                        if purged := await purge_unconfirmed(self.pool, self.purge_days):
                             log.info("purged %d signature(s) never confirmed", purged)
                         next_purge = loop.time() + PURGE_INTERVAL
                     await self.measure_queue()
@@ -308,17 +308,6 @@ def _unexpected(job: ClaimedJob, exc: Exception) -> Refusal:
 def retry_delay(attempts: int, base: float) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones: doubling, capped."""
     return float(min(base * 2 ** (attempts - 1), MAX_RETRY_DELAY))
-
-
-async def purge_pending(pool: asyncpg.Pool | asyncpg.Connection, days: int) -> int:
-    """Delete pending signatures unconfirmed for ``days``; returns how many."""
-    purged = 0
-    while True:
-        status = await pool.execute(queries.PURGE_PENDING, days, PURGE_BATCH)
-        deleted = int(status.rsplit(" ", 1)[1])
-        purged += deleted
-        if deleted < PURGE_BATCH:
-            return purged
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

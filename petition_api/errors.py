@@ -9,7 +9,6 @@ signer's email or name must not come back in an error (or be logged because of o
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, cast
 
 from aiohttp import web
@@ -51,22 +50,6 @@ _HTTP_PROBLEMS: dict[int, type[Problem]] = {
         ServiceUnavailable,
     )
 }
-
-
-def ApiError(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    fields: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Problem:
-    """The typed problem of ``code``: a compatibility path for the staff handlers
-    (admin/routes.py) that still name their refusals by status and code."""
-    problem = Problem.by_code[code]
-    if problem.status != status:
-        raise ValueError(f"{code} is a {problem.status}, not a {status}")
-    return problem(message, fields=fields, headers=headers)
 
 
 def as_problem(exc: BaseException) -> Problem | None:

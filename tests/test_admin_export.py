@@ -470,8 +470,6 @@ async def test_cli_export_writes_the_file_and_audits_it(
         "--out",
         str(with_email),
         "--include-email",
-        "--format",
-        "csv",
         env=worker_env,
     )
     assert result.returncode == 0, result.stderr
@@ -489,11 +487,16 @@ async def test_cli_export_writes_the_file_and_audits_it(
     }
 
     missing = countersign("export", "nope", "--out", str(tmp_path / "x.csv"), env=worker_env)
-    assert missing.returncode == 2
-    assert "no petition" in missing.stderr
+    assert missing.returncode == 1
+    assert missing.stderr == "countersign: error: no such petition (petition_not_found)\n"
     bad = countersign(
         "export", SLUG, "--out", str(tmp_path / "y.csv"), "--country", "XX", env=worker_env
     )
-    assert bad.returncode == 2
-    assert "country" in bad.stderr
+    assert bad.returncode == 1
+    assert "(validation_failed): country: Not an ISO 3166-1 alpha-2 country code" in bad.stderr
+    removed = countersign(
+        "export", SLUG, "--out", str(tmp_path / "z.csv"), "--format", "csv", env=worker_env
+    )
+    assert removed.returncode == 2  # --format is gone: there is one format
+    assert "No such option '--format'" in removed.stderr
     assert sorted(os.listdir(tmp_path)) == ["delivery.csv", "with-email.csv"]

@@ -73,6 +73,7 @@ async def private_database(private_postgres: PrivatePostgres) -> str:
         await migrate(conn)
         await create_petition(
             conn,
+            actor="tests",
             slug=SLUG,
             title="Refer Syria to the ICC",
             status="open",

@@ -22,8 +22,9 @@ from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings, SettingsError
 from countersign_core.smtp import SmtpServer, parse_smtp_url
 from countersign_core.texts import TextCatalog
+from countersign_domain.housekeeping import purge_unconfirmed
 from mail_sender.main import build_sender
-from mail_sender.sender import MailSender, purge_pending, retry_delay
+from mail_sender.sender import MailSender, retry_delay
 from tests.support.counts import assert_converges
 from tests.support.factories import add_signatures
 from tests.support.mail import TEMPORARY, SmtpSink, queue_emails, with_mail
@@ -471,7 +472,7 @@ async def test_stale_pending_signatures_are_purged_and_nothing_else(
     await worker.drain()
     before = await assert_converges(pool, redis, layout, confirming_petition_id)
 
-    assert await purge_pending(pool, 14) == 1
+    assert await purge_unconfirmed(pool, 14) == 1
     remaining = {row["email"] for row in await pool.fetch("SELECT email FROM signatures")}
     assert "pending1@example.org" not in remaining
     assert {"pending2@example.org", "pending3@example.org", "pending4@example.org"} <= remaining
@@ -481,7 +482,7 @@ async def test_stale_pending_signatures_are_purged_and_nothing_else(
     after = await assert_converges(pool, redis, layout, confirming_petition_id)
     assert after == before
     assert after.total == 6
-    assert await purge_pending(pool, 14) == 0
+    assert await purge_unconfirmed(pool, 14) == 0
 
 
 # -- settings ------------------------------------------------------------------------------------

@@ -260,22 +260,6 @@ def test_partner_list_when_empty(worker_env: dict[str, str]) -> None:
     assert countersign("partner", "list", env=worker_env).stdout.strip() == "no partners"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["partner"],
-        ["partner", "create"],
-        ["partner", "list"],
-        ["partner", "revoke"],
-        ["petition", "origins"],
-    ],
-)
-def test_partner_commands_have_help(args: list[str]) -> None:
-    result = countersign(*args, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "Usage: " in result.stdout
-
-
 async def test_petition_origins_command(
     worker_env: dict[str, str], pool: asyncpg.Pool, petition_id: int
 ) -> None:
@@ -293,7 +277,7 @@ async def test_petition_origins_command(
     assert cleared.stdout.strip() == f"petition {SLUG} allows: no origin of its own"
     assert await pool.fetchval("SELECT allowed_origins FROM petitions") == []
 
-    assert countersign("petition", "origins", "nope", env=worker_env).returncode == 2
+    assert countersign("petition", "origins", "nope", env=worker_env).returncode == 1
     bad = countersign("petition", "origins", SLUG, "ftp://x.example", env=worker_env)
     assert bad.returncode == 2
     assert "not a web origin" in bad.stderr

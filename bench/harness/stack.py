@@ -88,6 +88,7 @@ async def open_petition(database_url: str, slug: str) -> int:
     try:
         petition = await create_petition(
             conn,
+            actor="bench",
             slug=slug,
             title="Benchmark petition",
             goal=1_000_000,

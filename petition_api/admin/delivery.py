@@ -17,8 +17,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from countersign_domain import moderation as queries
 from countersign_domain.errors import PetitionNotFound
+from countersign_domain.staff import Role
+from countersign_domain.summary import Summary, summarise
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import SLUG, Reply
 
@@ -59,7 +60,7 @@ def long_date(value: datetime) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
-def country_bars(figures: queries.Summary) -> list[CountryBar]:
+def country_bars(figures: Summary) -> list[CountryBar]:
     top = figures.countries[:TOP_COUNTRIES]
     rest = figures.countries[TOP_COUNTRIES:]
     longest = max([c.count for c in top], default=1)
@@ -85,7 +86,7 @@ def country_bars(figures: queries.Summary) -> list[CountryBar]:
 
 @staff_operation(
     "A petition's delivery summary (a page to print)",
-    exporter=True,
+    role=Role.EXPORTER,
     path_parameters={"slug": SLUG},
     responses={
         200: Reply("The page: no script, no external asset.", text_types=("text/html",)),
@@ -94,7 +95,7 @@ def country_bars(figures: queries.Summary) -> list[CountryBar]:
 )
 async def delivery_page(request: web.Request) -> web.Response:
     petition = await petition_of(request)
-    figures = await queries.summarise(db(request), petition.id)
+    figures = await summarise(db(request), petition.id)
     nonce = secrets.token_urlsafe(16)
     response = aiohttp_jinja2.render_template(
         "delivery.html",

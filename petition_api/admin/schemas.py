@@ -18,6 +18,7 @@ from marshmallow import (
 )
 
 from countersign_domain import patterns
+from countersign_domain.petitions import NEW_STATUSES, STATUSES
 from petition_api.schemas import JsonBoolean, PetitionSchema, WholeMatch, storable_text, valid_slug
 
 # As the sign endpoint accepts them. Patterns match the whole value, as the OpenAPI
@@ -60,12 +61,11 @@ class _PetitionFields(StrictSchema):
 class PetitionCreateSchema(_PetitionFields):
     slug = fields.String(required=True, validate=valid_slug)
     title = fields.String(required=True, validate=[storable_text, validate.Length(1, 300)])
-    # A new petition starts as a draft, or open at once; it cannot be born closed.
-    status = fields.String(load_default="draft", validate=validate.OneOf(["draft", "open"]))
+    status = fields.String(load_default="draft", validate=validate.OneOf(NEW_STATUSES))
 
 
 class PetitionUpdateSchema(_PetitionFields):
-    status = fields.String(validate=validate.OneOf(["draft", "open", "closed"]))
+    status = fields.String(validate=validate.OneOf(STATUSES))
 
 
 class ManagedPetitionSchema(PetitionSchema):
