@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -218,8 +219,23 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
 
 async def read_form(request: web.Request) -> dict[str, str] | None:
     """The text fields of a form body; None if it is not a well-formed form (a multipart
-    body without its boundary, cut short, or with a broken part header; text that is
-    not UTF-8)."""
+    body without its boundary, cut short, or with a broken part header or text that is
+    not UTF-8).
+
+    In a URL-encoded form, bytes that are not UTF-8 (``name=%ff%fe``) are kept as lone
+    surrogates rather than turned into U+FFFD as aiohttp would: no field's pattern
+    accepts them, so the answer is a 422 that names the field.
+    """
+    if request.content_type == "application/x-www-form-urlencoded":
+        charset = request.charset or "utf-8"
+        try:
+            text = (await request.read()).rstrip().decode(charset, "surrogateescape")
+            pairs = parse_qsl(
+                text, keep_blank_values=True, encoding=charset, errors="surrogateescape"
+            )
+        except (ValueError, LookupError):  # LookupError: no such charset
+            return None
+        return dict(pairs)
     try:
         form = await request.post()
     except (ValueError, BadHttpMessage):
