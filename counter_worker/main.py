@@ -33,6 +33,7 @@ async def connected_worker(
             lease_ms=settings.worker_lease_ms,
             poll_interval=settings.worker_poll_interval,
             stop_at=settings.worker_stop_at,
+            ip_hash_retention_days=settings.ip_hash_retention_days,
         )
     finally:
         await redis.aclose()

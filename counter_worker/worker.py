@@ -39,6 +39,7 @@ from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_domain.ip_keys import destroy_expired_keys
 
 log = logging.getLogger("counter_worker")
 
@@ -58,6 +59,7 @@ class CounterWorker:
         lease_ms: int = 10_000,
         poll_interval: float = 1.0,
         stop_at: str | None = None,
+        ip_hash_retention_days: int = 30,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
@@ -70,6 +72,7 @@ class CounterWorker:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self._stop_at = stop_at
         self._petitions_changed = True
+        self.ip_hash_retention_days = ip_hash_retention_days
 
     # -- the batch path ---------------------------------------------------------------
 
@@ -266,6 +269,13 @@ class CounterWorker:
             log.info("petition %s reached its close date; closed", row["id"])
         return len(closed)
 
+    async def destroy_expired_ip_keys(self) -> int:
+        """Destroy the IP hash keys of days past the retention window. Returns how many."""
+        destroyed = await destroy_expired_keys(self.pool, self.ip_hash_retention_days)
+        for day in destroyed:
+            log.info("destroyed the IP hash key of %s", day.isoformat())
+        return len(destroyed)
+
     # -- the loop -----------------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -298,6 +308,7 @@ class CounterWorker:
                     next_maintenance = loop.time() + self.poll_interval
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
+                    await self.destroy_expired_ip_keys()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
                 while not stopping.is_set() and await self.process_next_batch():
                     pass

@@ -19,6 +19,7 @@ from countersign.embedded import EmbeddedServers, resolve_servers
 from countersign_core.migrations import migrate
 from countersign_core.runtime import run
 from countersign_core.settings import Settings
+from countersign_domain.identity_migration import data_steps
 from countersign_domain.origins import add_petition_origins
 from countersign_domain.petitions import create_petition, fetch_petition
 
@@ -62,7 +63,8 @@ async def prepare(
     )
     conn = await asyncpg.connect(database_url)
     try:
-        await migrate(conn)
+        secret_key = settings.secret_key or dev_secret_key(settings.data_dir)
+        await migrate(conn, data_steps=data_steps(secret_key))
         if await fetch_petition(conn, DEMO_SLUG) is None:
             await create_petition(
                 conn,

@@ -96,6 +96,9 @@ class Settings:
     rate_limit_ip_sustained: Rate | None
     rate_limit_partner: Rate | None
     rate_limit_global: Rate | None
+    # Identity of signers: days a key of the client address hashes lives before the
+    # counter worker destroys it (countersign_domain/ip_keys.py).
+    ip_hash_retention_days: int
     metrics_host: str
     metrics_port: int | None
     worker_metrics_port: int | None
@@ -227,6 +230,9 @@ def load_settings() -> Settings:
             rate_limit_ip_sustained=_rate(env, "COUNTERSIGN_RATE_LIMIT_IP_SUSTAINED", "100/86400"),
             rate_limit_partner=_rate(env, "COUNTERSIGN_RATE_LIMIT_PARTNER", "600/60"),
             rate_limit_global=_rate(env, "COUNTERSIGN_RATE_LIMIT_GLOBAL", "5000/1"),
+            ip_hash_retention_days=env.int(
+                "COUNTERSIGN_IP_HASH_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)
+            ),
             metrics_host=env.str("COUNTERSIGN_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.int(
                 "COUNTERSIGN_METRICS_PORT", None, validate=Range(min=1, max=65535)

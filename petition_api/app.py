@@ -9,6 +9,7 @@ from aiohttp import web
 from counter_worker.keys import KeyLayout
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.settings import Settings
+from countersign_domain.ip_keys import DailyIpKeys
 from countersign_domain.petitions import PetitionDirectory
 from countersign_domain.signatures import Hasher, SignatureWriter
 from petition_api import admin, confirmation, docs, views
@@ -18,6 +19,7 @@ from petition_api.appkeys import (
     COUNTS,
     DB,
     HASHER,
+    IP_KEYS,
     LAYOUT,
     PETITIONS,
     REDIS,
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
             database_url, max_size=settings.db_pool_size, application_name="petition_api"
         )
         app[PETITIONS] = PetitionDirectory(app[DB], timeout=settings.backend_timeout)
+        app[IP_KEYS] = DailyIpKeys(app[DB], app[HASHER], timeout=settings.backend_timeout)
         yield
         await app[DB].close()
 
@@ -62,7 +65,7 @@ def create_app(settings: Settings) -> web.Application:
             timeout=settings.backend_timeout,
         )
         limiter = RateLimiter(app[REDIS], app[LAYOUT], timeout=settings.backend_timeout)
-        app[ABUSE] = AbuseChecks(settings, limiter, app[HASHER])
+        app[ABUSE] = AbuseChecks(settings, limiter, app[IP_KEYS])
         yield
         await app[REDIS].aclose()
 
