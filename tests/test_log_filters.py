@@ -1,6 +1,6 @@
 """Every logger of the project passes the privacy filters by construction: found by
 walking the packages, each one's record keeps its own values and loses any email or
-client address. And the mail sender's lines say what happened."""
+client address. (tests/test_mail.py checks the mail sender's own lines the same way.)"""
 
 from __future__ import annotations
 
@@ -16,15 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from countersign_core.logs import is_ours, log_handler, project_packages, redact
-from countersign_core.settings import Settings
-from countersign_core.texts import TextCatalog
-from mail_sender.main import build_sender
-from tests.mail_support import SmtpSink
-from tests.test_mail import job, queue_emails
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 SECRETS = ("amal.haddad@example.org", "203.0.113.9", "2001:db8:7::9")
@@ -133,25 +127,6 @@ def test_exceptions_keep_their_type_and_frames_never_their_message() -> None:
     assert written["error"] == "ValueError"
     assert "test_exceptions_keep_their_type" in written["frames"]
     assert SECRETS[0] not in out.getvalue()
-
-
-async def test_the_mail_senders_lines_say_what_happened(
-    pool: asyncpg.Pool,
-    confirming_petition_id: int,
-    mail_settings: Settings,
-    database_url: str,
-    smtp_sink: SmtpSink,
-) -> None:
-    await smtp_sink.stop()  # nothing listens on its port any more
-    [job_id] = await queue_emails(pool, confirming_petition_id, 1)
-    sender = build_sender(mail_settings, database_url, pool, TextCatalog.load())
-    with production_log() as out:
-        await sender.drain()
-    assert (await job(pool, job_id))["last_error"] == "connection"
-    messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
-    assert "SMTP connection failed (SMTPConnectError, connection); 1 email(s) will be retried" in (
-        messages
-    ), messages
 
 
 @pytest.mark.parametrize(
