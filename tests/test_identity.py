@@ -23,6 +23,7 @@ from countersign_core.connections import create_pg_pool
 from countersign_core.migrations import MigrationError, migrate, migrations_dir
 from countersign_domain.identity_migration import MIGRATION
 from countersign_domain.ip_keys import DailyIpKeys
+from countersign_domain.moderation import erase_by_email_hash
 from countersign_domain.signatures import Hasher, canonical_email
 from tests.admin_support import ADMIN, Client, StaffTokens, bearer
 from tests.conftest import LEASE_MS, TEST_SECRET, Servers, throwaway_database
@@ -157,7 +158,12 @@ async def new_petition(pool: asyncpg.Pool, slug: str) -> int:
 
 
 async def test_countersign_migrate_rehashes_merges_and_the_counts_stay_exact(
-    url_before_006: str, before_006: asyncpg.Pool, redis: Redis, layout: KeyLayout
+    url_before_006: str,
+    before_006: asyncpg.Pool,
+    redis: Redis,
+    layout: KeyLayout,
+    servers: Servers,
+    tmp_path: Path,
 ) -> None:
     pool = before_006
     first = await new_petition(pool, "first")
@@ -191,15 +197,15 @@ async def test_countersign_migrate_rehashes_merges_and_the_counts_stay_exact(
     assert (await assert_converges(pool, redis, layout, first)).total == 7
 
     # Without the secret key the migration refuses: only the command can re-hash.
-    result = countersign("migrate", env={"DATABASE_URL": url_before_006})
+    env = {"DATABASE_URL": url_before_006, "REDIS_URL": servers.redis}
+    result = countersign("migrate", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert "run `countersign migrate` with COUNTERSIGN_SECRET_KEY set" in result.stderr
     assert await pool.fetchval("SELECT to_regclass('ip_hash_keys')") is None
 
     result = countersign(
-        "migrate",
-        env={"DATABASE_URL": url_before_006, "COUNTERSIGN_SECRET_KEY": TEST_SECRET},
+        "migrate", env={**env, "COUNTERSIGN_SECRET_KEY": TEST_SECRET}, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert MIGRATION in result.stdout
@@ -218,6 +224,10 @@ async def test_countersign_migrate_rehashes_merges_and_the_counts_stay_exact(
     assert (await assert_converges(pool, redis, layout, other)).total == 1
     [entry] = await pool.fetch("SELECT * FROM audit_log WHERE action = 'signatures.rehash'")
     assert entry["row_count"] == 4
+    # Erasing a spelling that was merged away erases the address everywhere.
+    async with pool.acquire() as conn:
+        erased = await erase_by_email_hash(conn, HASHER.email("dup@examp\u00adle.org"))
+    assert erased == (2, 2)
 
     # Today's stored IP hashes are today's: they group with the signatures to come.
     today = await DailyIpKeys(pool, HASHER).today()
