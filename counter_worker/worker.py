@@ -40,6 +40,7 @@ from countersign_core.heartbeats import Heartbeat, process_name
 from countersign_core.runtime import in_background
 from countersign_core.settings import WorkerConfig
 from countersign_domain.housekeeping import close_expired
+from countersign_domain.ip_keys import destroy_expired_keys
 
 log = logging.getLogger("counter_worker")
 
@@ -271,6 +272,13 @@ class CounterWorker:
             log.info("petition %s reached its close date; closed", petition_id)
         return len(closed)
 
+    async def destroy_expired_ip_keys(self) -> int:
+        """Destroy the IP hash keys of days past the retention window. Returns how many."""
+        destroyed = await destroy_expired_keys(self.pool, self.config.ip_hash_retention_days)
+        for day in destroyed:
+            log.info("destroyed the IP hash key of %s", day.isoformat())
+        return len(destroyed)
+
     # -- the loop -----------------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -303,6 +311,7 @@ class CounterWorker:
                     next_maintenance = loop.time() + self.config.poll_interval
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
+                    await self.destroy_expired_ip_keys()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
                 await self._beat_if_due()
                 while not stopping.is_set() and await self.process_next_batch():

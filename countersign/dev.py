@@ -21,6 +21,7 @@ from countersign_core.runtime import run
 from countersign_core.settings import Settings
 from countersign_domain.audit import cli_actor
 from countersign_domain.errors import PetitionNotFound
+from countersign_domain.identity_migration import data_steps
 from countersign_domain.petitions import create_petition, managed_petition, update_petition
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ async def prepare(
     )
     conn = await asyncpg.connect(database_url)
     try:
-        await migrate(conn)
+        secret_key = settings.secret_key or dev_secret_key(settings.dev.data_dir)
+        await migrate(conn, data_steps=data_steps(secret_key))
         await seed_demo_petition(conn, demo_origins(host, demo_port))
     finally:
         await conn.close()

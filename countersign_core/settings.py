@@ -105,6 +105,9 @@ class WorkerConfig:
     poll_interval: float
     lease_ms: int
     shutdown_grace: float
+    # Days a key of the client address hashes lives before the worker destroys it
+    # (countersign_domain/ip_keys.py).
+    ip_hash_retention_days: int
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,9 @@ def load_settings() -> Settings:
                 ),
                 lease_ms=env.int("COUNTERSIGN_WORKER_LEASE_MS", 10_000, validate=Range(min=100)),
                 shutdown_grace=_shutdown_grace(env),
+                ip_hash_retention_days=env.int(
+                    "COUNTERSIGN_IP_HASH_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)
+                ),
             ),
             mail=MailConfig(
                 smtp=_smtp(_secret(secrets, "SMTP_URL", _valid_smtp_url)),

@@ -18,6 +18,7 @@ from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.settings import Settings
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationTokens
+from countersign_domain.ip_keys import DailyIpKeys
 from countersign_domain.origins import OriginPolicy
 from countersign_domain.partners import PartnerDirectory
 from countersign_domain.petitions import PetitionDirectory
@@ -31,6 +32,7 @@ from petition_api.appkeys import (
     COUNTS,
     DB,
     HASHER,
+    IP_KEYS,
     LAYOUT,
     LIVE,
     ORIGINS,
@@ -89,6 +91,7 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
         database_url, max_size=settings.api.db_pool_size, application_name="petition_api"
     )
     app[PETITIONS] = PetitionDirectory(pool, timeout=settings.api.backend_timeout)
+    app[IP_KEYS] = DailyIpKeys(pool, app[HASHER], timeout=settings.api.backend_timeout)
     app[PARTNERS] = PartnerDirectory(pool)
     app[ORIGINS] = OriginPolicy(pool, app[PARTNERS])
     app[WRITER] = SignatureWriter(
@@ -113,7 +116,7 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.api.backend_timeout,
     )
     limiter = RateLimiter(client, settings.redis.prefix, timeout=settings.api.backend_timeout)
-    app[ABUSE] = AbuseChecks(settings.limits, limiter, app[HASHER])
+    app[ABUSE] = AbuseChecks(settings.limits, limiter, app[IP_KEYS])
     hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT])
     subscription = asyncio.create_task(hub.run())
     yield

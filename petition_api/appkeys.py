@@ -13,6 +13,7 @@ from counter_worker.counts import KeyLayout
 from countersign_core.settings import Settings
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationTokens
+from countersign_domain.ip_keys import DailyIpKeys
 from countersign_domain.origins import OriginPolicy
 from countersign_domain.partners import PartnerDirectory
 from countersign_domain.petitions import PetitionDirectory
@@ -28,6 +29,7 @@ DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", Redis)
 LAYOUT = web.AppKey("layout", KeyLayout)
 HASHER = web.AppKey("hasher", Hasher)
+IP_KEYS = web.AppKey("ip_keys", DailyIpKeys)
 PETITIONS = web.AppKey("petitions", PetitionDirectory)
 WRITER = web.AppKey("writer", SignatureWriter)
 COUNTS = web.AppKey("counts", CountsRenderer)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -13,20 +14,51 @@ from countersign_domain.errors import InvalidForm, InvalidJson, UnsupportedMedia
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object (RFC 8259: UTF-8, no NaN or Infinity); InvalidJson for
+    anything else, whatever its shape.
+
+    The json module refuses some valid-looking bodies with errors of its own: nesting
+    deeper than the interpreter's recursion limit (RecursionError, a few thousand
+    brackets fit in a small body) and integers longer than Python converts (ValueError,
+    over 4300 digits). They are a client's malformed input like any other.
+    """
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(body.decode("utf-8"), parse_constant=_not_json)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
         raise InvalidJson() from None
     if not isinstance(data, dict):
         raise InvalidJson("the body must be a JSON object")
     return data
 
 
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    return parse_json_object(await request.read())
+
+
 async def read_form(request: web.Request) -> dict[str, str] | None:
     """The text fields of a form body; None if it is not a well-formed form (a multipart
-    body without its boundary, cut short, or with a broken part header; text that is
-    not UTF-8)."""
+    body without its boundary, cut short, or with a broken part header or text that is
+    not UTF-8).
+
+    In a URL-encoded form, bytes that are not UTF-8 (``name=%ff%fe``) are kept as lone
+    surrogates rather than turned into U+FFFD as aiohttp would: no field's pattern
+    accepts them, so the answer is a 422 that names the field.
+    """
+    if request.content_type == "application/x-www-form-urlencoded":
+        charset = request.charset or "utf-8"
+        try:
+            text = (await request.read()).rstrip().decode(charset, "surrogateescape")
+            pairs = parse_qsl(
+                text, keep_blank_values=True, encoding=charset, errors="surrogateescape"
+            )
+        except (ValueError, LookupError):  # LookupError: no such charset
+            return None
+        return dict(pairs)
     try:
         form = await request.post()
     except (ValueError, BadHttpMessage):

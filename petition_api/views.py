@@ -139,6 +139,7 @@ async def _sign(request: web.Request) -> web.Response:
         partner=partner.source_code if partner is not None else None,
     )
     hasher = request.app[keys.HASHER]
+    today = await request.app[keys.IP_KEYS].today() if client else None
     signature = NewSignature(
         petition_id=petition.id,
         name=fields["name"],
@@ -148,7 +149,7 @@ async def _sign(request: web.Request) -> web.Response:
         postal_code=fields["postal_code"],
         source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
-        ip_hash=hasher.ip(str(client)) if client else None,
+        ip_hash=today.ip(str(client)) if today else None,
         language=request.app[keys.TEXTS].negotiate(
             fields["language"], request.headers.get("Accept-Language")
         ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import signal
 import ssl
@@ -27,6 +28,7 @@ from mail_sender.main import build_sender
 from mail_sender.sender import MailSender, retry_delay
 from tests.support.counts import assert_converges
 from tests.support.factories import add_signatures
+from tests.support.logs import production_log
 from tests.support.mail import TEMPORARY, SmtpSink, queue_emails, with_mail
 from tests.support.processes import spawn_worker
 from tests.support.waiting import eventually
@@ -147,10 +149,16 @@ async def test_an_unreachable_server_delays_the_emails_until_it_is_back(
     await smtp_sink.stop()  # nothing listens on its port any more
     down = with_mail(mail_settings, retry_base=60.0)
     job_ids = await queue_emails(pool, confirming_petition_id, 3)
-    await sender_with(down, database_url, pool).drain()
+    with production_log() as out:
+        await sender_with(down, database_url, pool).drain()
     for job_id in job_ids:
         row = await job(pool, job_id)
         assert (row["attempts"], row["last_error"], row["sent_at"]) == (1, "connection", None)
+    # Its log says so, values and all, as the process writes it.
+    messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert "SMTP connection failed (SMTPConnectError, connection); 3 email(s) will be retried" in (
+        messages
+    ), messages
 
     back = SmtpSink()
     await back.start()

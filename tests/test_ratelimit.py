@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Rate, Settings
+from countersign_domain.ip_keys import DailyIpKeys
 from countersign_domain.signatures import Hasher
 from petition_api.abuse import AbuseChecks, is_disposable
 from petition_api.app import create_app
@@ -170,12 +171,12 @@ async def test_the_global_ceiling_holds_for_everyone(
 
 
 async def test_a_partner_key_has_its_own_limit(
-    settings: Settings, redis: Redis, layout: KeyLayout
+    settings: Settings, redis: Redis, layout: KeyLayout, pool: asyncpg.Pool
 ) -> None:
     checks = AbuseChecks(
         dataclasses.replace(settings.limits, partner=Rate(2, 60)),
         RateLimiter(redis, layout.prefix, timeout=1.0),
-        Hasher(TEST_SECRET),
+        DailyIpKeys(pool, Hasher(TEST_SECRET)),
     )
 
     async def assess(partner: str) -> str | None:
@@ -252,11 +253,11 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_hash(
         assert response.status == 201
     rows = await signature_rows(pool)
     assert [row["suspect_reason"] for row in rows] == [None, None, "rate_limit_address"]
-    hasher = Hasher(TEST_SECRET)
+    today = await DailyIpKeys(pool, Hasher(TEST_SECRET)).today()
     assert [row["ip_hash"] for row in rows] == [
-        hasher.ip("203.0.113.1"),
-        hasher.ip("203.0.113.2"),
-        hasher.ip("203.0.113.1"),
+        today.ip("203.0.113.1"),
+        today.ip("203.0.113.2"),
+        today.ip("203.0.113.1"),
     ]
 
 
@@ -274,7 +275,8 @@ async def test_a_forged_header_from_an_untrusted_peer_changes_nothing(
         "rate_limit_address",
         "rate_limit_address",
     ]
-    assert {row["ip_hash"] for row in rows} == {Hasher(TEST_SECRET).ip("127.0.0.1")}
+    today = await DailyIpKeys(pool, Hasher(TEST_SECRET)).today()
+    assert {row["ip_hash"] for row in rows} == {today.ip("127.0.0.1")}
 
 
 async def test_rate_limit_keys_name_no_address(
