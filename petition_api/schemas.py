@@ -57,9 +57,7 @@ class WholeMatch(validate.Regexp):
 
 # A petition's slug, wherever the API reads one (the path's is published by
 # petition_api/openapi.py from the same pattern).
-valid_slug = WholeMatch(
-    patterns.SLUG, error="Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."
-)
+valid_slug = WholeMatch(patterns.SLUG, error=patterns.SLUG_RULE)
 
 # Text Postgres can store: no NUL character (JSON and forms can carry one).
 STORABLE_TEXT = r"^[^\u0000]*$"
