@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from counter_worker.keys import KeyLayout
+from counter_worker.signature_log import appender_for, log_key, with_signature_log
 from counter_worker.worker import CounterWorker
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.metrics import serve_metrics
 from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
+from countersign_domain.signature_log.heads import LogKey, SigningKeyError
 
 log = logging.getLogger("counter_worker")
 
@@ -21,7 +23,7 @@ async def connected_worker(
     settings: Settings, database_url: str, redis_url: str
 ) -> AsyncIterator[CounterWorker]:
     """A worker configured from the settings, with its connections open."""
-    pool = await create_pg_pool(database_url, max_size=4, application_name="counter_worker")
+    pool = await create_pg_pool(database_url, max_size=5, application_name="counter_worker")
     redis = create_redis(redis_url)
     try:
         yield CounterWorker(
@@ -39,12 +41,14 @@ async def connected_worker(
         await pool.close()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, key: LogKey | None = None) -> None:
     if settings.worker_metrics_port:
         serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     async with connected_worker(settings, *settings.require_servers()) as worker:
+        appender = appender_for(settings, worker.pool, key) if key else None
+        work = with_signature_log(worker.run, appender, settings.worker_poll_interval)
         await run_until_signalled(
-            worker.run, grace=settings.worker_shutdown_grace, log=log, in_hand="batch"
+            work, grace=settings.worker_shutdown_grace, log=log, in_hand="batch"
         )
 
 
@@ -52,7 +56,8 @@ def main() -> None:
     try:
         settings = load_settings()
         settings.require_servers()
-    except SettingsError as exc:
+        configure_logging(settings.log_level)
+        key = log_key(settings)
+    except (SettingsError, SigningKeyError) as exc:
         fail(str(exc))
-    configure_logging(settings.log_level)
-    run(serve(settings))
+    run(serve(settings, key))

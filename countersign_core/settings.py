@@ -99,6 +99,11 @@ class Settings:
     metrics_host: str
     metrics_port: int | None
     worker_metrics_port: int | None
+    # The signature log (README, "A count anyone can verify"): whether the counter
+    # worker appends leaves, and the Ed25519 key it signs heads with (PEM or base64 text;
+    # None: a key kept in the data folder).
+    signature_log: bool = True
+    log_signing_key: str | None = None
 
     def require_servers(self) -> tuple[str, str]:
         """The Postgres and Redis URLs, for processes that cannot start embedded servers."""
@@ -144,7 +149,7 @@ class Settings:
         return self.smtp, self.mail_from, self.public_url
 
 
-STOP_POINTS = ("after_claim", "after_apply", "rebuild_before_write")
+STOP_POINTS = ("after_claim", "after_apply", "rebuild_before_write", "log_before_commit")
 RATE_LIMIT_MODES = ("flag", "reject")
 
 
@@ -234,6 +239,8 @@ def load_settings() -> Settings:
             worker_metrics_port=env.int(
                 "COUNTERSIGN_WORKER_METRICS_PORT", None, validate=Range(min=1, max=65535)
             ),
+            signature_log=env.bool("COUNTERSIGN_SIGNATURE_LOG", True),
+            log_signing_key=_value_or_file(env, "COUNTERSIGN_LOG_SIGNING_KEY"),
         )
     except EnvError as exc:
         raise SettingsError(_one_line(str(exc))) from None
@@ -263,6 +270,20 @@ def _networks(env: Env, name: str) -> tuple[IPNetwork, ...]:
         return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item)
     except ValueError:
         raise _invalid(name, "use comma-separated addresses or CIDR ranges") from None
+
+
+def _value_or_file(env: Env, name: str) -> str | None:
+    """A secret given as ``NAME``, or as a file named by ``NAME_FILE`` (container
+    secrets); never both."""
+    value, path = env.str(name, None), env.path(f"{name}_FILE", None)
+    if value and path:
+        raise _invalid(name, f"set {name} or {name}_FILE, not both")
+    if path is None:
+        return value
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _invalid(f"{name}_FILE", f"cannot read it ({type(exc).__name__})") from None
 
 
 def _url(*schemes: str) -> Regexp:
