@@ -32,6 +32,7 @@ from petition_api.observability import observe_middleware, stamp_request_id
 from petition_api.partners import setup_partners
 from petition_api.ratelimit import RateLimiter
 from petition_api.security import security_headers
+from petition_api.signature_log import setup_signature_log
 from petition_api.widget import setup_widget
 
 
@@ -83,5 +84,6 @@ def create_app(settings: Settings) -> web.Application:
     setup_cors(app)
     setup_live(app)
     setup_widget(app)
+    setup_signature_log(app)
     docs.add_routes(app)
     return app

@@ -1,0 +1,438 @@
+"""The public signature log: signed heads, leaves, proofs, the fraud ledger, receipts.
+
+Everything here is public and the same for every reader: what lets anyone recompute a
+petition's count (``countersign verify``), and a signer check their receipt. Reads come
+from Postgres; leaves and proofs of a given size never change, so they may be cached
+for good.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC
+from typing import Any
+
+from aiohttp import web
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from countersign_domain.petitions import Petition
+from countersign_domain.signature_log import store
+from countersign_domain.signature_log.problems import LogEmpty, OutsideLog, ReceiptNotFound
+from countersign_domain.signature_log.receipts import CODE, Receipt, open_receipt
+from countersign_domain.signature_log.store import SignedHead
+from petition_api import appkeys as keys
+from petition_api.openapi import Reply, documented, error
+from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG, public_petition
+
+MAX_LEAVES = 10_000  # per /log/leaves answer
+MAX_HEADS = 1_000  # per /log/heads answer
+LARGEST = 2**62  # beyond any log; keeps every number a Postgres bigint
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+FRESH = {"Cache-Control": "no-cache"}
+
+
+def setup_signature_log(app: web.Application) -> None:
+    app.router.add_get("/v1/log/public-key", public_key)
+    app.router.add_get("/v1/petitions/{slug}/log/head", head)
+    app.router.add_get("/v1/petitions/{slug}/log/heads", heads)
+    app.router.add_get("/v1/petitions/{slug}/log/leaves", leaves)
+    app.router.add_get("/v1/petitions/{slug}/log/consistency", consistency)
+    app.router.add_get("/v1/petitions/{slug}/log/inclusion", inclusion)
+    app.router.add_get("/v1/petitions/{slug}/log/summary", summary)
+    app.router.add_get("/v1/receipts/{code}", check_receipt)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# -- shapes -------------------------------------------------------------------------------
+
+
+def _count(description: str) -> fields.Integer:
+    return fields.Integer(
+        required=True, validate=validate.Range(0, LARGEST), metadata={"description": description}
+    )
+
+
+class StrictQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class LogHeadsQuery(StrictQuery):
+    after = fields.Integer(
+        load_default=0,
+        validate=validate.Range(0, LARGEST),
+        metadata={"description": "Only heads of larger trees (a cursor: the last size seen)."},
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_HEADS))
+
+
+class LogLeavesQuery(StrictQuery):
+    start = _count("The first leaf's index.")
+    end = fields.Integer(
+        required=True,
+        validate=validate.Range(1, LARGEST),
+        metadata={"description": f"Past the last leaf; at most {MAX_LEAVES} after start."},
+    )
+
+    @validates_schema
+    def _window(self, data: dict[str, int], **_kwargs: Any) -> None:
+        if not data["start"] < data["end"] <= data["start"] + MAX_LEAVES:
+            raise ValidationError(f"Must be after start, by at most {MAX_LEAVES}.", "end")
+
+
+class LogConsistencyQuery(StrictQuery):
+    first = fields.Integer(required=True, validate=validate.Range(1, LARGEST))
+    second = fields.Integer(required=True, validate=validate.Range(1, LARGEST))
+
+    @validates_schema
+    def _order(self, data: dict[str, int], **_kwargs: Any) -> None:
+        if data["first"] > data["second"]:
+            raise ValidationError("Must not be smaller than first.", "second")
+
+
+class LogInclusionQuery(StrictQuery):
+    leaf = _count("The leaf's index.")
+    size = fields.Integer(required=True, validate=validate.Range(1, LARGEST))
+
+    @validates_schema
+    def _inside(self, data: dict[str, int], **_kwargs: Any) -> None:
+        if data["leaf"] >= data["size"]:
+            raise ValidationError("Must be larger than leaf.", "size")
+
+
+class LogHeadSchema(Schema):
+    tree_size = fields.Integer(required=True)
+    root_hash = fields.String(required=True, metadata={"description": "base64"})
+    timestamp = fields.AwareDateTime(required=True)
+    counted = fields.Integer(required=True)
+    checkpoint = fields.String(
+        required=True,
+        metadata={"description": "The signed checkpoint (C2SP signed note); the README says how."},
+    )
+
+
+class LogHeadsSchema(Schema):
+    heads = fields.List(fields.Nested(LogHeadSchema), required=True)
+    next = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "`after` for the next page"}
+    )
+
+
+class LogLeavesSchema(Schema):
+    start = fields.Integer(required=True)
+    end = fields.Integer(required=True)
+    leaves = fields.List(fields.String(), required=True, metadata={"description": "base64"})
+
+
+class LogConsistencySchema(Schema):
+    first = fields.Integer(required=True)
+    second = fields.Integer(required=True)
+    proof = fields.List(fields.String(), required=True, metadata={"description": "base64"})
+
+
+class LogInclusionSchema(Schema):
+    leaf = fields.Integer(required=True)
+    size = fields.Integer(required=True)
+    proof = fields.List(fields.String(), required=True, metadata={"description": "base64"})
+
+
+class LogSummarySchema(Schema):
+    tree_size = fields.Integer(required=True)
+    counted = fields.Integer(required=True)
+    invalidated = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "by reason class"},
+    )
+    erased = fields.Integer(required=True)
+    removed = fields.Integer(required=True)
+    head = fields.Nested(LogHeadSchema, required=True)
+
+
+class LogPublicKeySchema(Schema):
+    name = fields.String(required=True)
+    algorithm = fields.String(required=True, validate=validate.OneOf(["Ed25519"]))
+    public_key = fields.String(required=True, metadata={"description": "base64, 32 bytes"})
+    vkey = fields.String(required=True, metadata={"description": "signed-note verifier key"})
+
+
+class LogPublicKeysSchema(Schema):
+    keys = fields.List(fields.Nested(LogPublicKeySchema), required=True)
+
+
+class ReceiptLeafSchema(Schema):
+    index = fields.Integer(required=True)
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(["counted", "invalidated", "restored", "erased", "removed"]),
+    )
+    hour = fields.AwareDateTime(required=True)
+    reason_class = fields.String(required=True)
+
+
+class ReceiptSchema(Schema):
+    petition = fields.String(required=True)
+    counts = fields.Boolean(required=True, metadata={"description": "by the signature's last leaf"})
+    leaves = fields.List(fields.Nested(ReceiptLeafSchema), required=True)
+    head = fields.Nested(LogHeadSchema, required=True, allow_none=True)
+    inclusion = fields.List(fields.Nested(LogInclusionSchema), required=True)
+
+
+def head_json(signed: SignedHead) -> dict[str, Any]:
+    return {
+        "tree_size": signed.tree_size,
+        "root_hash": b64(signed.root_hash),
+        "timestamp": signed.signed_at.astimezone(UTC).isoformat(),
+        "counted": signed.totals.counted,
+        "checkpoint": signed.note,
+    }
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+LOG_EMPTY = error("Nothing counted yet, so no head is signed: `log_empty`.")
+BAD_QUERY = error("A query value is missing or malformed: `validation_failed` (`fields`).")
+OUTSIDE = error("Beyond the latest signed head: `outside_log`.")
+TAGS = ("signature log",)
+PETITION_SLUG = {"slug": SLUG}
+
+
+async def _latest(request: web.Request, petition: Petition) -> SignedHead:
+    signed = await store.latest_head(request.app[keys.DB], petition.id)
+    if signed is None:
+        raise LogEmpty
+    return signed
+
+
+@documented(
+    "The keys that sign tree heads",
+    tags=TAGS,
+    description="Ed25519 public keys, oldest first; the delivery page prints them too.",
+    responses={200: Reply("The keys.", LogPublicKeysSchema), 503: POSTGRES_UNAVAILABLE},
+)
+async def public_key(request: web.Request) -> web.Response:
+    found = await store.public_keys(request.app[keys.DB])
+    body = [
+        {"name": k.name, "algorithm": "Ed25519", "public_key": b64(k.public_key), "vkey": k.vkey}
+        for k in found
+    ]
+    return web.json_response({"keys": body}, headers=FRESH)
+
+
+@documented(
+    "A petition log's latest signed head",
+    tags=TAGS,
+    path_parameters=PETITION_SLUG,
+    responses={
+        200: Reply("The head.", LogHeadSchema),
+        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def head(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    return web.json_response(head_json(await _latest(request, petition)), headers=FRESH)
+
+
+@documented(
+    "Every signed head of a petition's log, smallest tree first",
+    tags=TAGS,
+    path_parameters=PETITION_SLUG,
+    query=LogHeadsQuery,
+    responses={
+        200: Reply("A page of heads.", LogHeadsSchema),
+        404: PETITION_NOT_FOUND,
+        422: BAD_QUERY,
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def heads(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    query = LogHeadsQuery().load(dict(request.query))
+    page = await store.heads_after(
+        request.app[keys.DB], petition.id, query["after"], query["limit"]
+    )
+    following = page[-1].tree_size if len(page) == query["limit"] else None
+    return web.json_response(
+        {"heads": [head_json(h) for h in page], "next": following}, headers=FRESH
+    )
+
+
+@documented(
+    "Leaves of a petition's log",
+    tags=TAGS,
+    path_parameters=PETITION_SLUG,
+    description=(
+        f"Leaves [start, end), at most {MAX_LEAVES}, cut at the latest signed head; each "
+        "is the base64 of its bytes (README: the leaf format)."
+    ),
+    query=LogLeavesQuery,
+    responses={
+        200: Reply("The leaves.", LogLeavesSchema),
+        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
+        422: error(
+            "A malformed query (`validation_failed`), or start beyond the log (`outside_log`)."
+        ),
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def leaves(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    query = LogLeavesQuery().load(dict(request.query))
+    size = (await _latest(request, petition)).tree_size
+    start, end = query["start"], min(query["end"], size)
+    if start >= size:
+        raise OutsideLog
+    found = await store.leaves(request.app[keys.DB], petition.id, start, end)
+    return web.json_response(
+        {"start": start, "end": end, "leaves": [b64(leaf) for leaf in found]},
+        headers=IMMUTABLE if end == query["end"] else FRESH,
+    )
+
+
+@documented(
+    "A consistency proof between two sizes of a petition's log (RFC 9162 2.1.4)",
+    tags=TAGS,
+    path_parameters=PETITION_SLUG,
+    query=LogConsistencyQuery,
+    responses={
+        200: Reply("The proof, base64 hashes.", LogConsistencySchema),
+        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
+        422: error(
+            "A malformed query (`validation_failed`), or a size beyond the log (`outside_log`)."
+        ),
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def consistency(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    query = LogConsistencyQuery().load(dict(request.query))
+    if query["second"] > (await _latest(request, petition)).tree_size:
+        raise OutsideLog
+    proof = await store.consistency_proof(
+        request.app[keys.DB], petition.id, query["first"], query["second"]
+    )
+    return web.json_response(
+        {"first": query["first"], "second": query["second"], "proof": [b64(h) for h in proof]},
+        headers=IMMUTABLE,
+    )
+
+
+@documented(
+    "An inclusion proof of one leaf in a size of a petition's log (RFC 9162 2.1.3)",
+    tags=TAGS,
+    path_parameters=PETITION_SLUG,
+    query=LogInclusionQuery,
+    responses={
+        200: Reply("The proof, base64 hashes.", LogInclusionSchema),
+        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
+        422: error(
+            "A malformed query (`validation_failed`), or a size beyond the log (`outside_log`)."
+        ),
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def inclusion(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    query = LogInclusionQuery().load(dict(request.query))
+    if query["size"] > (await _latest(request, petition)).tree_size:
+        raise OutsideLog
+    proof = await store.inclusion_proof(
+        request.app[keys.DB], petition.id, query["leaf"], query["size"]
+    )
+    return web.json_response(
+        {"leaf": query["leaf"], "size": query["size"], "proof": [b64(h) for h in proof]},
+        headers=IMMUTABLE,
+    )
+
+
+@documented(
+    "The fraud ledger of a petition: what its leaves add up to",
+    tags=TAGS,
+    path_parameters=PETITION_SLUG,
+    description=(
+        "At the latest signed head: the counted total, signatures invalidated (and not "
+        "restored) by reason class, erased at their signer's request, and removed otherwise. "
+        "Each is recomputable from the leaves."
+    ),
+    responses={
+        200: Reply("The totals and the head they belong to.", LogSummarySchema),
+        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def summary(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    signed = await _latest(request, petition)
+    totals = signed.totals
+    return web.json_response(
+        {
+            "tree_size": signed.tree_size,
+            "counted": totals.counted,
+            "invalidated": totals.invalidated,
+            "erased": totals.erased,
+            "removed": totals.removed,
+            "head": head_json(signed),
+        },
+        headers=FRESH,
+    )
+
+
+@documented(
+    "Check a receipt: the signature's leaves, and their inclusion in the latest head",
+    tags=TAGS,
+    description=(
+        "The receipt (`<slug>.<signature id>.<secret>`) is what the signer got when their "
+        "signature counted; anyone holding it can check it. The same 404 answers every "
+        "receipt the server cannot open, including one whose signature was erased. A "
+        "signature that does not count yet (waiting, or held for review) has no leaves."
+    ),
+    path_parameters={"code": {"type": "string", "pattern": CODE}},
+    responses={
+        200: Reply("The signature's leaves, with proofs.", ReceiptSchema),
+        400: error("Not a receipt (cut short, altered): `invalid_receipt`."),
+        404: error("No signature opens with it: `receipt_not_found`."),
+        503: POSTGRES_UNAVAILABLE,
+    },
+)
+async def check_receipt(request: web.Request) -> web.Response:
+    receipt = Receipt.parse(request.match_info["code"])
+    db = request.app[keys.DB]
+    opened = await open_receipt(db, receipt)
+    if opened is None:
+        raise ReceiptNotFound
+    signed = await store.latest_head(db, opened.petition_id)
+    size = signed.tree_size if signed else 0
+    proofs = [
+        {
+            "leaf": index,
+            "size": size,
+            "proof": [
+                b64(h) for h in await store.inclusion_proof(db, opened.petition_id, index, size)
+            ],
+        }
+        for index, _ in opened.leaves
+        if index < size
+    ]
+    return web.json_response(
+        {
+            "petition": receipt.slug,
+            "counts": opened.counts,
+            "leaves": [
+                {
+                    "index": index,
+                    "kind": leaf.kind.name.lower(),
+                    "hour": leaf.at.isoformat(),
+                    "reason_class": leaf.reason_class,
+                }
+                for index, leaf in opened.leaves
+            ],
+            "head": head_json(signed) if signed else None,
+            "inclusion": proofs,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
