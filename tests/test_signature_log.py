@@ -16,7 +16,9 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis.asyncio import Redis
 
+from counter_worker.keys import KeyLayout
 from countersign_domain import moderation
 from countersign_domain.signature_log import merkle
 from countersign_domain.signature_log.appender import LogAppender
@@ -25,8 +27,8 @@ from countersign_domain.signature_log.leaves import Kind, Leaf, commitment
 from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
 from tests.admin_support import SLUG, Client
-from tests.conftest import TEST_SECRET
-from tests.support import add_signatures
+from tests.conftest import TEST_SECRET, SpawnWorker
+from tests.support import add_signatures, assert_converges, eventually
 
 LOG = f"/v1/petitions/{SLUG}/log"
 REPO = Path(__file__).resolve().parent.parent
@@ -442,3 +444,57 @@ def test_without_a_key_one_is_made_once_in_the_data_folder(tmp_path: Path) -> No
     first = load_log_key(None, tmp_path)
     assert load_log_key(None, tmp_path).public == first.public
     assert (tmp_path / "log-signing-key.pem").stat().st_mode & 0o077 == 0
+
+
+# -- real workers, killed mid-append ------------------------------------------------------
+
+
+async def test_the_log_survives_a_worker_killed_mid_append_exactly(
+    client: Client,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    layout: KeyLayout,
+    petition_id: int,
+    spawn: SpawnWorker,
+) -> None:
+    seed = base64.b64encode(bytes(range(32))).decode()
+    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="log_before_commit", COUNTERSIGN_LOG_SIGNING_KEY=seed)
+    await add_signatures(pool, petition_id, 300)
+    await victim.wait_stopped()
+    # Frozen inside its append transaction, after writing the leaves, before committing.
+    assert await pool.fetchval("SELECT count(*) FROM log_leaves") == 0
+    assert await pool.fetchval("SELECT count(*) FROM log_events") == 300
+    victim.kill()
+
+    await add_signatures(pool, petition_id, 200)
+    async with pool.acquire() as conn:
+        invalidation = await moderation.apply_invalidation(
+            conn, petition_id, moderation.Criteria(source="newsroom"), "bots", "test"
+        )
+    # Two workers share the appending while signing goes on.
+    spawn(COUNTERSIGN_LOG_SIGNING_KEY=seed)
+    spawn(COUNTERSIGN_LOG_SIGNING_KEY=seed)
+    for _ in range(20):
+        await add_signatures(pool, petition_id, 10)
+        await asyncio.sleep(0.02)
+
+    async def caught_up() -> bool:
+        waiting = await pool.fetchval("SELECT count(*) FROM log_events")
+        head = await pool.fetchval(
+            "SELECT counted FROM log_heads WHERE petition_id = $1 ORDER BY tree_size DESC LIMIT 1",
+            petition_id,
+        )
+        return bool(waiting == 0 and head == await truth(pool, petition_id))
+
+    await eventually(caught_up, timeout=60)
+    counters = await assert_converges(pool, redis, layout, petition_id)
+    leaves, last = await pool.fetchrow(
+        "SELECT count(*), max(leaf_index) FROM log_leaves WHERE petition_id = $1", petition_id
+    )
+    # Every change exactly once: no leaf lost, none doubled, no index skipped.
+    assert leaves == last + 1 == 300 + 200 + invalidation.row_count + 200
+    summary = await get_json(client, f"{LOG}/summary")
+    assert summary["counted"] == counters.total == 700 - invalidation.row_count
+    assert summary["invalidated"] == {"source": invalidation.row_count}
+    code, output = await run_verify(client)
+    assert code == 0, output
