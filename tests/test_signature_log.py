@@ -8,6 +8,7 @@ import ast
 import asyncio
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
+from countersign_core.settings import Settings
 from countersign_domain import moderation
+from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.signature_log import merkle
 from countersign_domain.signature_log.appender import LogAppender
 from countersign_domain.signature_log.heads import LogKey, SigningKeyError, TreeHead, load_log_key
 from countersign_domain.signature_log.leaves import Kind, Leaf, commitment
 from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
-from tests.admin_support import SLUG, Client
+from petition_api.app import create_app
+from tests.admin_support import SLUG, AiohttpClient, Client
 from tests.conftest import TEST_SECRET, SpawnWorker
 from tests.support import add_signatures, assert_converges, eventually
 
@@ -498,3 +502,34 @@ async def test_the_log_survives_a_worker_killed_mid_append_exactly(
     assert summary["invalidated"] == {"source": invalidation.row_count}
     code, output = await run_verify(client)
     assert code == 0, output
+
+
+async def test_confirming_shows_the_receipt_which_opens_once_the_leaf_is_appended(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    confirming_petition_id: int,
+    appender: LogAppender,
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    response = await client.post(
+        "/v1/petitions/free-the-detainees/signatures",
+        json={"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"},
+    )
+    assert response.status == 202
+    signature_id = await pool.fetchval("SELECT id FROM signatures")
+    token = ConfirmationTokens(TEST_SECRET, max_age_days=7).make(
+        ConfirmationRef(signature_id, confirming_petition_id)
+    )
+    # Not before confirming: the link's page holds no receipt.
+    assert "/v1/receipts/" not in await (await client.get(f"/confirm/{token}")).text()
+
+    page = await (await client.post(f"/confirm/{token}")).text()
+    [code] = re.findall(r'href="/v1/receipts/([^"]+)"', page)
+    assert code.startswith(f"free-the-detainees.{signature_id}.")
+    await appender.drain()
+    checked = await get_json(client, f"/v1/receipts/{code}")
+    assert checked["counts"] is True
+    assert [leaf["kind"] for leaf in checked["leaves"]] == ["counted"]
+    # The confirmed page shows it again to whoever holds the link, and nobody else.
+    assert code in await (await client.get(f"/confirm/{token}")).text()
