@@ -12,6 +12,7 @@ import base64
 from datetime import UTC
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -436,3 +437,19 @@ async def check_receipt(request: web.Request) -> web.Response:
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+# -- the delivery page's section --------------------------------------------------------------
+
+
+async def delivery_log(pool: asyncpg.Pool, petition_id: int) -> dict[str, Any] | None:
+    """What petition_api/admin/templates/signature_log.html prints: the final signed head,
+    the fraud ledger it sums up, and the keys; None while nothing has counted."""
+    signed = await store.latest_head(pool, petition_id)
+    if signed is None:
+        return None
+    return {
+        "head": signed,
+        "invalidated": sorted(signed.totals.invalidated.items()),
+        "keys": [(k.name, b64(k.public_key)) for k in await store.public_keys(pool)],
+    }

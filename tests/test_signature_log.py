@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import html
 import json
 import re
 import sys
@@ -30,7 +31,7 @@ from countersign_domain.signature_log.leaves import Kind, Leaf, commitment
 from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
 from petition_api.app import create_app
-from tests.admin_support import SLUG, AiohttpClient, Client
+from tests.admin_support import SLUG, AiohttpClient, Client, StaffTokens, bearer
 from tests.conftest import TEST_SECRET, SpawnWorker
 from tests.support import add_signatures, assert_converges, eventually
 
@@ -533,3 +534,29 @@ async def test_confirming_shows_the_receipt_which_opens_once_the_leaf_is_appende
     assert [leaf["kind"] for leaf in checked["leaves"]] == ["counted"]
     # The confirmed page shows it again to whoever holds the link, and nobody else.
     assert code in await (await client.get(f"/confirm/{token}")).text()
+
+
+async def test_the_delivery_page_prints_the_ledger_the_final_head_and_the_key(
+    client: Client,
+    staff: StaffTokens,
+    pool: asyncpg.Pool,
+    petition_id: int,
+    appender: LogAppender,
+    log_key: LogKey,
+) -> None:
+    delivery = f"/v1/admin/petitions/{SLUG}/delivery"
+    page = await (await client.get(delivery, headers=bearer(staff.exporter))).text()
+    assert "A count anyone can verify" not in page  # nothing counted, nothing signed yet
+    await add_signatures(pool, petition_id, 12, sources=("partner-a", "newsroom"))
+    async with pool.acquire() as conn:
+        await moderation.apply_invalidation(
+            conn, petition_id, moderation.Criteria(source="newsroom"), "bots", "test"
+        )
+    await appender.drain()
+    page = await (await client.get(delivery, headers=bearer(staff.exporter))).text()
+    head = await get_json(client, f"{LOG}/head")
+    assert "A count anyone can verify" in page
+    assert re.search(r'Counted, by the log</td><td class="count">6<', page)
+    assert re.search(r'Invalidated as fraudulent \(source\)</td><td class="count">6<', page)
+    assert html.escape(head["checkpoint"]) in page
+    assert f"{log_key.name}: {base64.b64encode(log_key.public).decode()}" in page

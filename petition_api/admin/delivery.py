@@ -20,6 +20,7 @@ from aiohttp import web
 from countersign_domain import moderation as queries
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import Reply
+from petition_api.signature_log import delivery_log
 from petition_api.views import PETITION_NOT_FOUND, SLUG
 
 TOP_COUNTRIES = 15
@@ -103,6 +104,7 @@ async def delivery_page(request: web.Request) -> web.Response:
             "bars": country_bars(figures),
             "nonce": nonce,
             "generated_at": datetime.now(UTC),
+            "signature_log": await delivery_log(db(request), petition.id),
         },
     )
     response.headers.update(
