@@ -74,6 +74,7 @@ class Config:
     skip_sign: bool
     skip_lag: bool
     skip_reads: bool
+    signature_log: str
     wrk: str
 
 
@@ -95,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--skip-sign", action="store_true", help="skip the sign throughput phase")
     add("--skip-lag", action="store_true", help="skip the lag phase")
     add("--skip-reads", action="store_true", help="skip the counts reads phase")
+    add(
+        "--signature-log",
+        choices=("on", "off"),
+        default="on",
+        help="off: no log triggers on signatures and no appender in the worker",
+    )
     add("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="path of wrk")
     args = parser.parse_args(argv)
     positive = ("duration", "api_workers", "workers", "connections", "threads")
@@ -604,6 +611,16 @@ async def prepare_petition(database_url: str) -> tuple[str, int]:
     return petition.slug, petition.id
 
 
+async def without_signature_log(database_url: str) -> None:
+    """Signing as it was before the signature log: its triggers off (this database only)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for trigger in ("signatures_log_insert", "signatures_log_update", "signatures_log_delete"):
+            await conn.execute(f"ALTER TABLE signatures DISABLE TRIGGER {trigger}")
+    finally:
+        await conn.close()
+
+
 # -- the services ------------------------------------------------------------------------
 
 
@@ -680,7 +697,7 @@ def service_env(target: Target, tmp: Path) -> dict[str, str]:
 async def start_services(
     exits: contextlib.AsyncExitStack, cfg: Config, target: Target, tmp: Path, cpu: CpuMeter
 ) -> tuple[list[Service], int]:
-    env = service_env(target, tmp)
+    env = {**service_env(target, tmp), "COUNTERSIGN_SIGNATURE_LOG": cfg.signature_log}
     port = free_port()
     api_args = ["-m", "countersign", "api", "--host", "127.0.0.1", "--port", str(port)]
     api_args += ["--workers", str(cfg.api_workers)]
@@ -947,6 +964,8 @@ async def run(cfg: Config, report: Report) -> None:
         database = f"cs_bench_{secrets.token_hex(5)}"
         database_url = await create_database(exits, server_url, database)
         slug, petition_id = await prepare_petition(database_url)
+        if cfg.signature_log == "off":
+            await without_signature_log(database_url)
         prefix = f"cs-bench-{secrets.token_hex(5)}"
         exits.push_async_callback(delete_keys, redis_url, prefix)
         target = Target(database_url, redis_url, prefix, slug, petition_id)
@@ -999,6 +1018,7 @@ def summary(report: Report) -> str:
         "=" * 100,
         f"countersign core benchmark: {os.cpu_count()} cores (usable {affinity}), "
         f"{cfg.api_workers} API processes, {cfg.workers} counter worker(s), "
+        f"signature log {cfg.signature_log}, "
         f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s",
         "-" * 100,
     ]
