@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, fields, validate
 
 from countersign_domain.petitions import Petition
 from countersign_domain.signature_log import store
@@ -75,33 +75,18 @@ class LogLeavesQuery(StrictQuery):
     end = fields.Integer(
         required=True,
         validate=validate.Range(1, LARGEST),
-        metadata={"description": f"Past the last leaf; at most {MAX_LEAVES} after start."},
+        metadata={"description": f"Past the last leaf; answers stop {MAX_LEAVES} after start."},
     )
-
-    @validates_schema
-    def _window(self, data: dict[str, int], **_kwargs: Any) -> None:
-        if not data["start"] < data["end"] <= data["start"] + MAX_LEAVES:
-            raise ValidationError(f"Must be after start, by at most {MAX_LEAVES}.", "end")
 
 
 class LogConsistencyQuery(StrictQuery):
     first = fields.Integer(required=True, validate=validate.Range(1, LARGEST))
     second = fields.Integer(required=True, validate=validate.Range(1, LARGEST))
 
-    @validates_schema
-    def _order(self, data: dict[str, int], **_kwargs: Any) -> None:
-        if data["first"] > data["second"]:
-            raise ValidationError("Must not be smaller than first.", "second")
-
 
 class LogInclusionQuery(StrictQuery):
     leaf = _count("The leaf's index.")
     size = fields.Integer(required=True, validate=validate.Range(1, LARGEST))
-
-    @validates_schema
-    def _inside(self, data: dict[str, int], **_kwargs: Any) -> None:
-        if data["leaf"] >= data["size"]:
-            raise ValidationError("Must be larger than leaf.", "size")
 
 
 class LogHeadSchema(Schema):
@@ -197,7 +182,10 @@ def head_json(signed: SignedHead) -> dict[str, Any]:
 
 LOG_EMPTY = error("Nothing counted yet, so no head is signed: `log_empty`.")
 BAD_QUERY = error("A query value is missing or malformed: `validation_failed` (`fields`).")
-OUTSIDE = error("Beyond the latest signed head: `outside_log`.")
+NOT_IN_LOG = error(
+    "No such petition (`petition_not_found`), no head yet (`log_empty`), or the range or "
+    "sizes name nothing in the log up to its latest head (`outside_log`)."
+)
 TAGS = ("signature log",)
 PETITION_SLUG = {"slug": SLUG}
 
@@ -268,16 +256,15 @@ async def heads(request: web.Request) -> web.Response:
     tags=TAGS,
     path_parameters=PETITION_SLUG,
     description=(
-        f"Leaves [start, end), at most {MAX_LEAVES}, cut at the latest signed head; each "
-        "is the base64 of its bytes (README: the leaf format)."
+        f"Leaves [start, end), at most {MAX_LEAVES}, cut at the latest signed head (`end` "
+        "says where the answer stops); each is the base64 of its bytes (README: the leaf "
+        "format)."
     ),
     query=LogLeavesQuery,
     responses={
         200: Reply("The leaves.", LogLeavesSchema),
-        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
-        422: error(
-            "A malformed query (`validation_failed`), or start beyond the log (`outside_log`)."
-        ),
+        404: NOT_IN_LOG,
+        422: BAD_QUERY,
         503: POSTGRES_UNAVAILABLE,
     },
 )
@@ -285,8 +272,9 @@ async def leaves(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     query = LogLeavesQuery().load(dict(request.query))
     size = (await _latest(request, petition)).tree_size
-    start, end = query["start"], min(query["end"], size)
-    if start >= size:
+    start = query["start"]
+    end = min(query["end"], size, start + MAX_LEAVES)
+    if start >= end:
         raise OutsideLog
     found = await store.leaves(request.app[keys.DB], petition.id, start, end)
     return web.json_response(
@@ -302,17 +290,15 @@ async def leaves(request: web.Request) -> web.Response:
     query=LogConsistencyQuery,
     responses={
         200: Reply("The proof, base64 hashes.", LogConsistencySchema),
-        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
-        422: error(
-            "A malformed query (`validation_failed`), or a size beyond the log (`outside_log`)."
-        ),
+        404: NOT_IN_LOG,
+        422: BAD_QUERY,
         503: POSTGRES_UNAVAILABLE,
     },
 )
 async def consistency(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     query = LogConsistencyQuery().load(dict(request.query))
-    if query["second"] > (await _latest(request, petition)).tree_size:
+    if not query["first"] <= query["second"] <= (await _latest(request, petition)).tree_size:
         raise OutsideLog
     proof = await store.consistency_proof(
         request.app[keys.DB], petition.id, query["first"], query["second"]
@@ -330,17 +316,15 @@ async def consistency(request: web.Request) -> web.Response:
     query=LogInclusionQuery,
     responses={
         200: Reply("The proof, base64 hashes.", LogInclusionSchema),
-        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
-        422: error(
-            "A malformed query (`validation_failed`), or a size beyond the log (`outside_log`)."
-        ),
+        404: NOT_IN_LOG,
+        422: BAD_QUERY,
         503: POSTGRES_UNAVAILABLE,
     },
 )
 async def inclusion(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     query = LogInclusionQuery().load(dict(request.query))
-    if query["size"] > (await _latest(request, petition)).tree_size:
+    if not query["leaf"] < query["size"] <= (await _latest(request, petition)).tree_size:
         raise OutsideLog
     proof = await store.inclusion_proof(
         request.app[keys.DB], petition.id, query["leaf"], query["size"]

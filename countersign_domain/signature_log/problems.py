@@ -11,7 +11,7 @@ class LogEmpty(Problem):
 
 
 class OutsideLog(Problem):
-    status, code = 422, "outside_log"
+    status, code = 404, "outside_log"
     description = "the leaves or tree sizes asked for are not in the log"
 
 
