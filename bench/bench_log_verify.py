@@ -42,6 +42,7 @@ from bench.bench_core import (
     create_database,
     delete_keys,
     free_port,
+    http_status,
     open_servers,
     say,
     service_env,
@@ -133,14 +134,8 @@ async def verify_over_http(
     )
 
     async def ready() -> bool:
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{port}/readyz") as response,
-            ):
-                return response.status == 200
-        except aiohttp.ClientError:
-            return False
+        async with aiohttp.ClientSession() as session:
+            return await http_status(session, f"http://127.0.0.1:{port}/readyz") == 200
 
     await wait_until(ready, timeout=60, what="the API", alive=api.check_alive)
     started = time.monotonic()

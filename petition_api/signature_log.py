@@ -9,6 +9,7 @@ for good.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -22,7 +23,7 @@ from countersign_domain.signature_log.problems import LogEmpty, OutsideLog, Rece
 from countersign_domain.signature_log.receipts import CODE, Receipt, open_receipt
 from countersign_domain.signature_log.store import SignedHead
 from petition_api import appkeys as keys
-from petition_api.openapi import Reply, documented, error
+from petition_api.openapi import H, Reply, documented, error
 from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG, public_petition
 
 MAX_LEAVES = 10_000  # per /log/leaves answer
@@ -107,22 +108,26 @@ class LogHeadsSchema(Schema):
     )
 
 
+def _base64_list() -> fields.List[str]:
+    return fields.List(fields.String(), required=True, metadata={"description": "base64"})
+
+
 class LogLeavesSchema(Schema):
     start = fields.Integer(required=True)
     end = fields.Integer(required=True)
-    leaves = fields.List(fields.String(), required=True, metadata={"description": "base64"})
+    leaves = _base64_list()
 
 
 class LogConsistencySchema(Schema):
     first = fields.Integer(required=True)
     second = fields.Integer(required=True)
-    proof = fields.List(fields.String(), required=True, metadata={"description": "base64"})
+    proof = _base64_list()
 
 
 class LogInclusionSchema(Schema):
     leaf = fields.Integer(required=True)
     size = fields.Integer(required=True)
-    proof = fields.List(fields.String(), required=True, metadata={"description": "base64"})
+    proof = _base64_list()
 
 
 class LogSummarySchema(Schema):
@@ -251,88 +256,78 @@ async def heads(request: web.Request) -> web.Response:
     )
 
 
-@documented(
+def _reading(
+    summary: str, query: type[Schema], reply: Reply, description: str = ""
+) -> Callable[[H], H]:
+    """The documentation of a read of the log up to its latest head, with a query."""
+    return documented(
+        summary,
+        tags=TAGS,
+        path_parameters=PETITION_SLUG,
+        description=description,
+        query=query,
+        responses={200: reply, 404: NOT_IN_LOG, 422: BAD_QUERY, 503: POSTGRES_UNAVAILABLE},
+    )
+
+
+async def _read(request: web.Request, query: type[Schema]) -> tuple[int, dict[str, int], int]:
+    """The petition's id, the query, and the size of the latest signed head."""
+    petition = await public_petition(request)
+    values = query().load(dict(request.query))
+    return petition.id, values, (await _latest(request, petition)).tree_size
+
+
+def _proof(asked: dict[str, int], proof: list[bytes]) -> web.Response:
+    # A proof between two given sizes never changes.
+    return web.json_response({**asked, "proof": [b64(h) for h in proof]}, headers=IMMUTABLE)
+
+
+@_reading(
     "Leaves of a petition's log",
-    tags=TAGS,
-    path_parameters=PETITION_SLUG,
-    description=(
-        f"Leaves [start, end), at most {MAX_LEAVES}, cut at the latest signed head (`end` "
-        "says where the answer stops); each is the base64 of its bytes (README: the leaf "
-        "format)."
-    ),
-    query=LogLeavesQuery,
-    responses={
-        200: Reply("The leaves.", LogLeavesSchema),
-        404: NOT_IN_LOG,
-        422: BAD_QUERY,
-        503: POSTGRES_UNAVAILABLE,
-    },
+    LogLeavesQuery,
+    Reply("The leaves.", LogLeavesSchema),
+    f"Leaves [start, end), at most {MAX_LEAVES}, cut at the latest signed head (`end` says "
+    "where the answer stops); each is the base64 of its bytes (README: the leaf format).",
 )
 async def leaves(request: web.Request) -> web.Response:
-    petition = await public_petition(request)
-    query = LogLeavesQuery().load(dict(request.query))
-    size = (await _latest(request, petition)).tree_size
+    petition_id, query, size = await _read(request, LogLeavesQuery)
     start = query["start"]
     end = min(query["end"], size, start + MAX_LEAVES)
     if start >= end:
         raise OutsideLog
-    found = await store.leaves(request.app[keys.DB], petition.id, start, end)
+    found = await store.leaves(request.app[keys.DB], petition_id, start, end)
     return web.json_response(
         {"start": start, "end": end, "leaves": [b64(leaf) for leaf in found]},
         headers=IMMUTABLE if end == query["end"] else FRESH,
     )
 
 
-@documented(
+@_reading(
     "A consistency proof between two sizes of a petition's log (RFC 9162 2.1.4)",
-    tags=TAGS,
-    path_parameters=PETITION_SLUG,
-    query=LogConsistencyQuery,
-    responses={
-        200: Reply("The proof, base64 hashes.", LogConsistencySchema),
-        404: NOT_IN_LOG,
-        422: BAD_QUERY,
-        503: POSTGRES_UNAVAILABLE,
-    },
+    LogConsistencyQuery,
+    Reply("The proof, base64 hashes.", LogConsistencySchema),
 )
 async def consistency(request: web.Request) -> web.Response:
-    petition = await public_petition(request)
-    query = LogConsistencyQuery().load(dict(request.query))
-    if not query["first"] <= query["second"] <= (await _latest(request, petition)).tree_size:
+    petition_id, query, size = await _read(request, LogConsistencyQuery)
+    first, second = query["first"], query["second"]
+    if not first <= second <= size:
         raise OutsideLog
-    proof = await store.consistency_proof(
-        request.app[keys.DB], petition.id, query["first"], query["second"]
-    )
-    return web.json_response(
-        {"first": query["first"], "second": query["second"], "proof": [b64(h) for h in proof]},
-        headers=IMMUTABLE,
-    )
+    proof = await store.consistency_proof(request.app[keys.DB], petition_id, first, second)
+    return _proof({"first": first, "second": second}, proof)
 
 
-@documented(
+@_reading(
     "An inclusion proof of one leaf in a size of a petition's log (RFC 9162 2.1.3)",
-    tags=TAGS,
-    path_parameters=PETITION_SLUG,
-    query=LogInclusionQuery,
-    responses={
-        200: Reply("The proof, base64 hashes.", LogInclusionSchema),
-        404: NOT_IN_LOG,
-        422: BAD_QUERY,
-        503: POSTGRES_UNAVAILABLE,
-    },
+    LogInclusionQuery,
+    Reply("The proof, base64 hashes.", LogInclusionSchema),
 )
 async def inclusion(request: web.Request) -> web.Response:
-    petition = await public_petition(request)
-    query = LogInclusionQuery().load(dict(request.query))
-    if not query["leaf"] < query["size"] <= (await _latest(request, petition)).tree_size:
+    petition_id, query, size = await _read(request, LogInclusionQuery)
+    leaf, tree_size = query["leaf"], query["size"]
+    if not leaf < tree_size <= size:
         raise OutsideLog
-    proof = await store.inclusion_proof(
-        request.app[keys.DB], petition.id, query["leaf"], query["size"]
-    )
-    return web.json_response(
-        {"leaf": query["leaf"], "size": query["size"], "proof": [b64(h) for h in proof]},
-        headers=IMMUTABLE,
-    )
+    proof = await store.inclusion_proof(request.app[keys.DB], petition_id, leaf, tree_size)
+    return _proof({"leaf": leaf, "size": tree_size}, proof)
 
 
 @documented(
