@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import dataclasses
+import hashlib
 import html
 import json
 import re
@@ -20,8 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
+from counter_worker import signature_log as worker_log
 from counter_worker.keys import KeyLayout
-from countersign_core.settings import Settings
+from countersign_core.settings import Settings, load_settings
 from countersign_domain import moderation
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.signature_log import merkle
@@ -34,6 +37,7 @@ from petition_api.app import create_app
 from tests.admin_support import SLUG, AiohttpClient, Client, StaffTokens, bearer
 from tests.conftest import TEST_SECRET, SpawnWorker
 from tests.support import add_signatures, assert_converges, eventually
+from tests.test_cli import countersign
 
 LOG = f"/v1/petitions/{SLUG}/log"
 REPO = Path(__file__).resolve().parent.parent
@@ -559,3 +563,105 @@ async def test_the_delivery_page_prints_the_ledger_the_final_head_and_the_key(
     assert re.search(r'Invalidated as fraudulent \(source\)</td><td class="count">6<', page)
     assert html.escape(head["checkpoint"]) in page
     assert f"{log_key.name}: {base64.b64encode(log_key.public).decode()}" in page
+
+
+async def test_the_log_tables_refuse_to_be_rewritten(
+    pool: asyncpg.Pool, petition_id: int, appender: LogAppender
+) -> None:
+    await add_signatures(pool, petition_id, 3)
+    await appender.drain()
+    for statement in (
+        "UPDATE log_leaves SET leaf = '\\x00'",
+        "DELETE FROM log_nodes",
+        "DELETE FROM log_heads",
+        "TRUNCATE log_leaves CASCADE",
+    ):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await pool.execute(statement)
+    assert await pool.fetchval("SELECT count(*) FROM log_leaves") == 3
+
+
+async def test_the_verifier_cosigns_the_head_it_checked_as_a_witness(
+    client: Client, pool: asyncpg.Pool, petition_id: int, appender: LogAppender, tmp_path: Path
+) -> None:
+    await add_signatures(pool, petition_id, 5)
+    await appender.drain()
+    witness = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "witness.pem"
+    key_file.write_bytes(
+        witness.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cosigned = tmp_path / "cosigned.txt"
+    code, output = await run_verify(
+        client,
+        "--witness-key",
+        str(key_file),
+        "--witness-name",
+        "example.org/witness",
+        "--cosigned",
+        str(cosigned),
+    )
+    assert code == 0, output
+    head = (await get_json(client, f"{LOG}/head"))["checkpoint"]
+    note = cosigned.read_text()
+    assert note.startswith(head)
+    # The C2SP tlog-cosignature v1 line, checked as any reader would.
+    name, signature = note[len(head) :].removeprefix("\u2014 ").split()
+    raw = base64.b64decode(signature)
+    public = witness.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    key_id = hashlib.sha256(name.encode() + b"\n\x04" + public).digest()[:4]
+    assert (name, raw[:4]) == ("example.org/witness", key_id)
+    body = head.partition("\n\n")[0] + "\n"
+    stamp = int.from_bytes(raw[4:12], "big")
+    witness.public_key().verify(raw[12:], f"cosignature/v1\ntime {stamp}\n{body}".encode())
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"COUNTERSIGN_LOG_SIGNING_KEY": "garbage"},
+            "the log signing key is neither PEM nor base64",
+        ),
+        (
+            {"COUNTERSIGN_LOG_SIGNING_KEY": "x", "COUNTERSIGN_LOG_SIGNING_KEY_FILE": "/etc/hosts"},
+            "not both",
+        ),
+        ({"COUNTERSIGN_LOG_SIGNING_KEY_FILE": "/nonexistent"}, 'LOG_SIGNING_KEY_FILE" invalid'),
+    ],
+)
+def test_a_bad_log_signing_key_stops_the_worker_with_one_line(
+    env: dict[str, str], message: str
+) -> None:
+    servers = {"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "redis://x"}
+    result = countersign("worker", env={**servers, **env})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "verify" in countersign("--help").stdout
+    assert "URL-OR-SLUG" in countersign("verify", "--help").stdout
+
+
+def test_the_key_file_setting_and_the_off_switch(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(base64.b64encode(bytes(32)).decode())
+    monkeypatch.setenv("COUNTERSIGN_LOG_SIGNING_KEY_FILE", str(key_file))
+    loaded = load_settings()
+    assert loaded.log_signing_key == key_file.read_text()
+    assert (key := worker_log.log_key(loaded)) is not None
+    assert key.public == LogKey(Ed25519PrivateKey.from_private_bytes(bytes(32))).public
+
+    async def work(_stopping: asyncio.Event) -> None:
+        return None
+
+    off = dataclasses.replace(settings, signature_log=False)
+    assert worker_log.log_key(off) is None
+    assert worker_log.with_signature_log(work, None, 1.0) is work
