@@ -6,11 +6,15 @@
 #   docker run --rm countersign:latest countersign --help
 #
 # No BuildKit-only syntax, so the classic builder used by docker-compose 1.29 works too.
+#
+# Everything is pinned: the base image by digest (Python 3.12.14, slim, Debian trixie;
+# the multi-architecture index), the dependencies by requirements.lock and the build
+# backend by build-requirements.lock, both with hashes.
 
-ARG PYTHON_VERSION=3.12
+ARG PYTHON_IMAGE=python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea
 
-# --- builder: install exactly what requirements.lock pins, hashes checked ----------
-FROM python:${PYTHON_VERSION}-slim AS builder
+# --- builder: install exactly what the locks pin, hashes checked -------------------
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -24,8 +28,13 @@ WORKDIR /src
 # Dependencies first, so editing the code does not re-download them.
 # --only-binary: every pinned package has wheels for linux x86_64 and aarch64, and the
 # slim image has no compiler; failing here beats a half-built sdist.
-COPY requirements.lock ./
+COPY requirements.lock build-requirements.lock ./
 RUN pip install --require-hashes --only-binary=:all: -r requirements.lock
+# The build backend (hatchling and what it needs) in a venv of its own: pinned like the
+# rest, and left behind in this stage.
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --only-binary=:all: \
+        -r build-requirements.lock
 
 # The project itself, without dependencies (all of them come from the lock above).
 # README.md is needed by the build: pyproject.toml names it as the readme.
@@ -37,11 +46,14 @@ COPY countersign ./countersign
 COPY petition_api ./petition_api
 COPY counter_worker ./counter_worker
 COPY mail_sender ./mail_sender
-RUN pip install --no-deps . \
+# --no-build-isolation: the backend comes from the pinned venv above; pip would otherwise
+# fetch whatever hatchling is newest.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
+    && pip install --no-index --no-deps /tmp/dist/*.whl \
     && countersign --help > /dev/null
 
 # --- runtime: the venv only; no compiler, no sources, not root -----------------------
-FROM python:${PYTHON_VERSION}-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -59,6 +71,7 @@ USER 10001:10001
 
 EXPOSE 8080
 
-# No HEALTHCHECK here: the same image runs the worker, which serves no HTTP.
-# docker-compose.yml gives the API a healthcheck on /readyz.
+# No HEALTHCHECK here: the probe differs by role (the API's /readyz on its port; the
+# worker's and the mail sender's /readyz on their metrics ports, when set).
+# docker-compose.yml and deploy/ give each its own.
 CMD ["countersign", "api", "--host", "0.0.0.0", "--port", "8080"]

@@ -8,9 +8,9 @@ the mail sender's delivery rate to a local SMTP server.
 2. Sending: mail senders deliver M of those jobs to an aiosmtpd server in a thread,
    with 1 and then 4 SMTP connections; every job must be sent exactly once.
 
-    python bench/bench_confirmation.py [--signatures 20000] [--emails 3000]
+    python -m bench.bench_confirmation [--signatures 20000] [--emails 3000]
 
-Servers: DATABASE_URL (a server-level URL) when set, else an embedded Postgres. The
+Servers: DATABASE_URL / REDIS_URL (server-level URLs) when set, else embedded ones. The
 script creates and drops its own ``cs_bench_*`` database. Exit status 1 if a check fails.
 """
 
@@ -18,21 +18,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import secrets
 import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from countersign.embedded import start_embedded, with_database
+from bench.harness.run import bench_main, say
+from bench.harness.stack import workspace
 from countersign.mailcatcher import start_smtp_server
 from countersign_core.connections import create_pg_pool
-from countersign_core.migrations import migrate
 from countersign_core.settings import load_settings
 from countersign_core.smtp import parse_smtp_url
 from countersign_core.texts import TextCatalog
@@ -41,10 +40,6 @@ from countersign_domain.signatures import Hasher, NewSignature, SignatureWriter
 from mail_sender.main import build_sender
 
 SECRET = secrets.token_urlsafe(32)
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
 
 
 async def sign_many(pool: asyncpg.Pool, petition_id: int, n: int, tag: str) -> float:
@@ -96,14 +91,18 @@ async def send_all(
     database_url: str, pool: asyncpg.Pool, port: int, connections: int, expected: int
 ) -> float:
     """Run a sender until ``expected`` jobs are sent; returns emails/s."""
+    defaults = load_settings()
     settings = dataclasses.replace(
-        load_settings(),
+        defaults,
         secret_key=SECRET,
-        public_url="http://bench.test",
-        mail_from="bench@bench.test",
-        smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=false&timeout=10"),
-        mail_connections=connections,
-        mail_poll_interval=0.2,
+        mail=dataclasses.replace(
+            defaults.mail,
+            public_url="http://bench.test",
+            mail_from="bench@bench.test",
+            smtp=parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=false&timeout=10"),
+            connections=connections,
+            poll_interval=0.2,
+        ),
     )
     sender = build_sender(settings, database_url, pool, TextCatalog.load())
     stopping = asyncio.Event()
@@ -123,11 +122,17 @@ async def send_all(
 
 async def bench(database_url: str, signatures: int, emails: int) -> bool:
     conn = await asyncpg.connect(database_url)
-    await migrate(conn)
     counted = await create_petition(
-        conn, slug="bench-counted", title="Bench", status="open", require_confirmation=False
+        conn,
+        actor="bench",
+        slug="bench-counted",
+        title="Bench",
+        status="open",
+        require_confirmation=False,
     )
-    pending = await create_petition(conn, slug="bench-pending", title="Bench", status="open")
+    pending = await create_petition(
+        conn, actor="bench", slug="bench-pending", title="Bench", status="open"
+    )
     await conn.close()
     pool = await create_pg_pool(database_url, max_size=10)
     ok = True
@@ -175,23 +180,10 @@ def check(condition: bool, what: str) -> bool:
     return condition
 
 
-async def main_async(signatures: int, emails: int) -> bool:
-    server_url = load_settings().database_url
-    embedded = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if not server_url:
-            embedded = start_embedded(Path(tmp), keep=False)
-            server_url = embedded.database_url
-        name = f"cs_bench_{secrets.token_hex(5)}"
-        admin = await asyncpg.connect(server_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            return await bench(with_database(server_url, name), signatures, emails)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-            if embedded is not None:
-                embedded.stop()
+async def main_async(signatures: int, emails: int) -> int:
+    async with contextlib.AsyncExitStack() as exits:
+        site = await workspace(exits)
+        return 0 if await bench(site.database_url, signatures, emails) else 1
 
 
 def main() -> int:
@@ -199,7 +191,7 @@ def main() -> int:
     parser.add_argument("--signatures", type=int, default=20_000)
     parser.add_argument("--emails", type=int, default=3_000)
     args = parser.parse_args()
-    return 0 if asyncio.run(main_async(args.signatures, args.emails)) else 1
+    return bench_main(lambda: main_async(args.signatures, args.emails), "bench_confirmation")
 
 
 if __name__ == "__main__":

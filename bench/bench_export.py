@@ -1,41 +1,42 @@
 """Export speed and memory: the API's streamed COPY beside psql's own \\copy.
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
-    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/bench_export.py
+    python -m bench.bench_export [--rows 1000000] [--repeat 3]
 
 Creates a database of its own (dropped at the end) with ROWS signatures, runs the API as
 a subprocess, downloads the export with curl while sampling the API's memory, and runs
 psql's \\copy of the same query, alternating REPEAT times. Prints the figures; asserts
-nothing (speed is not a test). Needs psql and curl on the PATH.
+nothing (speed is not a test). Needs psql and curl on the PATH. Servers: DATABASE_URL /
+REDIS_URL when set, else embedded ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
 import asyncpg
 import psutil
 
-from countersign.embedded import with_database
-from countersign_core.migrations import migrate
+from bench.harness.run import bench_main, ratio, say
+from bench.harness.stack import (
+    alive,
+    start_api,
+    wait_listening,
+    workspace,
+)
 from countersign_domain.export import UTF8_BOM, export_query
 from countersign_domain.staff import Role, create_token
 
-SECRET = "bench-only-secret-key-0123456789abcdefghij"  # noqa: S105  (a throwaway database)
 SLUG = "bench"
 
 
@@ -52,18 +53,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def create_database(server: str, rows: int) -> tuple[str, str, int]:
-    """A migrated database with one petition of ``rows`` counted signatures."""
-    name = f"cs_bench_export_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(server, name)
+async def fill(url: str, rows: int) -> tuple[str, int]:
+    """One petition of ``rows`` counted signatures; an admin token and the petition's id."""
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
         petition_id: int = await conn.fetchval(
             "INSERT INTO petitions (slug, title, status) VALUES ($1, 'Bench', 'open') RETURNING id",
             SLUG,
@@ -87,20 +80,11 @@ async def create_database(server: str, rows: int) -> tuple[str, str, int]:
             rows,
         )
         await conn.execute("VACUUM ANALYZE signatures")
-        print(f"inserted {rows:,} signatures in {time.monotonic() - started:.1f}s", flush=True)
-        token = await create_token(conn, "bench", Role.ADMIN)
+        say(f"inserted {rows:,} signatures in {time.monotonic() - started:.1f}s")
+        token = await create_token(conn, actor="bench", name="bench", role=Role.ADMIN)
     finally:
         await conn.close()
-    return url, token, petition_id
-
-
-async def drop_database(server: str, url: str) -> None:
-    name = url.rsplit("/", 1)[-1].split("?")[0]
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    return token, petition_id
 
 
 def psql_copy_command(petition_id: int, path: Path) -> str:
@@ -140,73 +124,41 @@ class RssSampler:
         self._thread.join()
 
 
-def wait_ready(base: str, api: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if api.poll() is not None:
-            sys.exit("the API exited during start-up")
-        probe = subprocess.run(
-            ["curl", "-sf", "-o", "/dev/null", f"{base}/readyz"], check=False
-        ).returncode
-        if probe == 0:
-            return
-        time.sleep(0.1)
-    sys.exit("the API did not become ready")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def mb(size: float) -> str:
     return f"{size / 2**20:.1f} MB"
 
 
-def main() -> None:
+async def bench(args: argparse.Namespace) -> int:
+    async with contextlib.AsyncExitStack() as exits:
+        site = await workspace(exits)
+        url, tmp = site.database_url, site.folder
+        token, petition_id = await fill(url, args.rows)
+        api = await start_api(exits, site.service_env(), tmp)
+        await wait_listening(f"{api.url}/readyz", 1, alive=alive(api))
+        api_file, psql_file = tmp / "api.csv", tmp / "psql.csv"
+        curl = [
+            "curl", "-sfS", "-o", str(api_file), "-H", f"Authorization: Bearer {token}",
+            f"{api.url}/v1/admin/petitions/{SLUG}/signatures.csv",
+        ]  # fmt: skip
+        psql = ["psql", url, "-X", "-q", "-c", psql_copy_command(petition_id, psql_file)]
+        baseline = psutil.Process(api.pid).memory_info().rss
+        api_runs: list[Run] = []
+        psql_runs: list[Run] = []
+        with RssSampler(api.pid) as sampler:
+            for _ in range(args.repeat):
+                psql_runs.append(await asyncio.to_thread(timed, psql, psql_file))
+                api_runs.append(await asyncio.to_thread(timed, curl, api_file))
+        identical = api_file.read_bytes() == UTF8_BOM + psql_file.read_bytes()
+    report(args.rows, api_runs, psql_runs, baseline, sampler.peak, identical)
+    return 0
+
+
+def main() -> int:
     args = parse_args()
     for tool in ("psql", "curl"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed on the PATH")
-    server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    url, token, petition_id = asyncio.run(create_database(server, args.rows))
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url,
-        "COUNTERSIGN_SECRET_KEY": SECRET,
-        "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_REDIS_PREFIX": f"cs-bench-{uuid4().hex[:8]}",
-        "COUNTERSIGN_LOG_LEVEL": "WARNING",
-    }
-    api = subprocess.Popen([sys.executable, "-m", "petition_api"], env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base, api)
-        with tempfile.TemporaryDirectory(prefix="cs-bench-") as folder:
-            api_file, psql_file = Path(folder) / "api.csv", Path(folder) / "psql.csv"
-            curl = [
-                "curl", "-sfS", "-o", str(api_file), "-H", f"Authorization: Bearer {token}",
-                f"{base}/v1/admin/petitions/{SLUG}/signatures.csv",
-            ]  # fmt: skip
-            psql = ["psql", url, "-X", "-q", "-c", psql_copy_command(petition_id, psql_file)]
-            baseline = psutil.Process(api.pid).memory_info().rss
-            api_runs: list[Run] = []
-            psql_runs: list[Run] = []
-            with RssSampler(api.pid) as sampler:
-                for _ in range(args.repeat):
-                    psql_runs.append(timed(psql, psql_file))
-                    api_runs.append(timed(curl, api_file))
-            identical = api_file.read_bytes() == UTF8_BOM + psql_file.read_bytes()
-        report(args.rows, api_runs, psql_runs, baseline, sampler.peak, identical)
-    finally:
-        api.terminate()
-        api.wait(20)
-        asyncio.run(drop_database(server, url))
+    return bench_main(lambda: bench(args), "bench_export")
 
 
 def report(
@@ -223,11 +175,11 @@ def report(
           f"({rows / api_best:,.0f} rows/s, {mb(api[0].size / api_best)}/s)")  # fmt: skip
     print(f"psql \\copy           best {psql_best:.2f}s, median {psql_median:.2f}s "
           f"({rows / psql_best:,.0f} rows/s)")  # fmt: skip
-    print(f"API / psql           {api_best / psql_best:.2f}x best, "
-          f"{api_median / psql_median:.2f}x median (aim: within 2x)")  # fmt: skip
+    print(f"API / psql           {ratio(api_best, psql_best)} best, "
+          f"{ratio(api_median, psql_median)} median (aim: within 2x)")  # fmt: skip
     print(f"API memory           {mb(baseline)} before, peak {mb(peak)}, growth "
           f"{mb(peak - baseline)} (aim: under 150 MB)")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

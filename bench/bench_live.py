@@ -14,28 +14,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
-import os
 import resource
-import socket
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
-from pathlib import Path
-from uuid import uuid4
+from typing import Any
 
 import aiohttp
-import asyncpg
+from redis.asyncio import Redis
 
+from bench.harness.run import bench_main, percentile, say
+from bench.harness.stack import (
+    alive,
+    open_petition,
+    start_api,
+    start_worker,
+    wait_listening,
+    workspace,
+)
 from counter_worker.keys import KeyLayout
-from countersign.embedded import start_embedded, with_database
 from countersign_core.connections import create_redis
-from countersign_core.migrations import migrate
 from countersign_core.runtime import run
 
 SLUG = "bench-live"
@@ -109,51 +111,6 @@ async def _stream_client(
     }
 
 
-# -- the servers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def bench_database(server_url: str) -> AsyncIterator[str]:
-    name = f"cs_bench_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
-    try:
-        conn = await asyncpg.connect(url)
-        await migrate(conn)
-        await conn.execute(
-            "INSERT INTO petitions (slug, title, status, require_confirmation)"
-            " VALUES ($1, 'Bench', 'open', false)",
-            SLUG,
-        )
-        await conn.close()
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def wait_for_counts(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(f"{base}/v1/petitions/{SLUG}/counts") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the API or the worker did not come up")
-
-
 # -- the measurement ------------------------------------------------------------------------
 
 
@@ -170,102 +127,70 @@ async def sign(base: str, signatures: int, pause: float) -> list[float]:
     return answered
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-async def bench(args: argparse.Namespace, database_url: str, redis_url: str) -> None:
-    layout = KeyLayout(f"bench-{uuid4().hex[:8]}")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "COUNTERSIGN_SECRET_KEY": "bench-only-not-a-secret-0123456789abcdef",
-        "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
-        "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_LOG_LEVEL": "WARNING",
-    }
-    processes = [
-        await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
-        for module in ("counter_worker", "petition_api")
-    ]
-    redis = create_redis(redis_url)
-    try:
-        await wait_for_counts(base)
-        context = multiprocessing.get_context("spawn")
-        shares = [args.streams // args.clients] * args.clients
-        shares[0] += args.streams - sum(shares)
-        pipes, clients = [], []
-        for share in shares:
-            ours, theirs = context.Pipe()
-            url = f"{base}/v1/petitions/{SLUG}/live"
-            client = context.Process(
-                target=stream_client, args=(url, share, args.signatures, theirs)
-            )
-            client.start()
-            pipes.append(ours)
-            clients.append(client)
-        ready = [await asyncio.to_thread(pipe.recv) for pipe in pipes]
-        [(_, subscribers)] = await redis.pubsub_numsub(layout.updates_channel)
-        named = [
-            c for c in await redis.client_list() if c["name"] == f"countersign-live:{layout.prefix}"
-        ]
-        print(f"streams open: {args.streams} on one API process, across {args.clients} clients")
-        print(
-            f"  all open and holding the counts after {max(r['ready_after'] for r in ready):.1f}s"
-        )
-        print(f"  Redis pub/sub subscribers on the updates channel: {subscribers}")
-        print(f"  Redis connections named countersign-live: {len(named)}")
-
-        answered = await sign(base, args.signatures, args.pause)
-        results = [await asyncio.to_thread(pipe.recv) for pipe in pipes]
-        for client in clients:
-            client.join()
-    finally:
-        for process in processes:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 15)
-        doomed = [key async for key in redis.scan_iter(match=layout.namespace_pattern())]
-        if doomed:
-            await redis.delete(*doomed)
-        await redis.aclose()
+async def bench(args: argparse.Namespace) -> int:
+    async with contextlib.AsyncExitStack() as exits:
+        site = await workspace(exits)
+        await open_petition(site.database_url, SLUG)
+        worker = await start_worker(exits, site.service_env(), site.folder)
+        api = await start_api(exits, site.service_env(), site.folder)
+        redis = create_redis(site.servers.redis)
+        exits.push_async_callback(redis.aclose)
+        await wait_listening(f"{api.url}/v1/petitions/{SLUG}/counts", 1, alive=alive(api, worker))
+        answered, results = await measure(args, api.url, site.layout, redis)
 
     incomplete = sum(r["incomplete"] for r in results)
     latencies = []
     for total, at in enumerate(answered, start=1):
         everywhere = max(r["latest_first"][total] for r in results)
         latencies.append(everywhere - at)
-    print(f"signatures: {args.signatures}, {args.pause:.2f}s apart")
-    print("from each 201 to its total on every stream:")
-    print(
+    p99 = percentile(latencies, 99)
+    say(f"signatures: {args.signatures}, {args.pause:.2f}s apart")
+    say("from each 201 to its total on every stream:")
+    say(
         f"  p50 {statistics.median(latencies) * 1000:.0f} ms   "
-        f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms   "
+        f"p99 {p99 * 1000:.0f} ms   "
         f"max {max(latencies) * 1000:.0f} ms"
     )
-    print(f"  streams that missed a total or failed: {incomplete}")
-    verdict = "met" if percentile(latencies, 0.99) < 1.0 and not incomplete else "NOT met"
-    print(f"target (p99 < 1 s on every stream): {verdict}")
+    say(f"  streams that missed a total or failed: {incomplete}")
+    verdict = "met" if p99 < 1.0 and not incomplete else "NOT met"
+    say(f"target (p99 < 1 s on every stream): {verdict}")
+    return 0
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    with tempfile.TemporaryDirectory() as scratch:
-        embedded = None
-        if not database_url or not redis_url:
-            embedded = start_embedded(Path(scratch), keep=False)
-        try:
-            server = database_url or embedded.database_url  # type: ignore[union-attr]
-            async with bench_database(server) as url:
-                await bench(args, url, redis_url or embedded.redis_url)  # type: ignore[union-attr]
-        finally:
-            if embedded is not None:
-                embedded.stop()
+async def measure(
+    args: argparse.Namespace, base: str, layout: KeyLayout, redis: Redis
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """Open the streams in client processes, then sign; the moment of each 201, and what
+    each client process saw."""
+    context = multiprocessing.get_context("spawn")
+    shares = [args.streams // args.clients] * args.clients
+    shares[0] += args.streams - sum(shares)
+    pipes, clients = [], []
+    for share in shares:
+        ours, theirs = context.Pipe()
+        url = f"{base}/v1/petitions/{SLUG}/live"
+        client = context.Process(target=stream_client, args=(url, share, args.signatures, theirs))
+        client.start()
+        pipes.append(ours)
+        clients.append(client)
+    ready = [await asyncio.to_thread(pipe.recv) for pipe in pipes]
+    [(_, subscribers)] = await redis.pubsub_numsub(layout.updates_channel)
+    named = [
+        c for c in await redis.client_list() if c["name"] == f"countersign-live:{layout.prefix}"
+    ]
+    say(f"streams open: {args.streams} on one API process, across {args.clients} clients")
+    say(f"  all open and holding the counts after {max(r['ready_after'] for r in ready):.1f}s")
+    say(f"  Redis pub/sub subscribers on the updates channel: {subscribers}")
+    say(f"  Redis connections named countersign-live: {len(named)}")
+
+    answered = await sign(base, args.signatures, args.pause)
+    results = [await asyncio.to_thread(pipe.recv) for pipe in pipes]
+    for client in clients:
+        client.join()
+    return answered, results
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--signatures", type=int, default=100)
@@ -275,8 +200,8 @@ def main() -> None:
     limit = raise_open_files_limit(args.streams + 1024)
     if limit < args.streams + 256:
         sys.exit(f"the open-files limit ({limit}) is too low for {args.streams} streams")
-    run(main_async(args))
+    return bench_main(lambda: bench(args), "bench_live")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,7 @@ log on and off.
    and head, recomputes the tree and the totals, checks every signature). Target: under
    a minute. It also times the verifier's recomputation alone, on leaves read straight
    from Postgres, to show where the time goes.
-2. Unless --no-sign: runs bench_core.py's sign phase with the log off, then on, then off
+2. Unless --no-sign: runs bench_core's sign phase with the log off, then on, then off
    and on again (alternating, so that other load on the machine falls on both alike),
    and prints the signing throughput of each.
 
@@ -22,38 +22,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
-import secrets
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.bench_core import (
-    REPO,
-    BenchError,
-    CpuMeter,
-    Target,
-    create_database,
-    delete_keys,
-    free_port,
-    http_status,
-    open_servers,
-    say,
-    service_env,
-    start_service,
-    wait_until,
-)
+from bench import bench_core
+from bench.harness.run import BenchError, bench_main, say
+from bench.harness.stack import alive, open_petition, start_api, wait_listening, workspace
 from countersign.cli.verifier import LogAudit
 from countersign_core.connections import create_pg_pool
-from countersign_core.migrations import migrate
 from countersign_domain.signature_log.appender import LogAppender
 from countersign_domain.signature_log.heads import LogKey
+from tests.support.processes import countersign
 
 VERIFY_TARGET_S = 60.0
 SLUG = "bench-log"
@@ -78,19 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def fill(database_url: str, leaves: int, batch: int) -> float:
     """N counted signatures, appended as leaves; returns the seconds the appending took."""
+    petition = await open_petition(database_url, SLUG)
     pool = await create_pg_pool(database_url, max_size=2)
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-            petition = await conn.fetchval(
-                """INSERT INTO petitions (slug, title, status, require_confirmation)
-                   VALUES ($1, 'Benchmark petition', 'open', false) RETURNING id""",
-                SLUG,
-            )
-            started = time.monotonic()
-            for start in range(1, leaves + 1, CHUNK):
-                await conn.execute(FILL, petition, start, min(start + CHUNK - 1, leaves))
-            say(f"{leaves:,} signatures written in {time.monotonic() - started:.1f}s")
+        started = time.monotonic()
+        for start in range(1, leaves + 1, CHUNK):
+            await pool.execute(FILL, petition, start, min(start + CHUNK - 1, leaves))
+        say(f"{leaves:,} signatures written in {time.monotonic() - started:.1f}s")
         appender = LogAppender(pool, LogKey(Ed25519PrivateKey.generate()), batch_size=batch)
         await appender.register_key()
         started = time.monotonic()
@@ -120,56 +97,26 @@ async def recompute_only(database_url: str) -> float:
 
 
 async def verify_over_http(
-    exits: contextlib.AsyncExitStack, env: dict[str, str], tmp: Path
+    exits: contextlib.AsyncExitStack, env: dict[str, str], log_dir: Path
 ) -> tuple[float, str]:
-    port = free_port()
-    api = await start_service(
-        exits,
-        "api",
-        ["-m", "countersign", "api", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        tmp,
-        CpuMeter(),
-        "api",
-    )
-
-    async def ready() -> bool:
-        async with aiohttp.ClientSession() as session:
-            return await http_status(session, f"http://127.0.0.1:{port}/readyz") == 200
-
-    await wait_until(ready, timeout=60, what="the API", alive=api.check_alive)
+    api = await start_api(exits, env, log_dir)
+    await wait_listening(f"{api.url}/readyz", 1, alive=alive(api))
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "countersign",
-        "verify",
-        f"http://127.0.0.1:{port}/v1/petitions/{SLUG}",
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
+    result = await asyncio.to_thread(countersign, "verify", f"{api.url}/v1/petitions/{SLUG}")
     took = time.monotonic() - started
-    text = output.decode()
-    if process.returncode != 0:
+    text = result.stdout + result.stderr
+    if result.returncode != 0:
         raise BenchError(f"countersign verify failed:\n{text}")
     return took, text
 
 
 async def verify_phase(leaves: int, batch: int) -> list[str]:
     async with contextlib.AsyncExitStack() as exits:
-        tmp = Path(tempfile.mkdtemp(prefix="cs-bench-log-"))
-        exits.callback(shutil.rmtree, tmp, ignore_errors=True)
-        server_url, redis_url = await open_servers(exits, tmp)
-        database_url = await create_database(exits, server_url, f"cs_bench_{secrets.token_hex(5)}")
-        prefix = f"cs-bench-{secrets.token_hex(5)}"
-        exits.push_async_callback(delete_keys, redis_url, prefix)
-        append_s = await fill(database_url, leaves, batch)
-        recompute_s = await recompute_only(database_url)
+        site = await workspace(exits)
+        append_s = await fill(site.database_url, leaves, batch)
+        recompute_s = await recompute_only(site.database_url)
         say(f"the verifier's recomputation alone: {recompute_s:.1f}s")
-        env = service_env(Target(database_url, redis_url, prefix, SLUG, 0), tmp)
-        verify_s, output = await verify_over_http(exits, env, tmp)
+        verify_s, output = await verify_over_http(exits, site.service_env(), site.folder)
         say(output.rstrip())
         ok = verify_s < VERIFY_TARGET_S
         return [
@@ -181,25 +128,14 @@ async def verify_phase(leaves: int, batch: int) -> list[str]:
 
 
 async def sign_rate(signature_log: str, duration: int) -> float:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(REPO / "bench" / "bench_core.py"),
-        "--skip-lag",
-        "--skip-reads",
-        "--duration",
-        str(duration),
-        "--signature-log",
-        signature_log,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    text = output.decode()
-    match = re.search(r"sign throughput:\s+([\d,]+) signatures/s", text)
-    if process.returncode != 0 or not match:
-        raise BenchError(f"bench_core.py --signature-log {signature_log} failed:\n{text[-3000:]}")
-    return float(match[1].replace(",", ""))
+    """bench_core's sign phase alone (no lag, reads or baseline), with the log on or off."""
+    args = ["--skip-lag", "--skip-reads", "--skip-baseline", "--duration", str(duration)]
+    cfg = bench_core.parse_args([*args, "--signature-log", signature_log])
+    report = bench_core.Report(cfg)
+    await bench_core.run(cfg, report)
+    if report.failures or report.sign is None:
+        raise BenchError(f"bench_core --signature-log {signature_log}: {report.failures}")
+    return report.sign.rate
 
 
 async def sign_phase(duration: int) -> list[str]:
@@ -217,20 +153,19 @@ async def sign_phase(duration: int) -> list[str]:
     ]
 
 
-async def main_async(args: argparse.Namespace) -> list[str]:
-    lines = await verify_phase(args.leaves, args.batch)
-    if not args.no_sign:
-        lines += await sign_phase(args.sign_duration)
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        lines = asyncio.run(main_async(args))
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return 1
+    lines: list[str] = []
+
+    async def measure() -> int:
+        lines.extend(await verify_phase(args.leaves, args.batch))
+        if not args.no_sign:
+            lines.extend(await sign_phase(args.sign_duration))
+        return 0
+
+    status = bench_main(measure, "bench_log_verify")
+    if status:
+        return status
     say("\n" + "=" * 100 + "\n" + "\n".join(lines) + "\n" + "=" * 100)
     return 0
 

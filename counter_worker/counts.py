@@ -1,4 +1,5 @@
-"""Reading the live counters: the API's only way into the worker's key layout."""
+"""Reading the live counters and their update messages: the API's only way into the
+worker's key layout (import-linter holds it to this module)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,36 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
+
+__all__ = ["CountsUpdate", "KeyLayout", "LiveCounts", "read_counts", "read_source_count"]
+
+_SEPARATOR = ":"
+
+
+@dataclass(frozen=True)
+class CountsUpdate:
+    """The message the worker publishes on ``KeyLayout.updates_channel`` after every
+    change: ``<petition id>:<total>``. The worker's scripts write it (``lua``), the API's
+    live streams read it (``decode``)."""
+
+    petition_id: int
+    total: int
+
+    def encode(self) -> str:
+        return f"{self.petition_id}{_SEPARATOR}{self.total}"
+
+    @staticmethod
+    def lua(petition_id: str, total: str) -> str:
+        """The Lua expression that builds the message from two Lua expressions."""
+        return f"{petition_id} .. '{_SEPARATOR}' .. {total}"
+
+    @classmethod
+    def decode(cls, data: str) -> CountsUpdate | None:
+        """The update a message carries; None for anything else on the channel."""
+        petition_id, _, total = data.partition(_SEPARATOR)
+        if not (petition_id.isdigit() and total.lstrip("-").isdigit()):
+            return None
+        return cls(int(petition_id), int(total))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The Redis key layout: the one place that spells key names.
 
 Every key of a petition carries the hash tag ``{p<id>}`` so that all of them live in one
-Redis Cluster slot and the Lua scripts that touch several of them stay legal there. Rate
-limit keys carry one hash tag per limited subject, for the same reason.
+Redis Cluster slot and the Lua scripts that touch several of them stay legal there. (The
+API's rate limits share the prefix; their keys are spelled in petition_api/ratelimit.py.)
 """
 
 from __future__ import annotations
@@ -46,14 +46,10 @@ class KeyLayout:
             _batch_lease_prefix=base + "lease:",
         )
 
-    def rate_limit(self, subject: str, window: str) -> str:
-        """The state of one limit window of a subject (``ip:<hash>:p<id>``, ``partner:<id>``,
-        ``global``): all windows of a subject share its hash tag."""
-        return f"{self.prefix}:{{rl:{subject}}}:{window}"
-
     @property
     def updates_channel(self) -> str:
-        """Pub/sub channel carrying ``<petition id>:<total>`` after every change."""
+        """Pub/sub channel carrying an update message (``counts.CountsUpdate``) after every
+        change."""
         return f"{self.prefix}:updates"
 
     def namespace_pattern(self) -> str:

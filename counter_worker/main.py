@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from counter_worker.keys import KeyLayout
@@ -20,7 +20,10 @@ log = logging.getLogger("counter_worker")
 
 @asynccontextmanager
 async def connected_worker(
-    settings: Settings, database_url: str, redis_url: str
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    on_step: Callable[[str], None] | None = None,
 ) -> AsyncIterator[CounterWorker]:
     """A worker configured from the settings, with its connections open."""
     pool = await create_pg_pool(database_url, max_size=5, application_name="counter_worker")
@@ -30,29 +33,36 @@ async def connected_worker(
             database_url,
             pool,
             redis,
-            KeyLayout(settings.redis_prefix),
-            batch_size=settings.worker_batch_size,
-            lease_ms=settings.worker_lease_ms,
-            poll_interval=settings.worker_poll_interval,
-            stop_at=settings.worker_stop_at,
+            KeyLayout(settings.redis.prefix),
+            settings.worker,
+            on_step=on_step,
+            heartbeat_interval=settings.heartbeat_interval,
         )
     finally:
         await redis.aclose()
         await pool.close()
 
 
-async def serve(settings: Settings, key: LogKey | None = None) -> None:
-    if settings.worker_metrics_port:
-        serve_metrics(settings.metrics_host, settings.worker_metrics_port)
-    async with connected_worker(settings, *settings.require_servers()) as worker:
-        appender = appender_for(settings, worker.pool, key) if key else None
-        work = with_signature_log(worker.run, appender, settings.worker_poll_interval)
+async def serve(
+    settings: Settings, key: LogKey | None = None, on_step: Callable[[str], None] | None = None
+) -> None:
+    async with (
+        connected_worker(settings, *settings.require_servers(), on_step) as worker,
+        worker.heartbeat.watching_the_loop(),
+    ):
+        if settings.metrics.worker_port:
+            serve_metrics(
+                settings.metrics.host, settings.metrics.worker_port, probes=worker.heartbeat
+            )
+        appender = appender_for(settings, worker.pool, key, on_step) if key else None
+        work = with_signature_log(worker.run, appender, settings.worker.poll_interval)
         await run_until_signalled(
-            work, grace=settings.worker_shutdown_grace, log=log, in_hand="batch"
+            work, grace=settings.worker.shutdown_grace, log=log, in_hand="batch"
         )
 
 
-def main() -> None:
+def main(on_step: Callable[[str], None] | None = None) -> None:
+    """``on_step``: see CounterWorker (tests/worker_with_stop.py uses it)."""
     try:
         settings = load_settings()
         settings.require_servers()
@@ -60,4 +70,5 @@ def main() -> None:
         key = log_key(settings)
     except (SettingsError, SigningKeyError) as exc:
         fail(str(exc))
-    run(serve(settings, key))
+    configure_logging(settings.log_level)
+    run(serve(settings, key, on_step))

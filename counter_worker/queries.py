@@ -72,10 +72,3 @@ BATCHES_IN_FLIGHT = """
 SELECT DISTINCT batch_id::text FROM counter_events
 WHERE petition_id = $1 AND batch_id IS NOT NULL AND batch_id <> $2
 """
-
-# Petitions whose close date has passed. Reads already treat them as closed; this makes
-# the row say so too (a trigger records closed_at as the close date).
-CLOSE_EXPIRED_PETITIONS = """
-UPDATE petitions SET status = 'closed' WHERE status = 'open' AND closes_at <= now()
-RETURNING id
-"""

@@ -11,14 +11,16 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from counter_worker.counts import CountsUpdate
 from counter_worker.keys import PetitionKeys
 
-# Shared tail: write "<petition id>:<total>" to the updates channel and stamp the time.
-_STAMP_AND_PUBLISH = """
+# Shared tail: publish the update message (ARGV[1] is the channel, ARGV[2] the petition
+# id) and stamp the time.
+_STAMP_AND_PUBLISH = f"""
 local now = redis.call('TIME')
 redis.call('SET', KEYS[6], now[1] .. '.' .. string.format('%06d', now[2]))
 local total = redis.call('GET', KEYS[3]) or '0'
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. ':' .. total)
+redis.call('PUBLISH', ARGV[1], {CountsUpdate.lua("ARGV[2]", "total")})
 """
 
 # Adds field deltas from ARGV starting at index `at`: a count, then field/delta pairs.

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,21 +27,22 @@ Work = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 def log_key(settings: Settings) -> LogKey | None:
     """The key heads are signed with; None when the log is off. Raises SigningKeyError."""
-    if not settings.signature_log:
+    if not settings.worker.signature_log:
         return None
-    return load_log_key(settings.log_signing_key, settings.data_dir)
+    return load_log_key(settings.worker.log_signing_key, settings.dev.data_dir)
 
 
-def appender_for(settings: Settings, pool: asyncpg.Pool, key: LogKey) -> LogAppender:
-    before_commit = None
-    if settings.worker_stop_at == "log_before_commit":
-
-        def before_commit() -> None:
-            log.warning("stopping at log_before_commit (COUNTERSIGN_WORKER_STOP_AT)")
-            os.kill(os.getpid(), signal.SIGSTOP)
-
+def appender_for(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    key: LogKey,
+    on_step: Callable[[str], None] | None = None,
+) -> LogAppender:
+    """The appender; ``on_step`` is called with "log_before_commit" inside each append
+    transaction (tests stop the worker there)."""
+    before_commit = (lambda: on_step("log_before_commit")) if on_step else None
     return LogAppender(
-        pool, key, batch_size=settings.worker_batch_size, before_commit=before_commit
+        pool, key, batch_size=settings.worker.batch_size, before_commit=before_commit
     )
 
 

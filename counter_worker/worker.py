@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import socket
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager, suppress
 from uuid import uuid4
 
 import asyncpg
@@ -39,10 +36,18 @@ from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.heartbeats import Heartbeat, process_name
+from countersign_core.runtime import in_background
+from countersign_core.settings import WorkerConfig
+from countersign_domain.housekeeping import close_expired
+from countersign_domain.ip_keys import destroy_expired_keys
 
 log = logging.getLogger("counter_worker")
 
 NOTIFY_CHANNEL = "countersign_events"
+# The points of the protocol where the worker calls its ``on_step`` hook.
+# "log_before_commit" is the signature log appender's (counter_worker/signature_log.py).
+STEPS = ("after_claim", "after_apply", "rebuild_before_write", "log_before_commit")
 MARKER_SWEEP_INTERVAL = 60.0
 
 
@@ -53,22 +58,22 @@ class CounterWorker:
         pool: asyncpg.Pool,
         redis: Redis,
         layout: KeyLayout,
+        config: WorkerConfig,
         *,
-        batch_size: int = 5000,
-        lease_ms: int = 10_000,
-        poll_interval: float = 1.0,
-        stop_at: str | None = None,
+        on_step: Callable[[str], None] | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
         self.redis = redis
         self.layout = layout
         self.scripts = Scripts(redis, layout.updates_channel)
-        self.batch_size = batch_size
-        self.lease_ms = lease_ms
-        self.poll_interval = poll_interval
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
-        self._stop_at = stop_at
+        self.config = config
+        self.token = process_name()
+        self.heartbeat = Heartbeat("counter_worker", self.token, interval=heartbeat_interval)
+        # Called with each name of STEPS as the worker passes that point (tests stop it
+        # there to kill or freeze it at an exact step of the protocol).
+        self._on_step = on_step or (lambda _step: None)
         self._petitions_changed = True
 
     # -- the batch path ---------------------------------------------------------------
@@ -80,15 +85,15 @@ class CounterWorker:
             return False
         batch_id = str(uuid4())
         lease = self.layout.petition(petition_id).batch_lease(batch_id)
-        await self.redis.set(lease, self.token, nx=True, px=self.lease_ms)
+        await self.redis.set(lease, self.token, nx=True, px=self.config.lease_ms)
         async with self._keep_lease(lease):
             rows = await self.pool.fetch(
-                queries.CLAIM_BATCH, petition_id, batch_id, self.batch_size
+                queries.CLAIM_BATCH, petition_id, batch_id, self.config.batch_size
             )
             if not rows:  # another worker claimed them first
                 await self.scripts.release_lease(lease, self.token)
                 return True
-            self._stop_point("after_claim")
+            self._on_step("after_claim")
             await self._apply_and_ack(petition_id, batch_id, rows)
         return True
 
@@ -108,7 +113,7 @@ class CounterWorker:
         countries = {k: v for k, v in countries.items() if v}
         sources = {k: v for k, v in sources.items() if v}
 
-        deadline = asyncio.get_running_loop().time() + self.lease_ms / 2000
+        deadline = asyncio.get_running_loop().time() + self.config.lease_ms / 2000
         while True:
             result = await self.scripts.apply(
                 keys, petition_id, batch_id, self.token, countries, sources
@@ -126,7 +131,7 @@ class CounterWorker:
             metrics.COMMIT_TO_REDIS.observe(oldest_age + applied_after)
             metrics.BATCH_EVENTS.observe(events)
         if result in ("applied", "already_applied"):
-            self._stop_point("after_apply")
+            self._on_step("after_apply")
             await self.pool.execute(queries.ACK_BATCH, batch_id)
             await self.scripts.forget_batch(keys, batch_id, self.token)
         elif result == "not_leaseholder":
@@ -142,12 +147,12 @@ class CounterWorker:
 
     async def recover_stale_batches(self) -> int:
         """Finish batches whose worker stopped renewing its lease. Returns how many."""
-        stale_after = self.lease_ms / 1000
+        stale_after = self.config.lease_ms / 1000
         recovered = 0
         for row in await self.pool.fetch(queries.STALE_BATCHES, stale_after):
             batch_id, petition_id = row["batch_id"], row["petition_id"]
             lease = self.layout.petition(petition_id).batch_lease(batch_id)
-            if not await self.redis.set(lease, self.token, nx=True, px=self.lease_ms):
+            if not await self.redis.set(lease, self.token, nx=True, px=self.config.lease_ms):
                 continue  # its worker is alive (renewing), or someone else took it over
             async with self._keep_lease(lease):
                 rows = await self.pool.fetch(queries.BATCH_DELTAS, batch_id)
@@ -166,7 +171,9 @@ class CounterWorker:
     async def rebuild_petition(self, petition_id: int) -> bool:
         """Make the petition's counters equal Postgres. False if another worker holds it."""
         keys = self.layout.petition(petition_id)
-        if not await self.redis.set(keys.rebuild_lease, self.token, nx=True, px=self.lease_ms):
+        if not await self.redis.set(
+            keys.rebuild_lease, self.token, nx=True, px=self.config.lease_ms
+        ):
             return False
         try:
             async with self._keep_lease(keys.rebuild_lease):
@@ -174,10 +181,10 @@ class CounterWorker:
                     return False
                 batch_id = str(uuid4())
                 batch_lease = keys.batch_lease(batch_id)
-                await self.redis.set(batch_lease, self.token, nx=True, px=self.lease_ms)
+                await self.redis.set(batch_lease, self.token, nx=True, px=self.config.lease_ms)
                 async with self._keep_lease(batch_lease):
                     countries, sources, in_flight = await self._snapshot(petition_id, batch_id)
-                    self._stop_point("rebuild_before_write")
+                    self._on_step("rebuild_before_write")
                     result = await self.scripts.rebuild(
                         keys, petition_id, self.token, countries, sources, [*in_flight, batch_id]
                     )
@@ -261,10 +268,17 @@ class CounterWorker:
 
     async def close_expired_petitions(self) -> int:
         """Close petitions past their close date. Returns how many."""
-        closed = await self.pool.fetch(queries.CLOSE_EXPIRED_PETITIONS)
-        for row in closed:
-            log.info("petition %s reached its close date; closed", row["id"])
+        closed = await close_expired(self.pool)
+        for petition_id in closed:
+            log.info("petition %s reached its close date; closed", petition_id)
         return len(closed)
+
+    async def destroy_expired_ip_keys(self) -> int:
+        """Destroy the IP hash keys of days past the retention window. Returns how many."""
+        destroyed = await destroy_expired_keys(self.pool, self.config.ip_hash_retention_days)
+        for day in destroyed:
+            log.info("destroyed the IP hash key of %s", day.isoformat())
+        return len(destroyed)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -295,12 +309,14 @@ class CounterWorker:
                     await self.recover_stale_batches()
                     await self.close_expired_petitions()
                     metrics.EVENTS_WAITING.set(await self.pool.fetchval(queries.EVENTS_WAITING))
-                    next_maintenance = loop.time() + self.poll_interval
+                    next_maintenance = loop.time() + self.config.poll_interval
                 if loop.time() >= next_sweep:
                     await self.sweep_applied_markers()
+                    await self.destroy_expired_ip_keys()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
+                await self._beat_if_due()
                 while not stopping.is_set() and await self.process_next_batch():
-                    pass
+                    await self._beat_if_due()  # a long drain is progress too
                 backoff = 0.1
             except TRANSIENT_ERRORS as exc:
                 metrics.BACKEND_ERRORS.inc()
@@ -312,9 +328,19 @@ class CounterWorker:
                 await _wait_any(stopping, timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            await _wait_any(wake, stopping, timeout=self.poll_interval)
+            await _wait_any(
+                wake, stopping, timeout=min(self.config.poll_interval, self.heartbeat.interval)
+            )
         await _close_quietly(listener)
+        await self.heartbeat.forget(self.pool)
         log.info("worker %s stopped", self.token)
+
+    async def _beat_if_due(self) -> None:
+        # From the work loop itself, so a worker stuck anywhere stops beating; and only
+        # once both its servers answered, so that a live heartbeat means a working worker.
+        if self.heartbeat.due():
+            await self.redis.ping()
+            await self.heartbeat.beat(self.pool)
 
     async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection:
         # A connection of its own: LISTEN holds it for the worker's whole life.
@@ -329,32 +355,19 @@ class CounterWorker:
         conn.add_termination_listener(lambda _conn: wake.set())
         return conn
 
-    @asynccontextmanager
-    async def _keep_lease(self, key: str) -> AsyncIterator[None]:
+    def _keep_lease(self, key: str) -> AbstractAsyncContextManager[None]:
         """Renew a lease we hold every third of its TTL until the block ends."""
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(self.lease_ms / 3000)
+                await asyncio.sleep(self.config.lease_ms / 3000)
                 try:
-                    if not await self.scripts.renew_lease(key, self.token, self.lease_ms):
+                    if not await self.scripts.renew_lease(key, self.token, self.config.lease_ms):
                         return
                 except TRANSIENT_ERRORS:
                     return
 
-        task = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
-    def _stop_point(self, name: str) -> None:
-        if self._stop_at == name:
-            self._stop_at = None
-            log.warning("stopping at %s (COUNTERSIGN_WORKER_STOP_AT)", name)
-            os.kill(os.getpid(), signal.SIGSTOP)
+        return in_background(renew())
 
 
 async def _close_quietly(conn: asyncpg.Connection | None) -> None:

@@ -10,7 +10,7 @@ import sys
 
 from aiohttp import web
 
-from petition_api.widget import partner_page
+from petition_api.widget_assets import partner_page
 
 DEMO_SOURCE = "demo-partner"
 

@@ -19,8 +19,10 @@ from countersign.embedded import EmbeddedServers, resolve_servers
 from countersign_core.migrations import migrate
 from countersign_core.runtime import run
 from countersign_core.settings import Settings
-from countersign_domain.origins import add_petition_origins
-from countersign_domain.petitions import create_petition, fetch_petition
+from countersign_domain.audit import cli_actor
+from countersign_domain.errors import PetitionNotFound
+from countersign_domain.identity_migration import data_steps
+from countersign_domain.petitions import create_petition, managed_petition, update_petition
 
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller
@@ -54,54 +56,73 @@ def demo_origins(host: str, demo_port: int) -> list[str]:
     return sorted({f"http://{name}:{demo_port}" for name in (host, "127.0.0.1", "localhost")})
 
 
+async def seed_demo_petition(conn: asyncpg.Connection, origins: list[str]) -> None:
+    """The demo petition, created the first time, and the demo page's origins allowed
+    (added to those it has: a port given another day stays allowed)."""
+    try:
+        petition = await managed_petition(conn, DEMO_SLUG)
+    except PetitionNotFound:
+        petition = await create_petition(
+            conn,
+            actor=cli_actor(),
+            slug=DEMO_SLUG,
+            title=DEMO_TITLE,
+            body=DEMO_TEXT,
+            target=DEMO_TARGET,
+            goal=DEMO_GOAL,
+            status="open",
+            require_confirmation=True,
+        )
+    if missing := set(origins) - set(petition.allowed_origins):
+        allowed = sorted({*petition.allowed_origins, *missing})
+        await update_petition(
+            conn, actor=cli_actor(), slug=DEMO_SLUG, changes={"allowed_origins": allowed}
+        )
+
+
 async def prepare(
     settings: Settings, host: str, demo_port: int
 ) -> tuple[str, str, EmbeddedServers | None]:
     database_url, redis_url, embedded = await resolve_servers(
-        settings.database_url, settings.redis_url, settings.data_dir
+        settings.database.url, settings.redis.url, settings.dev.data_dir
     )
     conn = await asyncpg.connect(database_url)
     try:
-        await migrate(conn)
-        if await fetch_petition(conn, DEMO_SLUG) is None:
-            await create_petition(
-                conn,
-                slug=DEMO_SLUG,
-                title=DEMO_TITLE,
-                body=DEMO_TEXT,
-                target=DEMO_TARGET,
-                goal=DEMO_GOAL,
-                status="open",
-                require_confirmation=True,
-            )
-        await add_petition_origins(conn, DEMO_SLUG, demo_origins(host, demo_port))
+        secret_key = settings.secret_key or dev_secret_key(settings.dev.data_dir)
+        await migrate(conn, data_steps=data_steps(secret_key))
+        await seed_demo_petition(conn, demo_origins(host, demo_port))
     finally:
         await conn.close()
     return database_url, redis_url, embedded
 
 
 def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.dev.data_dir.mkdir(parents=True, exist_ok=True)
     print("countersign: starting servers and applying migrations...", flush=True)
     database_url, redis_url, embedded = run(prepare(settings, host, demo_port))
-    mail_dir, smtp_url = settings.data_dir / "mail", None
+    mail_dir, smtp_url = settings.dev.data_dir / "mail", None
     catcher: Controller | None = None
-    if settings.smtp is None:
+    if settings.mail.smtp is None:
         from countersign.mailcatcher import start_mail_catcher
 
         catcher, smtp_port = start_mail_catcher(mail_dir, lambda line: print(line, flush=True))
         smtp_url = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
     base = f"http://{_reachable(host)}:{port}"
-    env = {
-        **os.environ,
+    resolved = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
-        "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.data_dir),
+        "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.dev.data_dir),
         "COUNTERSIGN_HOST": host,
         "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_PUBLIC_URL": settings.public_url or base,
-        "COUNTERSIGN_MAIL_FROM": settings.mail_from or "Countersign <countersign@localhost>",
+        "COUNTERSIGN_PUBLIC_URL": settings.mail.public_url or base,
+        "COUNTERSIGN_MAIL_FROM": settings.mail.mail_from or "Countersign <countersign@localhost>",
         **({"SMTP_URL": smtp_url} if smtp_url else {}),
+    }
+    # What dev resolved replaces the variables it came from, `_FILE` ones included (the
+    # children would refuse a variable given both ways).
+    env = {
+        **{k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in resolved},
+        **resolved,
     }
     # Own sessions: Ctrl-C reaches this process only, which then stops the API first
     # (no new signatures), the mail sender (it finishes its message) and the worker last
@@ -140,7 +161,7 @@ def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
             _print_banner(
                 base,
                 demo,
-                settings.data_dir if embedded else None,
+                settings.dev.data_dir if embedded else None,
                 mail_dir if catcher else None,
             )
         while not stop_requested and all(child.poll() is None for child in children):

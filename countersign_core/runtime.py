@@ -6,12 +6,20 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
 from typing import Any, NoReturn, TypeVar
 
 from countersign_core.logs import configure_logging
 
-__all__ = ["configure_logging", "event_loop_factory", "fail", "run", "run_until_signalled"]
+__all__ = [
+    "configure_logging",
+    "event_loop_factory",
+    "fail",
+    "in_background",
+    "run",
+    "run_until_signalled",
+]
 
 T = TypeVar("T")
 
@@ -60,3 +68,15 @@ async def run_until_signalled(
         await asyncio.wait_for(task, grace)
     except TimeoutError:
         log.warning("%s not finished within the shutdown grace; leaving it to its lease", in_hand)
+
+
+@asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``work`` as a task while the block runs; cancel it when the block ends."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -45,6 +45,11 @@ class Problem(Exception):
 # -- 400 ----------------------------------------------------------------------------------
 
 
+class BadRequest(Problem):
+    status, code = 400, "bad_request"
+    description = "the request is malformed"
+
+
 class InvalidJson(Problem):
     status, code = 400, "invalid_json"
     description = "the body is not valid JSON"
@@ -101,6 +106,11 @@ class InvalidationNotFound(Problem):
     description = "no such invalidation"
 
 
+class StaffTokenNotFound(Problem):
+    status, code = 404, "staff_token_not_found"
+    description = "no active staff token has this name"
+
+
 class MethodNotAllowed(Problem):
     status, code = 405, "method_not_allowed"
     description = "this method is not allowed here"
@@ -117,6 +127,11 @@ class PetitionClosed(Problem):
 class PetitionExists(Problem):
     status, code = 409, "petition_exists"
     description = "a petition with this slug exists already"
+
+
+class StaffNameTaken(Problem):
+    status, code = 409, "staff_name_taken"
+    description = "a staff token with this name exists already (names are never reused)"
 
 
 class InvalidStatusTransition(Problem):

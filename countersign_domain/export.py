@@ -10,6 +10,7 @@ away makes the sink fail, which cancels the COPY and frees the connection.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,9 @@ from typing import Any
 
 import asyncpg
 
-from countersign_domain import audit
+from countersign_core.connections import rows_affected
+from countersign_domain import audit, patterns
+from countersign_domain.errors import ValidationFailed
 
 # Excel reads a CSV as UTF-8 only when it starts with a byte-order mark; without one,
 # Arabic, Russian or Chinese names turn into mojibake on the diplomats' machines.
@@ -61,6 +64,15 @@ class ExportFilters:
     signed_after: datetime | None = None  # inclusive
     signed_before: datetime | None = None  # exclusive
 
+    def __post_init__(self) -> None:
+        refused: dict[str, list[str]] = {}
+        if self.country is not None and self.country not in patterns.COUNTRY_CODES:
+            refused["country"] = ["Not an ISO 3166-1 alpha-2 country code (in capitals)."]
+        if self.source is not None and not re.fullmatch(patterns.SOURCE_CODE, self.source):
+            refused["source"] = ["Use 1-64 of a-z, 0-9, '_' and '-'."]
+        if refused:
+            raise ValidationFailed(fields=refused)
+
     def args(self, petition_id: int) -> tuple[Any, ...]:
         return (petition_id, self.country, self.source, self.signed_after, self.signed_before)
 
@@ -98,7 +110,7 @@ async def copy_rows(
         encoding="UTF8",
         timeout=timeout,
     )
-    return int(status.split()[-1])
+    return rows_affected(status)
 
 
 async def audited_export(

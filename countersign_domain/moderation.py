@@ -1,217 +1,118 @@
-"""SQL of the staff API and commands, with the small functions that run it.
+"""Moderation: suspects, who signed from one network, invalidations (and their undo),
+erasure and anonymisation. Each change writes its audit entry here, in the same
+transaction; the staff API and the ``countersign`` command only call these functions.
 
 Counts change only by changing rows: erasure and invalidation update the flag columns
 that ``signatures.counted`` is generated from, and the triggers and the counter worker
-carry the change to Redis like any other.
+carry the change to Redis like any other (a released suspect starts to count, an
+invalidated one never does).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from countersign_domain.audit import describe
-from countersign_domain.petitions import Petition
+from countersign_core.connections import rows_affected, transaction
+from countersign_domain import audit
+from countersign_domain.errors import InvalidationNotFound, InvalidationUndone, PetitionNotFound
+from countersign_domain.signatures import Hasher
+
+# -- suspects: signatures the abuse checks held back ---------------------------------------
+
+# "Awaiting review" in each query: flagged, and neither invalidated nor erased since.
+LIST_SUSPECTS = """
+SELECT s.id, s.created_at, s.country, s.source, s.suspect_reason, s.name, s.email
+FROM signatures s JOIN petitions p ON p.id = s.petition_id
+WHERE p.slug = $1
+  AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
+ORDER BY s.id
+LIMIT $2
+"""
+
+# $1: ids or NULL, $2: petition slug or NULL (at least one is given).
+RELEASE_SUSPECTS = """
+UPDATE signatures s SET suspect_reason = NULL
+FROM petitions p
+WHERE p.id = s.petition_id
+  AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
+  AND ($1::bigint[] IS NULL OR s.id = ANY($1)) AND ($2::text IS NULL OR p.slug = $2)
+RETURNING s.id
+"""
+
+INVALIDATE_SUSPECTS = """
+UPDATE signatures s SET invalidated_at = now(), invalid_reason = $3
+FROM petitions p
+WHERE p.id = s.petition_id
+  AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
+  AND ($1::bigint[] IS NULL OR s.id = ANY($1)) AND ($2::text IS NULL OR p.slug = $2)
+RETURNING s.id
+"""
+
+PETITION_EXISTS = "SELECT 1 FROM petitions WHERE slug = $1"
 
 
 @dataclass(frozen=True)
-class ManagedPetition(Petition):
-    """A petition as staff see it: the public fields and what only staff manage."""
-
-    allowed_origins: list[str]
-    closed_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> ManagedPetition:
-        return cls(**dict(row))
-
-
-SELECT_MANAGED = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at,
-       allowed_origins, closed_at, require_confirmation
-FROM petitions WHERE slug = $1
-"""
-
-SELECT_MANAGED_FOR_UPDATE = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at,
-       allowed_origins, closed_at, require_confirmation
-FROM petitions WHERE slug = $1
-FOR UPDATE
-"""
-
-LIST_MANAGED = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at,
-       allowed_origins, closed_at, require_confirmation
-FROM petitions ORDER BY created_at DESC, id DESC
-"""
-
-INSERT_MANAGED = """
-INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins,
-                       require_confirmation)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at,
-          allowed_origins, closed_at, require_confirmation
-"""
-
-# NULL keeps a column as it is; closes_at can be set to NULL, so it has its own flag.
-UPDATE_MANAGED = """
-UPDATE petitions SET
-    title = coalesce($2, title),
-    body = coalesce($3, body),
-    target = coalesce($4, target),
-    goal = coalesce($5, goal),
-    allowed_origins = coalesce($6, allowed_origins),
-    closes_at = CASE WHEN $7 THEN $8 ELSE closes_at END,
-    status = coalesce($9, status),
-    require_confirmation = coalesce($10, require_confirmation)
-WHERE id = $1
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at,
-          allowed_origins, closed_at, require_confirmation
-"""
-
-
-async def fetch_managed(
-    conn: asyncpg.Pool | asyncpg.Connection, slug: str, *, for_update: bool = False
-) -> ManagedPetition | None:
-    row = await conn.fetchrow(SELECT_MANAGED_FOR_UPDATE if for_update else SELECT_MANAGED, slug)
-    return ManagedPetition.from_row(row) if row else None
-
-
-async def list_managed(conn: asyncpg.Pool | asyncpg.Connection) -> list[ManagedPetition]:
-    return [ManagedPetition.from_row(row) for row in await conn.fetch(LIST_MANAGED)]
-
-
-async def insert_managed(
-    conn: asyncpg.Pool | asyncpg.Connection, fields: dict[str, Any]
-) -> ManagedPetition:
-    row = await conn.fetchrow(
-        INSERT_MANAGED,
-        fields["slug"],
-        fields["title"],
-        fields.get("body", ""),
-        fields.get("target", ""),
-        fields.get("goal", 1000),
-        fields.get("status", "draft"),
-        fields.get("closes_at"),
-        fields.get("allowed_origins", []),
-        fields.get("require_confirmation", True),
-    )
-    return ManagedPetition.from_row(row)
-
-
-async def update_managed(
-    conn: asyncpg.Connection, petition_id: int, changes: dict[str, Any]
-) -> ManagedPetition:
-    row = await conn.fetchrow(
-        UPDATE_MANAGED,
-        petition_id,
-        changes.get("title"),
-        changes.get("body"),
-        changes.get("target"),
-        changes.get("goal"),
-        changes.get("allowed_origins"),
-        "closes_at" in changes,
-        changes.get("closes_at"),
-        changes.get("status"),
-        changes.get("require_confirmation"),
-    )
-    return ManagedPetition.from_row(row)
-
-
-# -- summary --------------------------------------------------------------------------------
-
-# grouping() has a bit set for each column a row is *not* grouped by.
-BY_COUNTRY, BY_SOURCE, BY_DAY, OVERALL = 0b011, 0b101, 0b110, 0b111
-
-# One pass over the petition's signatures answers every figure of the summary.
-SUMMARY = """
-WITH grouped AS (
-    SELECT grouping(country, source, day) AS grouping_set, country, source, day,
-           count(*) FILTER (WHERE counted) AS counted,
-           count(*) FILTER (WHERE invalidated_at IS NOT NULL) AS invalidated,
-           count(*) FILTER (WHERE erased_at IS NOT NULL) AS erased,
-           min(created_at) FILTER (WHERE counted) AS first_signed_at,
-           max(created_at) FILTER (WHERE counted) AS last_signed_at
-    FROM (
-        SELECT country::text AS country, source, (created_at AT TIME ZONE 'UTC')::date AS day,
-               created_at, counted, invalidated_at, erased_at
-        FROM signatures WHERE petition_id = $1
-    ) AS s
-    GROUP BY GROUPING SETS ((country), (source), (day), ())
-)
-SELECT g.grouping_set, g.country, c.name AS country_name, g.source,
-       countersign_csv_safe(g.source) AS source_cell, g.day, g.counted, g.invalidated,
-       g.erased, g.first_signed_at, g.last_signed_at
-FROM grouped g LEFT JOIN countries c ON c.code = g.country
-WHERE g.counted > 0 OR g.grouping_set = 7
-ORDER BY g.counted DESC, g.country, g.source, g.day
-"""
-
-
-@dataclass(frozen=True)
-class CountryFigure:
-    code: str
+class Suspect:
+    id: int
+    created_at: datetime
+    country: str
+    source: str | None
+    reason: str
     name: str
-    count: int
+    email: str
 
 
-@dataclass(frozen=True)
-class SourceFigure:
-    source: str | None  # None: signed without a source code
-    cell: str | None  # the same, safe for a spreadsheet cell
-    count: int
+async def list_suspects(
+    conn: asyncpg.Pool | asyncpg.Connection, slug: str, limit: int
+) -> list[Suspect]:
+    """A petition's suspects awaiting review, oldest first; PetitionNotFound if none."""
+    if not await conn.fetchval(PETITION_EXISTS, slug):
+        raise PetitionNotFound
+    rows = await conn.fetch(LIST_SUSPECTS, slug, limit)
+    return [
+        Suspect(
+            row["id"],
+            row["created_at"],
+            row["country"],
+            row["source"],
+            row["suspect_reason"],
+            row["name"],
+            row["email"],
+        )
+        for row in rows
+    ]
 
 
-@dataclass(frozen=True)
-class DayFigure:
-    date: date
-    count: int
+async def release_suspects(
+    conn: asyncpg.Pool | asyncpg.Connection, *, ids: list[int] | None, slug: str | None
+) -> list[int]:
+    """Clear the suspect flag of these (or all of a petition's) suspects awaiting review;
+    returns the ids released. Pass ids, or slug with ids=None for all of one petition."""
+    _require_selection(ids, slug)
+    return [row["id"] for row in await conn.fetch(RELEASE_SUSPECTS, ids, slug)]
 
 
-@dataclass(frozen=True)
-class Summary:
-    total: int
-    countries: list[CountryFigure]  # largest first
-    sources: list[SourceFigure]  # largest first
-    days: list[DayFigure]  # oldest first
-    invalidated: int
-    erased: int
-    first_signed_at: datetime | None
-    last_signed_at: datetime | None
+async def invalidate_suspects(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    *,
+    ids: list[int] | None,
+    slug: str | None,
+    reason: str,
+) -> list[int]:
+    """Mark suspects awaiting review invalid (they never count); returns the ids."""
+    _require_selection(ids, slug)
+    return [row["id"] for row in await conn.fetch(INVALIDATE_SUSPECTS, ids, slug, reason)]
 
 
-async def summarise(conn: asyncpg.Pool | asyncpg.Connection, petition_id: int) -> Summary:
-    rows = await conn.fetch(SUMMARY, petition_id)
-    [overall] = [row for row in rows if row["grouping_set"] == OVERALL]
-    return Summary(
-        total=overall["counted"],
-        countries=[
-            CountryFigure(row["country"], row["country_name"] or row["country"], row["counted"])
-            for row in rows
-            if row["grouping_set"] == BY_COUNTRY
-        ],
-        sources=[
-            SourceFigure(row["source"], row["source_cell"], row["counted"])
-            for row in rows
-            if row["grouping_set"] == BY_SOURCE
-        ],
-        days=sorted(
-            (
-                DayFigure(row["day"], row["counted"])
-                for row in rows
-                if row["grouping_set"] == BY_DAY
-            ),
-            key=lambda figure: figure.date,
-        ),
-        invalidated=overall["invalidated"],
-        erased=overall["erased"],
-        first_signed_at=overall["first_signed_at"],
-        last_signed_at=overall["last_signed_at"],
-    )
+def _require_selection(ids: list[int] | None, slug: str | None) -> None:
+    # Neither would select every suspect of every petition: never what staff mean.
+    if not ids and slug is None:
+        raise ValueError("give signature ids, or a petition")
 
 
 # -- fraud: who signed from one network ----------------------------------------------------
@@ -229,10 +130,24 @@ LIMIT 100
 """
 
 
-async def repeated_ip_hashes(
-    conn: asyncpg.Pool | asyncpg.Connection, petition_id: int, min_signatures: int
+async def search_ip_hashes(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, petition_id: int, min_signatures: int
 ) -> list[dict[str, Any]]:
-    return [dict(row) for row in await conn.fetch(REPEATED_IP_HASHES, petition_id, min_signatures)]
+    """Keyed IP hashes behind at least ``min_signatures`` signatures (up to 100, largest
+    first), and the ``search.ip_hashes`` entry."""
+    async with transaction(db) as conn:
+        found = [
+            dict(row) for row in await conn.fetch(REPEATED_IP_HASHES, petition_id, min_signatures)
+        ]
+        await audit.record(
+            conn,
+            actor,
+            "search.ip_hashes",
+            petition_id=petition_id,
+            details={"min_signatures": min_signatures},
+            row_count=sum(item["signatures"] for item in found),
+        )
+    return found
 
 
 # -- erasure ----------------------------------------------------------------------------------
@@ -252,10 +167,29 @@ SELECT count(*) AS signatures, count(DISTINCT petition_id) AS petitions FROM era
 """
 
 
-async def erase_by_email_hash(conn: asyncpg.Connection, email_hash: bytes) -> tuple[int, int]:
-    """Returns (signatures, petitions) erased."""
-    row = await conn.fetchrow(ERASE_BY_EMAIL_HASH, email_hash)
-    return row["signatures"], row["petitions"]
+@dataclass(frozen=True)
+class Erased:
+    signatures: int
+    petitions: int
+
+
+async def erase_address(
+    db: asyncpg.Pool | asyncpg.Connection, hasher: Hasher, email: str, *, actor: str
+) -> Erased:
+    """Erase every signature of this (canonical) address, on every petition, and write
+    the ``erasure`` entry: neither the address nor its hash, so the log cannot be used
+    to find someone."""
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(ERASE_BY_EMAIL_HASH, hasher.email(email))
+        erased = Erased(row["signatures"], row["petitions"])
+        await audit.record(
+            conn,
+            actor,
+            "erasure",
+            details={"petitions": erased.petitions},
+            row_count=erased.signatures,
+        )
+    return erased
 
 
 # -- invalidation ---------------------------------------------------------------------------
@@ -281,7 +215,7 @@ class Criteria:
         )
 
     def describe(self) -> dict[str, str]:
-        return describe(self)
+        return audit.describe(self)
 
 
 # Rows an invalidation would hit: the petition's signatures matching every criterion,
@@ -354,17 +288,34 @@ class Invalidation:
         return cls(**{**dict(row), "criteria": json.loads(row["criteria"])})
 
 
-async def count_invalidation_targets(
-    conn: asyncpg.Pool | asyncpg.Connection, petition_id: int, criteria: Criteria
+async def dry_run_invalidation(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, petition_id: int, criteria: Criteria
 ) -> int:
-    hits: int = await conn.fetchval(COUNT_INVALIDATION_TARGETS, petition_id, *criteria.args())
+    """How many signatures an invalidation would hit (the ``invalidation.dry_run`` entry
+    says who asked, and for what)."""
+    async with transaction(db) as conn:
+        hits: int = await conn.fetchval(COUNT_INVALIDATION_TARGETS, petition_id, *criteria.args())
+        await audit.record(
+            conn,
+            actor,
+            "invalidation.dry_run",
+            petition_id=petition_id,
+            details={"criteria": criteria.describe()},
+            row_count=hits,
+        )
     return hits
 
 
 async def apply_invalidation(
-    conn: asyncpg.Connection, petition_id: int, criteria: Criteria, reason: str, actor: str
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    actor: str,
+    petition_id: int,
+    criteria: Criteria,
+    reason: str,
 ) -> Invalidation:
-    async with conn.transaction():
+    """Invalidate the signatures matching ``criteria``, and write ``invalidation.apply``."""
+    async with transaction(db) as conn:
         created = await conn.fetchrow(
             INSERT_INVALIDATION, petition_id, json.dumps(criteria.describe()), reason, actor
         )
@@ -376,15 +327,19 @@ async def apply_invalidation(
             created["created_at"],
             reason,
         )
-        await conn.execute(SET_INVALIDATION_COUNT, created["id"], _affected(status))
-        return Invalidation.from_row(await conn.fetchrow(SELECT_INVALIDATION, created["id"]))
-
-
-async def fetch_invalidation(
-    conn: asyncpg.Pool | asyncpg.Connection, invalidation_id: int
-) -> Invalidation | None:
-    row = await conn.fetchrow(SELECT_INVALIDATION, invalidation_id)
-    return Invalidation.from_row(row) if row else None
+        await conn.execute(SET_INVALIDATION_COUNT, created["id"], rows_affected(status))
+        invalidation = Invalidation.from_row(
+            await conn.fetchrow(SELECT_INVALIDATION, created["id"])
+        )
+        await audit.record(
+            conn,
+            actor,
+            "invalidation.apply",
+            petition_id=petition_id,
+            details={"invalidation": invalidation.id, "criteria": invalidation.criteria},
+            row_count=invalidation.row_count,
+        )
+    return invalidation
 
 
 async def list_invalidations(
@@ -393,28 +348,33 @@ async def list_invalidations(
     return [Invalidation.from_row(row) for row in await conn.fetch(LIST_INVALIDATIONS, petition_id)]
 
 
-class AlreadyUndone(Exception):
-    pass
-
-
 async def undo_invalidation(
-    conn: asyncpg.Connection, invalidation_id: int, actor: str
-) -> tuple[Invalidation, int] | None:
-    """Restore exactly the rows the invalidation hit. Returns it (undone) and how many
-    rows were restored; None if unknown; raises AlreadyUndone."""
-    async with conn.transaction():
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, invalidation_id: int
+) -> tuple[Invalidation, int]:
+    """Restore exactly the rows the invalidation hit, and write ``invalidation.undo``.
+    Returns it (undone) and how many rows were restored. Raises InvalidationNotFound,
+    InvalidationUndone."""
+    async with transaction(db) as conn:
         row = await conn.fetchrow(SELECT_INVALIDATION_FOR_UPDATE, invalidation_id)
         if row is None:
-            return None
+            raise InvalidationNotFound
         if row["undone_at"] is not None:
-            raise AlreadyUndone
-        restored = _affected(await conn.execute(UNDO_INVALIDATION_ROWS, invalidation_id))
+            raise InvalidationUndone
+        restored = rows_affected(await conn.execute(UNDO_INVALIDATION_ROWS, invalidation_id))
         await conn.execute(MARK_INVALIDATION_UNDONE, invalidation_id, actor)
         undone = Invalidation.from_row(await conn.fetchrow(SELECT_INVALIDATION, invalidation_id))
+        await audit.record(
+            conn,
+            actor,
+            "invalidation.undo",
+            petition_id=undone.petition_id,
+            details={"invalidation": undone.id},
+            row_count=restored,
+        )
     return undone, restored
 
 
-# -- retention ----------------------------------------------------------------------------
+# -- anonymisation --------------------------------------------------------------------------
 
 # Petitions that stopped taking signatures at least $1 ago: closed (closed_at), or still
 # marked open but past their close date (the worker closes those within moments).
@@ -444,14 +404,23 @@ class Anonymised:
     signatures: int
 
 
-async def anonymise_closed(conn: asyncpg.Connection, closed_for_days: int) -> list[Anonymised]:
+async def anonymise_closed(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, closed_for_days: int
+) -> list[Anonymised]:
+    """Anonymise the signatures of petitions closed ``closed_for_days`` ago or more, with
+    an ``anonymise`` entry for each petition."""
     done = []
-    for petition in await conn.fetch(PETITIONS_CLOSED_FOR, timedelta(days=closed_for_days)):
-        status = await conn.execute(ANONYMISE_SIGNATURES, petition["id"])
-        done.append(Anonymised(petition["id"], petition["slug"], _affected(status)))
+    async with transaction(db) as conn:
+        for petition in await conn.fetch(PETITIONS_CLOSED_FOR, timedelta(days=closed_for_days)):
+            status = await conn.execute(ANONYMISE_SIGNATURES, petition["id"])
+            anonymised = Anonymised(petition["id"], petition["slug"], rows_affected(status))
+            await audit.record(
+                conn,
+                actor,
+                "anonymise",
+                petition_id=anonymised.petition_id,
+                details={"closed_for_days": closed_for_days},
+                row_count=anonymised.signatures,
+            )
+            done.append(anonymised)
     return done
-
-
-def _affected(status: str) -> int:
-    """Rows an INSERT, UPDATE or DELETE touched, from its status tag ("UPDATE 42")."""
-    return int(status.split()[-1])

@@ -1,7 +1,8 @@
 """Where a petition may be signed from: web origins, as browsers send them in ``Origin``.
 
 A petition allows its own origins (or ``*``); an active partner's origins are allowed too.
-Both the staff doors and the API's CORS check read these rules from here.
+Both the staff doors and the API's CORS check read these rules from here; a petition's
+origins are written by ``countersign_domain.petitions`` like its other fields.
 """
 
 from __future__ import annotations
@@ -24,17 +25,6 @@ ORIGIN_SHAPE = re.compile(
 
 SELECT_PETITION_ORIGINS = "SELECT allowed_origins FROM petitions WHERE slug = $1"
 
-SET_PETITION_ORIGINS = """
-UPDATE petitions SET allowed_origins = $2 WHERE slug = $1 RETURNING allowed_origins
-"""
-
-ADD_PETITION_ORIGINS = """
-UPDATE petitions
-SET allowed_origins = ARRAY(SELECT DISTINCT unnest(allowed_origins || $2::text[]) ORDER BY 1)
-WHERE slug = $1
-RETURNING allowed_origins
-"""
-
 
 def normalise_origin(value: str, *, allow_any: bool = False) -> str:
     """``scheme://host[:port]`` as browsers send it in ``Origin``; ValueError otherwise."""
@@ -52,21 +42,6 @@ def normalise_origin(value: str, *, allow_any: bool = False) -> str:
     ):
         raise ValueError(f"not a web origin (like https://example.org): {value!r}")
     return str(url.origin())
-
-
-async def set_petition_origins(
-    conn: asyncpg.Pool | asyncpg.Connection, slug: str, origins: list[str]
-) -> list[str] | None:
-    """Replace a petition's allowed origins; None if there is no such petition."""
-    found: list[str] | None = await conn.fetchval(SET_PETITION_ORIGINS, slug, origins)
-    return found
-
-
-async def add_petition_origins(
-    conn: asyncpg.Pool | asyncpg.Connection, slug: str, origins: list[str]
-) -> list[str] | None:
-    found: list[str] | None = await conn.fetchval(ADD_PETITION_ORIGINS, slug, origins)
-    return found
 
 
 class OriginPolicy:

@@ -1,5 +1,6 @@
-"""The signature fields' rules as regular expressions: one pattern per field decides what
-the API accepts, and the OpenAPI document publishes the same pattern.
+"""The signature fields' rules (and the petition slug's) as regular expressions: one
+pattern per field decides what the API accepts, and the OpenAPI document publishes the
+same pattern.
 
 A contract tester (schemathesis, in CI) sends values the document calls valid and
 expects them accepted, and values it calls invalid and expects them refused; so the
@@ -19,6 +20,7 @@ Postgres cannot store, fit no class either.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 import pycountry
@@ -86,8 +88,9 @@ def around(core: str, *, optional: bool = False) -> str:
     return f"^{WS}*(?:{core}){'?' if optional else ''}{WS}*$"
 
 
-# -- name: 1-120 characters, no control characters, not starting like a spreadsheet
-# formula, no web address (a scheme, "www.", or a dotted host with a common TLD).
+# -- name: 1-120 characters with at least one visible letter, no control characters, no
+# bidirectional controls that reorder text, not starting like a spreadsheet formula, no
+# web address (a scheme, "www.", or a dotted host with a common TLD).
 FORMULA_START = "=+-@"
 _NOT_WORD = "(?<![A-Za-z0-9_])"
 # fmt: off
@@ -101,11 +104,27 @@ WEB_ADDRESS = (
     f"|{_NOT_WORD}{_caseless('www.')}"
     f"|{_NOT_WORD}[A-Za-z0-9\\-]+\\.(?:{'|'.join(map(_caseless, SPAM_TLDS))})(?![A-Za-z0-9_]))"
 )
-_NAME_FIRST = any_but(WHITESPACE | CONTROL | set(FORMULA_START))
-_NAME_INNER = any_but(CONTROL)
-_NAME_LAST = any_but(WHITESPACE | CONTROL)
+# Bidirectional embeddings, overrides and isolates (U+202A-202E, U+2066-2069) reorder
+# what a reader sees: "Ann \u202eevil" shows as "Ann live". (The marks LRM, RLM and ALM
+# only nudge neutral characters, and names in right-to-left scripts may carry them.)
+BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+# Letters (Unicode category L*) a reader can see: the Hangul fillers are letters that
+# render as nothing.
+_INVISIBLE_LETTERS = {0x115F, 0x1160, 0x3164, 0xFFA0}
+LETTERS = frozenset(
+    chr(code)
+    for code in range(LAST + 1)
+    if unicodedata.category(chr(code)).startswith("L") and code not in _INVISIBLE_LETTERS
+)
+# U+FFFD stands for text broken before it arrived (bytes that were not UTF-8).
+REPLACEMENT = "\ufffd"
+_NOT_IN_NAMES = CONTROL | BIDI_CONTROLS | {REPLACEMENT}
+_NAME_FIRST = any_but(WHITESPACE | _NOT_IN_NAMES | set(FORMULA_START))
+_NAME_INNER = any_but(_NOT_IN_NAMES)
+_NAME_LAST = any_but(WHITESPACE | _NOT_IN_NAMES)
 NAME = around(
-    f"(?!{_NAME_INNER}*{WEB_ADDRESS}){_NAME_FIRST}(?:{_NAME_INNER}{{0,118}}{_NAME_LAST})?"
+    f"(?!{_NAME_INNER}*{WEB_ADDRESS})(?={_NAME_INNER}*{one_of(LETTERS)})"
+    f"{_NAME_FIRST}(?:{_NAME_INNER}{{0,118}}{_NAME_LAST})?"
 )
 
 # -- email: local@domain. The local part is up to 64 characters without a dot at either
@@ -134,11 +153,22 @@ COUNTRY = around(
     )
 )
 
+# -- a petition's slug (its address) and a partner's source code: the API's paths and
+# bodies, the command line and the database's CHECK constraints (sql/) say the same.
+SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
+SOURCE_CODE = "^[a-z0-9_-]{1,64}$"
+
 POSTAL_CODE = around("[A-Za-z0-9][A-Za-z0-9 \\-]{0,15}", optional=True)
-SOURCE = around("[a-z0-9_\\-]{1,64}", optional=True)
+# A partner's source code (the ``source`` of its signatures), without whitespace around.
+SOURCE_CODE = "[a-z0-9_\\-]{1,64}"
+SOURCE = around(SOURCE_CODE, optional=True)
 # The honeypot: anything up to 500 characters.
 WEBSITE = around(
     f"{any_but(WHITESPACE)}(?:{any_but(())}{{0,498}}{any_but(WHITESPACE)})?", optional=True
 )
 # -- language: a BCP 47 tag such as "fr" or "ar-SY", for the confirmation email.
 LANGUAGE = around("[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}", optional=True)
+
+# -- petition slug: the name in its URLs (sql/001_core.sql checks the same pattern).
+SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
+SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."

@@ -1,4 +1,9 @@
-"""Petitions: the rows, the admin operations the CLI uses, and a short-lived cache.
+"""Petitions: the rows, the rules of changing them, and a short-lived cache for readers.
+
+Every door that changes a petition (the staff API, the ``countersign`` command, ``dev``)
+calls ``create_petition`` or ``update_petition``, allowed origins included: the status
+transitions and the close-date rule are checked here, and the audit entry is written
+here, in the same transaction as the change.
 
 The sign and counts paths look a petition up by slug on every request; the cache keeps
 that off Postgres. A status change is seen within ``ttl`` seconds, and the signature
@@ -9,27 +14,75 @@ signature into a closed petition.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypedDict
 
 import asyncpg
 from cachetools import TTLCache
+
+from countersign_core.connections import transaction
+from countersign_domain import audit, patterns
+from countersign_domain.errors import (
+    ClosesAtPassed,
+    InvalidStatusTransition,
+    PetitionExists,
+    PetitionNotFound,
+    ValidationFailed,
+)
+
+# Status moves staff may make; staying in the same status is always allowed.
+TRANSITIONS = frozenset({("draft", "open"), ("open", "closed"), ("closed", "open")})
+# A new petition starts as a draft, or open at once; it cannot be born closed.
+NEW_STATUSES = ("draft", "open")
+STATUSES = ("draft", "open", "closed")
+
+# How the staff API and the audit log name a field whose column is named otherwise.
+PUBLIC_FIELD_NAMES = {"body": "text"}
 
 SELECT_BY_SLUG = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
 FROM petitions WHERE slug = $1
 """
 
-INSERT_PETITION = """
-INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, require_confirmation)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
+_SELECT_MANAGED = """
+SELECT id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
+       closed_at, require_confirmation
+"""
+_RETURNING_MANAGED = """
+RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
+          closed_at, require_confirmation
 """
 
-SET_STATUS = """
-UPDATE petitions SET status = $2 WHERE slug = $1
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
-"""
+# Built from constant fragments only; values always travel as parameters.
+SELECT_MANAGED = _SELECT_MANAGED + "FROM petitions WHERE slug = $1"
+SELECT_MANAGED_FOR_UPDATE = SELECT_MANAGED + " FOR UPDATE"
+LIST_MANAGED = _SELECT_MANAGED + "FROM petitions ORDER BY created_at DESC, id DESC"
+
+INSERT_MANAGED = (
+    """
+INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins,
+                       require_confirmation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
+    + _RETURNING_MANAGED
+)
+
+# NULL keeps a column as it is; closes_at can be set to NULL, so it has its own flag.
+UPDATE_MANAGED = (
+    """
+UPDATE petitions SET
+    title = coalesce($2, title),
+    body = coalesce($3, body),
+    target = coalesce($4, target),
+    goal = coalesce($5, goal),
+    allowed_origins = coalesce($6, allowed_origins),
+    closes_at = CASE WHEN $7 THEN $8 ELSE closes_at END,
+    status = coalesce($9, status),
+    require_confirmation = coalesce($10, require_confirmation)
+WHERE id = $1"""
+    + _RETURNING_MANAGED
+)
 
 
 @dataclass(frozen=True)
@@ -62,14 +115,94 @@ class Petition:
         return self.status
 
 
+@dataclass(frozen=True)
+class ManagedPetition(Petition):
+    """A petition as staff see it: the public fields and what only staff manage."""
+
+    allowed_origins: list[str]
+    closed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ManagedPetition:
+        return cls(**dict(row))
+
+
+class PetitionChanges(TypedDict, total=False):
+    """What to change; a field left out stays as it is (``closes_at: None`` clears it)."""
+
+    title: str
+    body: str
+    target: str
+    goal: int
+    allowed_origins: list[str]
+    closes_at: datetime | None
+    status: str
+    require_confirmation: bool
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
 async def fetch_petition(conn: asyncpg.Pool | asyncpg.Connection, slug: str) -> Petition | None:
     row = await conn.fetchrow(SELECT_BY_SLUG, slug)
     return Petition.from_row(row) if row else None
 
 
+async def managed_petition(
+    conn: asyncpg.Pool | asyncpg.Connection, slug: str, *, for_update: bool = False
+) -> ManagedPetition:
+    """The petition, drafts included; PetitionNotFound if there is none."""
+    row = await conn.fetchrow(SELECT_MANAGED_FOR_UPDATE if for_update else SELECT_MANAGED, slug)
+    if row is None:
+        raise PetitionNotFound
+    return ManagedPetition.from_row(row)
+
+
+async def list_petitions(conn: asyncpg.Pool | asyncpg.Connection) -> list[ManagedPetition]:
+    """Every petition, drafts included, newest first."""
+    return [ManagedPetition.from_row(row) for row in await conn.fetch(LIST_MANAGED)]
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+def check_transition(current: str, status: str) -> None:
+    """Refuse a status move that is not allowed (staying put always is)."""
+    if status != current and (current, status) not in TRANSITIONS:
+        raise InvalidStatusTransition(
+            f"a {current} petition cannot become {status}; "
+            "allowed: draft to open, open to closed, closed to open"
+        )
+
+
+def refuse_passed_close(closes_at: datetime | None) -> None:
+    """A close date given must be in the future: one already passed is refused (409, not
+    422: the same request was acceptable a moment earlier)."""
+    if closes_at is not None and closes_at <= _now():
+        raise ClosesAtPassed("closes_at has passed: give a later one (or null for none)")
+
+
+def _check_slug(slug: str) -> None:
+    if not re.fullmatch(patterns.SLUG, slug):
+        raise ValidationFailed(fields={"slug": [patterns.SLUG_RULE]})
+
+
+def _check_status(status: str, allowed: tuple[str, ...]) -> None:
+    if status not in allowed:
+        raise ValidationFailed(fields={"status": [f"Must be one of: {', '.join(allowed)}."]})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- changing -------------------------------------------------------------------------------
+
+
 async def create_petition(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Pool | asyncpg.Connection,
     *,
+    actor: str,
     slug: str,
     title: str,
     body: str = "",
@@ -77,19 +210,89 @@ async def create_petition(
     goal: int = 1000,
     status: str = "draft",
     closes_at: datetime | None = None,
+    allowed_origins: list[str] | None = None,
     require_confirmation: bool = True,
-) -> Petition:
-    row = await conn.fetchrow(
-        INSERT_PETITION, slug, title, body, target, goal, status, closes_at, require_confirmation
-    )
-    return Petition.from_row(row)
+) -> ManagedPetition:
+    """Create a petition (a draft, or open at once) and its ``petition.create`` entry.
+    Raises PetitionExists, ClosesAtPassed, ValidationFailed."""
+    _check_slug(slug)
+    _check_status(status, NEW_STATUSES)
+    refuse_passed_close(closes_at)
+    async with transaction(db) as conn:
+        try:
+            row = await conn.fetchrow(
+                INSERT_MANAGED,
+                slug,
+                title,
+                body,
+                target,
+                goal,
+                status,
+                closes_at,
+                allowed_origins or [],
+                require_confirmation,
+            )
+        except asyncpg.UniqueViolationError:
+            raise PetitionExists from None
+        petition = ManagedPetition.from_row(row)
+        await audit.record(
+            conn,
+            actor,
+            "petition.create",
+            petition_id=petition.id,
+            details={"status": petition.status},
+        )
+    return petition
+
+
+async def update_petition(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, slug: str, changes: PetitionChanges
+) -> ManagedPetition:
+    """Change the fields given, and write the ``petition.update`` entry (which fields, and
+    the status move if any). Raises PetitionNotFound, InvalidStatusTransition,
+    ClosesAtPassed, ValidationFailed."""
+    refuse_passed_close(changes.get("closes_at"))
+    async with transaction(db) as conn:
+        current = await managed_petition(conn, slug, for_update=True)
+        status = changes.get("status", current.status)
+        _check_status(status, STATUSES)
+        check_transition(current.status, status)
+        closes_at = changes.get("closes_at", current.closes_at)
+        if "status" in changes and status == "open" and closes_at and closes_at <= _now():
+            raise ClosesAtPassed(
+                "its close date has passed: set a later closes_at (or null) to open it"
+            )
+        row = await conn.fetchrow(
+            UPDATE_MANAGED,
+            current.id,
+            changes.get("title"),
+            changes.get("body"),
+            changes.get("target"),
+            changes.get("goal"),
+            changes.get("allowed_origins"),
+            "closes_at" in changes,
+            changes.get("closes_at"),
+            changes.get("status"),
+            changes.get("require_confirmation"),
+        )
+        petition = ManagedPetition.from_row(row)
+        details: dict[str, Any] = {
+            "fields": sorted(PUBLIC_FIELD_NAMES.get(name, name) for name in changes)
+        }
+        if petition.status != current.status:
+            details["status"] = {"from": current.status, "to": petition.status}
+        await audit.record(conn, actor, "petition.update", petition_id=petition.id, details=details)
+    return petition
 
 
 async def set_status(
-    conn: asyncpg.Pool | asyncpg.Connection, slug: str, status: str
-) -> Petition | None:
-    row = await conn.fetchrow(SET_STATUS, slug, status)
-    return Petition.from_row(row) if row else None
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, slug: str, status: str
+) -> ManagedPetition:
+    """Open, close or reopen a petition: ``update_petition`` with the status alone."""
+    return await update_petition(db, actor=actor, slug=slug, changes={"status": status})
+
+
+# -- reading, cached ------------------------------------------------------------------------
 
 
 class PetitionDirectory:

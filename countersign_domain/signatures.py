@@ -11,10 +11,12 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import unicodedata
 from dataclasses import astuple, dataclass
 from typing import Literal
 
 import asyncpg
+import idna
 from prometheus_client import Counter
 
 from countersign_core.connections import TRANSIENT_ERRORS
@@ -37,11 +39,30 @@ def count_signature(outcome: str, reason: str = "") -> None:
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
-def canonical_email(email: str) -> str:
-    """The address as a mailbox, for duplicate detection: case and surrounding spaces
-    ignored, ``+tags`` dropped, and for Gmail the dots that Gmail itself ignores."""
-    local, _, domain = email.strip().lower().rpartition("@")
+def canonical_domain(domain: str) -> str:
+    """The domain as DNS sees it: IDNA 2008 with the UTS #46 mapping (case, full-width
+    forms and ignored characters such as the soft hyphen folded), in its ASCII form, so
+    that ``bücher.example`` and ``xn--bcher-kva.example`` are one domain."""
     domain = domain.rstrip(".")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        # Not a name IDNA allows (it cannot receive mail): the mapping alone, so that
+        # its case and width variants still meet.
+        try:
+            return idna.uts46_remap(domain, std3_rules=False, transitional=False)
+        except idna.IDNAError:
+            return domain.lower()
+
+
+def canonical_email(email: str) -> str:
+    """The address as a mailbox, for duplicate detection: surrounding spaces and case
+    ignored, the local part in Unicode NFC (``josé`` composed or not), the domain as
+    ``canonical_domain`` gives it, ``+tags`` dropped, and for Gmail the dots that Gmail
+    itself ignores."""
+    local, _, domain = email.strip().rpartition("@")
+    local = unicodedata.normalize("NFC", local.lower())
+    domain = canonical_domain(domain)
     if domain in _GMAIL_DOMAINS:
         domain = "gmail.com"
         local = local.replace(".", "")
@@ -62,12 +83,16 @@ class Hasher:
     def email(self, email: str) -> bytes:
         return hmac.digest(self._email_key, canonical_email(email).encode(), hashlib.sha256)
 
+    # A client address under the secret key alone is never stored nor sent to Redis:
+    # with the key, trying every IPv4 address reverses it in minutes. These are sealed
+    # with the day's random key first (countersign_domain.ip_keys.DayKey).
+
     def ip(self, address: str) -> bytes:
         return hmac.digest(self._ip_key, address.encode(), hashlib.sha256)
 
-    def rate_limit_subject(self, subject: str) -> str:
-        """What names a client's rate limit keys in Redis (an address or an IPv6 /64)."""
-        return hmac.digest(self._limit_key, subject.encode(), hashlib.sha256).hex()[:32]
+    def rate_limit_subject(self, subject: str) -> bytes:
+        """What names a client's rate limit keys (an address or an IPv6 /64), unsealed."""
+        return hmac.digest(self._limit_key, subject.encode(), hashlib.sha256)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """Staff: tokens, roles, and who a token belongs to.
 
 A token is ``cs_staff_`` plus 32 random bytes; only its SHA-256 is stored, and it is
-shown once, at creation.
+shown once, at creation. Creating and revoking one writes its audit entry here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,18 @@ from enum import StrEnum
 
 import asyncpg
 
+from countersign_core.connections import transaction
+from countersign_domain import audit
+from countersign_domain.errors import StaffNameTaken, StaffTokenNotFound, ValidationFailed
+
 TOKEN_PREFIX = "cs_staff_"  # noqa: S105  (a public marker, not a secret)
+
+
+# A token's name, as the audit log shows it (sql/002_staff.sql checks the same pattern).
+STAFF_NAME = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+STAFF_NAME_RULE = (
+    "Use 1-64 of letters, digits, '.', '_', '@' and '-', starting with one of the first two."
+)
 
 
 class Role(StrEnum):
@@ -73,11 +85,20 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def create_token(conn: asyncpg.Pool | asyncpg.Connection, name: str, role: Role) -> str:
-    """Store a new token and return it: the only time it exists in clear.
-    Raises asyncpg.UniqueViolationError if the name is taken (revoked names included)."""
+async def create_token(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, name: str, role: Role
+) -> str:
+    """Store a new token, write ``token.create``, and return the token: the only time it
+    exists in clear. Raises StaffNameTaken (revoked names included), ValidationFailed."""
+    if not re.fullmatch(STAFF_NAME, name):
+        raise ValidationFailed(fields={"name": [STAFF_NAME_RULE]})
     token = new_token()
-    await conn.execute(INSERT_STAFF, name, role.value, token_hash(token))
+    async with transaction(db) as conn:
+        try:
+            await conn.execute(INSERT_STAFF, name, role.value, token_hash(token))
+        except asyncpg.UniqueViolationError:
+            raise StaffNameTaken from None
+        await audit.record(conn, actor, "token.create", details={"name": name, "role": role.value})
     return token
 
 
@@ -94,9 +115,13 @@ async def list_tokens(conn: asyncpg.Pool | asyncpg.Connection) -> list[TokenInfo
     ]
 
 
-async def revoke_token(conn: asyncpg.Pool | asyncpg.Connection, name: str) -> bool:
-    """False if no active token has this name."""
-    return await conn.fetchval(REVOKE_STAFF, name) is not None
+async def revoke_token(db: asyncpg.Pool | asyncpg.Connection, *, actor: str, name: str) -> None:
+    """Revoke the active token of this name and write ``token.revoke``; its next request
+    gets 401. Raises StaffTokenNotFound."""
+    async with transaction(db) as conn:
+        if await conn.fetchval(REVOKE_STAFF, name) is None:
+            raise StaffTokenNotFound
+        await audit.record(conn, actor, "token.revoke", details={"name": name})
 
 
 async def staff_for_token(conn: asyncpg.Pool | asyncpg.Connection, token: str) -> Staff | None:

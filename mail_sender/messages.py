@@ -13,6 +13,7 @@ from email.utils import formatdate, parseaddr
 import asyncpg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from countersign_core.settings import MailDelivery
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 
@@ -46,15 +47,14 @@ class Composer:
         self,
         catalog: TextCatalog,
         tokens: ConfirmationTokens,
+        delivery: MailDelivery,
         *,
-        public_url: str,
-        mail_from: str,
         link_days: int,
     ) -> None:
         self._catalog = catalog
         self._tokens = tokens
-        self._public_url = public_url
-        self._mail_from = mail_from
+        self._public_url = delivery.public_url
+        self._mail_from = delivery.mail_from
         self._link_days = link_days
         self._env = Environment(
             loader=PackageLoader("mail_sender", "templates"),

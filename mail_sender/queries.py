@@ -60,20 +60,3 @@ FROM unnest($1::bigint[], $2::integer[]) AS held(id, attempts)
 WHERE j.id = held.id AND j.attempts = held.attempts
   AND j.sent_at IS NULL AND j.failed_at IS NULL
 """
-
-# Pending signatures whose last sign of life (signing, or asking for an email) is older
-# than $1 days; $2 at a time, so that no statement holds many locks for long. They never
-# counted, so the delete writes no counter event; their email jobs go with them.
-PURGE_PENDING = """
-DELETE FROM signatures WHERE id IN (
-    SELECT s.id FROM signatures s
-    WHERE s.confirmed_at IS NULL AND s.created_at < now() - make_interval(days => $1)
-      AND NOT EXISTS (
-          SELECT 1 FROM email_jobs j
-          WHERE j.signature_id = s.id AND j.created_at >= now() - make_interval(days => $1)
-      )
-    ORDER BY s.created_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-"""

@@ -18,7 +18,8 @@ after the server accepted the message and before the record; the copy carries th
 Message-ID, set at the job's first claim, so mail systems can drop it.
 
 Wakes on NOTIFY when jobs are queued, and polls every ``poll_interval`` for retries that
-come due. Every hour it also purges pending signatures nobody confirmed in time.
+come due. Every hour it also purges pending signatures nobody confirmed in time. Its
+heartbeat and its queue gauges are written from that same polling loop.
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ import aiosmtplib
 import asyncpg
 
 from countersign_core.connections import TRANSIENT_ERRORS
-from countersign_core.smtp import SmtpServer
-from mail_sender import queries
-from mail_sender.messages import ClaimedJob, Composer
+from countersign_core.heartbeats import Heartbeat, process_name
+from countersign_core.settings import MailConfig, MailDelivery
+from countersign_core.status import emails_due
+from countersign_domain.housekeeping import purge_unconfirmed
+from mail_sender import metrics, queries
+from mail_sender.messages import ClaimedJob, Composer, message_domain
 
 log = logging.getLogger("mail_sender")
 
 NOTIFY_CHANNEL = "countersign_mail"
 MAX_RETRY_DELAY = 3600.0
 PURGE_INTERVAL = 3600.0
-PURGE_BATCH = 1000
 
 # The connection (or the server) failed: whatever was in hand is tried again later.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -82,30 +85,26 @@ class MailSender:
         self,
         dsn: str,
         pool: asyncpg.Pool,
-        smtp: SmtpServer,
         composer: Composer,
+        delivery: MailDelivery,
+        config: MailConfig,
         *,
-        message_domain: str,
-        connections: int = 2,
-        batch_size: int = 20,
-        lease_seconds: float = 120.0,
-        retry_base: float = 30.0,
-        max_attempts: int = 8,
-        poll_interval: float = 5.0,
-        purge_days: int = 14,
+        purge_days: int,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
-        self.smtp = smtp
+        self.smtp = delivery.smtp
         self.composer = composer
-        self.message_domain = message_domain
-        self.connections = connections
-        self.batch_size = batch_size
-        self.lease_seconds = lease_seconds
-        self.retry_base = retry_base
-        self.max_attempts = max_attempts
-        self.poll_interval = poll_interval
+        self.message_domain = message_domain(delivery.mail_from)
+        self.connections = config.connections
+        self.batch_size = config.batch_size
+        self.lease_seconds = config.lease_seconds
+        self.retry_base = config.retry_base
+        self.max_attempts = config.max_attempts
+        self.poll_interval = config.poll_interval
         self.purge_days = purge_days
+        self.heartbeat = Heartbeat("mail_sender", process_name(), interval=heartbeat_interval)
 
     # -- one batch ------------------------------------------------------------------------
 
@@ -142,6 +141,7 @@ class MailSender:
                         client = None
                 else:
                     await self.pool.execute(queries.MARK_SENT, job.id)
+                    metrics.SENT.inc()
                     log.debug("email job %s sent", job.id)
         finally:
             if client is not None:
@@ -179,6 +179,7 @@ class MailSender:
         if answer.permanent:
             log.warning("email job %s refused for good (SMTP %s)", job.id, answer.code)
             await self.pool.execute(queries.MARK_FAILED, job.id, job.attempts, answer.code)
+            metrics.FAILED.inc()
         else:
             log.info("email job %s deferred (SMTP %s)", job.id, answer.code)
             await self._retry_or_fail(job, answer.code)
@@ -187,9 +188,11 @@ class MailSender:
         if job.attempts >= self.max_attempts:
             log.warning("email job %s failed after %d attempts (%s)", job.id, job.attempts, code)
             await self.pool.execute(queries.MARK_FAILED, job.id, job.attempts, code)
+            metrics.FAILED.inc()
             return
         delay = retry_delay(job.attempts, self.retry_base)
         await self.pool.execute(queries.RETRY_LATER, job.id, job.attempts, delay, code)
+        metrics.RETRIED.inc()
 
     async def _release(self, jobs: Sequence[ClaimedJob]) -> None:
         await self.pool.execute(
@@ -202,6 +205,12 @@ class MailSender:
         """Burst mode: send until no job is due."""
         while await self.send_due():
             pass
+
+    async def measure_queue(self) -> None:
+        """Set the queue gauges: how many jobs are due, and since when."""
+        due = await emails_due(self.pool)
+        metrics.DUE.set(due.count)
+        metrics.OLDEST_DUE_AGE.set(due.oldest_age or 0.0)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Send until ``stopping`` is set; each lane finishes the message in hand first.
@@ -251,21 +260,25 @@ class MailSender:
                     if listener is None or listener.is_closed():
                         listener = await self._listen(wakes)
                     if loop.time() >= next_purge:
-                        if purged := await purge_pending(self.pool, self.purge_days):
+                        if purged := await purge_unconfirmed(self.pool, self.purge_days):
                             log.info("purged %d signature(s) never confirmed", purged)
                         next_purge = loop.time() + PURGE_INTERVAL
+                    await self.measure_queue()
+                    await self.heartbeat.beat_if_due(self.pool)
                     backoff = 0.1
                 except TRANSIENT_ERRORS as exc:
                     log.warning("database unavailable (%s)", type(exc).__name__)
                     listener = None
                     backoff = min(backoff * 2, 5.0)
-                await _wait(stopping, backoff if listener is None else self.poll_interval)
+                poll = min(self.poll_interval, self.heartbeat.interval)
+                await _wait(stopping, backoff if listener is None else poll)
         finally:
             for wake in wakes:  # the lanes see ``stopping`` now, not at their next poll
                 wake.set()
             if listener is not None:
                 with suppress(Exception):
                     await listener.close(timeout=1)
+            await self.heartbeat.forget(self.pool)
 
     async def _listen(self, wakes: list[asyncio.Event]) -> asyncpg.Connection:
         # A connection of its own: LISTEN holds it for the sender's whole life.
@@ -295,17 +308,6 @@ def _unexpected(job: ClaimedJob, exc: Exception) -> Refusal:
 def retry_delay(attempts: int, base: float) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones: doubling, capped."""
     return float(min(base * 2 ** (attempts - 1), MAX_RETRY_DELAY))
-
-
-async def purge_pending(pool: asyncpg.Pool | asyncpg.Connection, days: int) -> int:
-    """Delete pending signatures unconfirmed for ``days``; returns how many."""
-    purged = 0
-    while True:
-        status = await pool.execute(queries.PURGE_PENDING, days, PURGE_BATCH)
-        deleted = int(status.rsplit(" ", 1)[1])
-        purged += deleted
-        if deleted < PURGE_BATCH:
-            return purged
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -12,10 +12,11 @@ import math
 
 from disposable_email_domains import blocklist
 
-from countersign_core.settings import Settings
-from countersign_domain.signatures import Hasher
+from countersign_core.settings import LimitsConfig
+from countersign_domain.errors import RateLimited
+from countersign_domain.ip_keys import DailyIpKeys
+from countersign_domain.signatures import canonical_domain
 from petition_api.client_address import IPAddress, limit_subject
-from petition_api.errors import ApiError
 from petition_api.ratelimit import Limit, RateLimiter
 
 # suspect_reason values.
@@ -26,46 +27,48 @@ DISPOSABLE_EMAIL = "disposable_email"
 
 
 def is_disposable(email: str) -> bool:
-    """Whether the address is at a known throwaway-mail domain (or a subdomain of one)."""
-    labels = email.rpartition("@")[2].strip().rstrip(".").lower().split(".")
+    """Whether the address is at a known throwaway-mail domain (or a subdomain of one),
+    however its domain is spelled (case, full-width letters, Unicode or ASCII form)."""
+    labels = canonical_domain(email.rpartition("@")[2].strip()).split(".")
     return any(".".join(labels[i:]) in blocklist for i in range(len(labels) - 1))
 
 
 class AbuseChecks:
-    def __init__(self, settings: Settings, limiter: RateLimiter, hasher: Hasher) -> None:
-        self._settings = settings
+    def __init__(self, config: LimitsConfig, limiter: RateLimiter, ip_keys: DailyIpKeys) -> None:
+        self._config = config
         self._limiter = limiter
-        self._hasher = hasher
+        self._ip_keys = ip_keys
         self._address_windows = tuple(
             (window, rate)
             for window, rate in (
-                ("burst", settings.rate_limit_ip_burst),
-                ("sustained", settings.rate_limit_ip_sustained),
+                ("burst", config.ip_burst),
+                ("sustained", config.ip_sustained),
             )
             if rate is not None
         )
 
-    def limits(
+    async def limits(
         self, petition_id: int, client: IPAddress | None, partner: str | None
     ) -> list[Limit]:
         """The limits one signature counts against. ``partner`` is the partner key's id
         when the request carries one."""
-        settings = self._settings
+        config = self._config
         limits = []
         if (
             client is not None
             and self._address_windows
-            and not any(client in network for network in settings.rate_limit_allow)
+            and not any(client in network for network in config.allow)
         ):
-            # A keyed hash names the subject: no address is written to Redis.
-            address = self._hasher.rate_limit_subject(limit_subject(client))
-            subject = f"ip:{address}:p{petition_id}"
+            # Keyed by the day's key: no address is written to Redis, and once the day's
+            # key is destroyed nobody can tell which address a key was for.
+            today = await self._ip_keys.today()
+            subject = f"ip:{today.rate_limit_subject(limit_subject(client))}:p{petition_id}"
             limits.append(Limit(subject, self._address_windows, OVER_ADDRESS_LIMIT))
-        if partner is not None and settings.rate_limit_partner is not None:
-            windows = (("rate", settings.rate_limit_partner),)
+        if partner is not None and config.partner is not None:
+            windows = (("rate", config.partner),)
             limits.append(Limit(f"partner:{partner}", windows, OVER_PARTNER_LIMIT))
-        if settings.rate_limit_global is not None:
-            windows = (("rate", settings.rate_limit_global),)
+        if config.overall is not None:
+            windows = (("rate", config.overall),)
             limits.append(Limit("global", windows, OVER_GLOBAL_LIMIT))
         return limits
 
@@ -73,12 +76,10 @@ class AbuseChecks:
         self, *, petition_id: int, client: IPAddress | None, email: str, partner: str | None = None
     ) -> str | None:
         """The signature's suspect reason, or None. Raises 429 in reject mode."""
-        verdict = await self._limiter.check(self.limits(petition_id, client, partner))
+        verdict = await self._limiter.check(await self.limits(petition_id, client, partner))
         if verdict.exceeded is not None:
-            if self._settings.rate_limit_mode == "reject":
-                raise ApiError(
-                    429,
-                    "rate_limited",
+            if self._config.mode == "reject":
+                raise RateLimited(
                     "too many signatures from here; try again later",
                     headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after)))},
                 )

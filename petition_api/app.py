@@ -1,89 +1,140 @@
-"""The application factory. ``create_app`` does no I/O; resources open in cleanup contexts."""
+"""The application factory: the one place that wires the app.
+
+``create_app`` does no I/O. What the app holds opens in three cleanup contexts, one per
+thing it stands on (Postgres, Redis, files on disk); each opens everything that needs
+its back end and nothing another context opens, so their order does not matter.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import suppress
 
 from aiohttp import web
 
-from counter_worker.keys import KeyLayout
+from counter_worker.counts import KeyLayout
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.settings import Settings
+from countersign_core.texts import TextCatalog
+from countersign_domain.confirmation_tokens import ConfirmationTokens
+from countersign_domain.ip_keys import DailyIpKeys
+from countersign_domain.origins import OriginPolicy
+from countersign_domain.partners import PartnerDirectory
 from countersign_domain.petitions import PetitionDirectory
 from countersign_domain.signatures import Hasher, SignatureWriter
-from petition_api import admin, confirmation, docs, views
+from petition_api import routes
 from petition_api.abuse import AbuseChecks
+from petition_api.admin.auth import staff_middleware
+from petition_api.admin.delivery import templates
 from petition_api.appkeys import (
     ABUSE,
     COUNTS,
     DB,
     HASHER,
+    IP_KEYS,
     LAYOUT,
+    LIVE,
+    ORIGINS,
+    PAGES,
+    PARTNERS,
     PETITIONS,
     REDIS,
     SETTINGS,
+    TEXTS,
+    TOKENS,
+    WIDGET,
     WRITER,
 )
-from petition_api.cors import setup_cors
+from petition_api.cors import add_cors_headers
 from petition_api.counts import CountsRenderer
 from petition_api.errors import error_middleware
-from petition_api.live import setup_live
+from petition_api.live_hub import LiveHub
 from petition_api.observability import observe_middleware, stamp_request_id
-from petition_api.partners import setup_partners
+from petition_api.pages import Pages
 from petition_api.ratelimit import RateLimiter
 from petition_api.security import security_headers
-from petition_api.signature_log import setup_signature_log
-from petition_api.widget import setup_widget
+from petition_api.widget_assets import WidgetAssets
 
 
 def create_app(settings: Settings) -> web.Application:
-    database_url, redis_url = settings.require_servers()
+    settings.require_servers()
+    secret_key = settings.require_secret_key()
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[observe_middleware, error_middleware],
+        client_max_size=settings.api.max_body_bytes,
     )
-    app.on_response_prepare.extend([stamp_request_id, security_headers])
+    app.on_response_prepare.extend([stamp_request_id, security_headers, add_cors_headers])
     app[SETTINGS] = settings
-    app[LAYOUT] = KeyLayout(settings.redis_prefix)
-    app[HASHER] = Hasher(settings.require_secret_key())
-
-    async def postgres(app: web.Application) -> AsyncIterator[None]:
-        app[DB] = await create_pg_pool(
-            database_url, max_size=settings.db_pool_size, application_name="petition_api"
-        )
-        app[PETITIONS] = PetitionDirectory(app[DB], timeout=settings.backend_timeout)
-        yield
-        await app[DB].close()
-
-    async def redis(app: web.Application) -> AsyncIterator[None]:
-        app[REDIS] = create_redis(redis_url)
-        app[COUNTS] = CountsRenderer(
-            app[REDIS],
-            app[LAYOUT],
-            ttl=settings.counts_cache_ms / 1000,
-            timeout=settings.backend_timeout,
-        )
-        limiter = RateLimiter(app[REDIS], app[LAYOUT], timeout=settings.backend_timeout)
-        app[ABUSE] = AbuseChecks(settings, limiter, app[HASHER])
-        yield
-        await app[REDIS].aclose()
-
-    async def writer(app: web.Application) -> AsyncIterator[None]:
-        app[WRITER] = SignatureWriter(
-            app[DB],
-            confirmation_emails=settings.confirmation_emails,
-            timeout=settings.backend_timeout,
-        )
-        yield
-        await app[WRITER].close()
-
-    app.cleanup_ctx.extend([postgres, redis, writer])
-    views.add_routes(app)
-    admin.add_routes(app)
-    confirmation.setup(app, settings)
-    setup_partners(app)
-    setup_cors(app)
-    setup_live(app)
-    setup_widget(app)
-    setup_signature_log(app)
-    docs.add_routes(app)
+    app[LAYOUT] = KeyLayout(settings.redis.prefix)
+    app[HASHER] = Hasher(secret_key)
+    app[TOKENS] = ConfirmationTokens(secret_key, max_age_days=settings.confirmation.link_days)
+    app.cleanup_ctx.extend([postgres, redis, files])
+    app.on_shutdown.append(end_live_streams)
+    app.add_routes(routes.PUBLIC)
+    app.add_subapp(routes.STAFF_PREFIX, create_staff_app())
     return app
+
+
+def create_staff_app() -> web.Application:
+    staff = web.Application(middlewares=[staff_middleware])
+    staff.cleanup_ctx.append(templates)
+    staff.add_routes(routes.STAFF)
+    return staff
+
+
+async def postgres(app: web.Application) -> AsyncIterator[None]:
+    """The pool, and what reads or writes through it."""
+    settings = app[SETTINGS]
+    database_url, _ = settings.require_servers()
+    pool = app[DB] = await create_pg_pool(
+        database_url, max_size=settings.api.db_pool_size, application_name="petition_api"
+    )
+    app[PETITIONS] = PetitionDirectory(pool, timeout=settings.api.backend_timeout)
+    app[IP_KEYS] = DailyIpKeys(pool, app[HASHER], timeout=settings.api.backend_timeout)
+    app[PARTNERS] = PartnerDirectory(pool)
+    app[ORIGINS] = OriginPolicy(pool, app[PARTNERS])
+    app[WRITER] = SignatureWriter(
+        pool,
+        confirmation_emails=settings.confirmation.emails_per_signature,
+        timeout=settings.api.backend_timeout,
+    )
+    yield
+    await app[WRITER].close()
+    await pool.close()
+
+
+async def redis(app: web.Application) -> AsyncIterator[None]:
+    """The client, what reads or writes through it, and the live hub's subscription."""
+    settings = app[SETTINGS]
+    _, redis_url = settings.require_servers()
+    client = app[REDIS] = create_redis(redis_url)
+    app[COUNTS] = CountsRenderer(
+        client,
+        app[LAYOUT],
+        ttl=settings.api.counts_cache_ms / 1000,
+        timeout=settings.api.backend_timeout,
+    )
+    limiter = RateLimiter(client, settings.redis.prefix, timeout=settings.api.backend_timeout)
+    app[ABUSE] = AbuseChecks(settings.limits, limiter, app[IP_KEYS])
+    hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT])
+    subscription = asyncio.create_task(hub.run())
+    yield
+    subscription.cancel()
+    with suppress(asyncio.CancelledError):
+        await subscription
+    await hub.close()
+    await client.aclose()
+
+
+async def files(app: web.Application) -> AsyncIterator[None]:
+    """What is read from disk once: the texts, the pages' templates, the widget."""
+    app[TEXTS] = TextCatalog.load(app[SETTINGS].texts_dir)
+    app[PAGES] = Pages(app[TEXTS])
+    app[WIDGET] = WidgetAssets.load()
+    yield
+
+
+async def end_live_streams(app: web.Application) -> None:
+    """At shutdown, before the contexts close: browsers reconnect to another process."""
+    app[LIVE].end_streams()

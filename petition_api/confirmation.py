@@ -12,26 +12,17 @@ an expired or damaged link. The answer is the same whether or not the address si
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 from aiohttp import web
 from marshmallow import ValidationError
 
-from countersign_core.settings import Settings
-from countersign_core.texts import TextCatalog
-from countersign_domain.confirmation_tokens import (
-    ConfirmationRef,
-    ConfirmationTokens,
-    TokenExpired,
-    TokenInvalid,
-)
-from countersign_domain.signature_log.receipts import Receipt
+from countersign_domain.confirmation_tokens import ConfirmationRef, TokenExpired, TokenInvalid
+from countersign_domain.errors import PayloadTooLarge, ServiceUnavailable
+from countersign_domain.signature_log.receipts import receipt_code
 from petition_api import appkeys as keys
-from petition_api.openapi import Reply, documented, error
-from petition_api.pages import Pages
+from petition_api.bodies import FORM_TYPES, read_form
+from petition_api.openapi import Reply, documented
 from petition_api.schemas import ConfirmationRequestSchema
-from petition_api.views import read_form
 
 _request_schema = ConfirmationRequestSchema()
 
@@ -68,33 +59,13 @@ ON CONFLICT (signature_id, kind, sequence) DO NOTHING
 """
 
 
-def setup(app: web.Application, settings: Settings) -> None:
-    """Routes, and the texts and templates (read from disk when the app starts)."""
-    app[keys.TOKENS] = ConfirmationTokens(
-        settings.require_secret_key(), max_age_days=settings.confirmation_link_days
-    )
-
-    async def texts(app: web.Application) -> AsyncIterator[None]:
-        app[keys.TEXTS] = TextCatalog.load(settings.texts_dir)
-        app[keys.PAGES] = Pages(app[keys.TEXTS])
-        yield
-
-    app.cleanup_ctx.append(texts)
-    app.router.add_get("/confirm", new_link_form)
-    app.router.add_post("/confirm", request_new_link)
-    app.router.add_get("/confirm/{token}", show_confirmation)
-    app.router.add_post("/confirm/{token}", confirm)
-
-
 HTML = ("text/html",)
 TOKEN_PAGES = {
     200: Reply("Confirmed already, or a button to confirm.", text_types=HTML),
     404: Reply("No such link: it is damaged (cut short, altered).", text_types=HTML),
     409: Reply("The petition is closed.", text_types=HTML),
     410: Reply("The link has expired, or the signature is gone.", text_types=HTML),
-    503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
 }
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @documented(
@@ -102,6 +73,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
     tags=("confirmation",),
     description="Shows the petition and a button; opening the link confirms nothing.",
     responses=TOKEN_PAGES,
+    problems=(ServiceUnavailable,),
 )
 async def show_confirmation(request: web.Request) -> web.Response:
     return await _answer(request, confirm=False)
@@ -112,6 +84,7 @@ async def show_confirmation(request: web.Request) -> web.Response:
     tags=("confirmation",),
     description="The token in the path is the capability; the body is ignored.",
     responses={**TOKEN_PAGES, 200: Reply("Confirmed.", text_types=HTML)},
+    problems=(ServiceUnavailable,),
 )
 async def confirm(request: web.Request) -> web.Response:
     return await _answer(request, confirm=True)
@@ -132,7 +105,7 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
     if row["confirmed"]:
         # The signer's receipt (the signature log): the page is theirs, the link a secret.
         secret = row["receipt_secret"]
-        receipt = Receipt(row["slug"], ref.signature_id, secret).code if secret else None
+        receipt = receipt_code(row["slug"], ref.signature_id, secret) if secret else None
         return pages.render(request, "confirmed", title=row["title"], receipt=receipt)
     if not row["open"]:
         return pages.render(request, "closed", status=409, title=row["title"])
@@ -169,10 +142,9 @@ async def new_link_form(request: web.Request) -> web.Response:
     responses={
         202: Reply("Any pending signature of this address gets a new link.", text_types=HTML),
         400: Reply("The form again: the body is not a well-formed form.", text_types=HTML),
-        413: error("The body is too large: `payload_too_large`."),
         422: Reply("The form again: the address is not valid.", text_types=HTML),
-        503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
     },
+    problems=(PayloadTooLarge, ServiceUnavailable),
 )
 async def request_new_link(request: web.Request) -> web.Response:
     pages = request.app[keys.PAGES]
@@ -188,7 +160,7 @@ async def request_new_link(request: web.Request) -> web.Response:
         app[keys.DB],
         app[keys.HASHER].email(fields["email"]),
         language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
-        limit=app[keys.SETTINGS].confirmation_emails,
+        limit=app[keys.SETTINGS].confirmation.emails_per_signature,
     )
     # The same page whether a signature was waiting or not: this form tells nobody
     # whether an address signed.

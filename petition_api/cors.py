@@ -11,32 +11,40 @@ here they are data that change at run time, per petition.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Iterable
 
 from aiohttp import web
 
 from countersign_core.connections import TRANSIENT_ERRORS
-from countersign_domain.origins import OriginPolicy
+from countersign_domain.errors import OriginNotAllowed
 from petition_api import appkeys as keys
-from petition_api.errors import ApiError
 
 log = logging.getLogger("petition_api.cors")
 
-# Path -> methods a cross-origin page may use on it.
-CORS_ROUTES = {
-    "/v1/petitions/{slug}": "GET",
-    "/v1/petitions/{slug}/signatures": "POST",
-    "/v1/petitions/{slug}/counts": "GET",
-    "/v1/petitions/{slug}/live": "GET",
-}
 ALLOWED_HEADERS = "Content-Type, Authorization"
 EXPOSED_HEADERS = "ETag, Retry-After"
 PREFLIGHT_MAX_AGE = 600
 
 
+def cross_origin(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
+    """These routes, with the preflight (OPTIONS) of each path after its first route: the
+    routes a partner's page may call from another origin. aiohttp keeps routes added one
+    after the other on one path together (one resource), where ``_cors_methods`` finds
+    the preflight and the methods."""
+    table: list[web.RouteDef] = []
+    for route in routes:
+        table.append(route)
+        if not any(seen.path == route.path and seen.method == "OPTIONS" for seen in table):
+            table.append(web.options(route.path, preflight))
+    return table
+
+
 def _cors_methods(request: web.Request) -> str | None:
+    """The methods a page on another origin may use on this path; None if it may not."""
     resource = request.match_info.route.resource
-    return CORS_ROUTES.get(resource.canonical) if resource is not None else None
+    if resource is None or not any(route.handler is preflight for route in resource):
+        return None
+    return ", ".join(route.method for route in resource if route.method not in ("HEAD", "OPTIONS"))
 
 
 async def _granted_origin(request: web.Request) -> str | None:
@@ -69,7 +77,7 @@ async def preflight(request: web.Request) -> web.Response:
     if "Origin" not in request.headers or requested is None:
         return web.Response(status=204, headers={"Allow": f"{methods}, OPTIONS"})
     if requested not in methods.split(", ") or await _granted_origin(request) is None:
-        raise ApiError(403, "origin_not_allowed", "this origin may not call this endpoint")
+        raise OriginNotAllowed()
     return web.Response(
         status=204,
         headers={
@@ -78,14 +86,3 @@ async def preflight(request: web.Request) -> web.Response:
             "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
         },
     )
-
-
-def setup_cors(app: web.Application) -> None:
-    async def policy(app: web.Application) -> AsyncIterator[None]:
-        app[keys.ORIGINS] = OriginPolicy(app[keys.DB], app[keys.PARTNERS])
-        yield
-
-    app.cleanup_ctx.append(policy)
-    for path in CORS_ROUTES:
-        app.router.add_route("OPTIONS", path, preflight)
-    app.on_response_prepare.append(add_cors_headers)

@@ -21,8 +21,7 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 from redis.asyncio import Redis
 
-from counter_worker.counts import LiveCounts, read_counts
-from counter_worker.keys import KeyLayout
+from counter_worker.counts import KeyLayout, LiveCounts, read_counts
 from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_core.logs import OutageNotice
 from countersign_domain.petitions import Petition

@@ -14,8 +14,8 @@ from pathlib import Path
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from petition_api.errors import ApiError
-from petition_api.openapi import Reply, documented, error, openapi_document
+from countersign_domain.errors import NotFound
+from petition_api.openapi import Reply, documented, openapi_document
 
 _STATIC = files("petition_api") / "static"
 ASSETS: dict[str, tuple[Path, str]] = {
@@ -28,12 +28,6 @@ DOCS_POLICY = (
     "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/openapi.json", get_openapi)
-    app.router.add_get("/docs", get_docs)
-    app.router.add_get("/docs/{asset}", get_docs_asset)
 
 
 @cache
@@ -68,16 +62,14 @@ async def get_docs(_request: web.Request) -> web.Response:
     "A file of the documentation page",
     tags=("documentation",),
     path_parameters={"asset": {"type": "string", "enum": sorted(ASSETS)}},
-    responses={
-        200: Reply("The file.", text_types=("text/javascript", "text/css")),
-        404: error("No such file: `not_found`."),
-    },
+    responses={200: Reply("The file.", text_types=("text/javascript", "text/css"))},
+    problems=(NotFound,),
 )
 async def get_docs_asset(request: web.Request) -> web.Response:
     try:
         path, content_type = ASSETS[request.match_info["asset"]]
     except KeyError:
-        raise ApiError(404, "not_found", "no such file") from None
+        raise NotFound("no such file") from None
     return web.Response(
         body=_read(path),
         content_type=content_type,

@@ -1,216 +1,25 @@
 """Live counts over Server-Sent Events: ``GET /v1/petitions/{slug}/live``.
 
-The worker publishes ``<petition id>:<total>`` on one Redis channel after every change.
-Each API process holds ONE subscription to it (``LiveHub``) and fans it out to the
-streams it serves: on a message it reads the petition's counts once and hands the same
-event to every stream of that petition. Reads are coalesced: while one is in flight,
-more messages only mark the petition to be read once more, so a burst of changes costs
-two reads however many streams are open. A stream keeps only the latest event it has
-not sent, so a slow client neither holds up the others nor piles up memory.
-
-Event ids are the counters' update stamp (Redis time, microseconds): the same in every
-process, so a browser reconnecting to another process with ``Last-Event-ID`` is not sent
-what it has already.
+The streams are fed by the process's one ``LiveHub`` (petition_api/live_hub.py); this is
+the HTTP side: the petition, the event stream, and the hang-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp_sse import sse_response
-from redis.asyncio import Redis
 
-from counter_worker.counts import LiveCounts, read_counts
-from counter_worker.keys import KeyLayout
-from countersign_core.connections import TRANSIENT_ERRORS, create_redis
-from countersign_domain.petitions import Petition
+from countersign_domain.errors import PetitionNotFound, ServiceUnavailable
 from petition_api import appkeys as keys
-from petition_api.counts import counts_json
-from petition_api.openapi import Reply, documented
-from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG, public_petition
+from petition_api.openapi import SLUG, Reply, documented
+from petition_api.petitions import public_petition
 
-log = logging.getLogger("petition_api.live")
-
-SUBSCRIBER_NAME = "countersign-live"
 # Reconnection delay hinted to browsers, spread so that the streams of a restarted
 # process do not all come back in the same instant.
 RETRY_MS = (2000, 6000)
-_MAX_BACKOFF = 5.0
-
-
-@dataclass(frozen=True)
-class LiveEvent:
-    id: str
-    # The event as sent: formatted once per change, not once per stream (the JSON data
-    # has no line breaks, so it is one ``data:`` line).
-    wire: bytes
-
-
-def live_event(petition: Petition, counts: LiveCounts) -> LiveEvent:
-    stamp = round(counts.updated_at.timestamp() * 1_000_000) if counts.updated_at else 0
-    data = counts_json(petition, counts)
-    return LiveEvent(id=str(stamp), wire=f"id: {stamp}\ndata: {data}\n\n".encode())
-
-
-class LiveStream:
-    """One connected browser: the latest event it has not been sent yet."""
-
-    def __init__(self) -> None:
-        self._pending: LiveEvent | None = None
-        self._closed = False
-        self._wake = asyncio.Event()
-
-    def offer(self, event: LiveEvent) -> None:
-        self._pending = event
-        self._wake.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-
-    async def next(self) -> LiveEvent | None:
-        """The next event to send; None once the stream is closed."""
-        while self._pending is None and not self._closed:
-            await self._wake.wait()
-            self._wake.clear()
-        if self._closed:
-            return None
-        event, self._pending = self._pending, None
-        return event
-
-
-@dataclass
-class _Audience:
-    """The streams of one petition and the state of its reads."""
-
-    petition: Petition
-    streams: set[LiveStream] = field(default_factory=set)
-    latest: LiveEvent | None = None
-    stale: bool = False
-    reading: asyncio.Task[None] | None = None
-
-
-class LiveHub:
-    def __init__(self, redis_url: str, reader: Redis, layout: KeyLayout) -> None:
-        # Named, so that operators (and tests) can find it in CLIENT LIST.
-        self._subscriber = create_redis(redis_url, client_name=f"{SUBSCRIBER_NAME}:{layout.prefix}")
-        self._reader = reader
-        self._layout = layout
-        self._audiences: dict[int, _Audience] = {}
-        self._closing = False
-        # How many times counts were read for streams (tests check the coalescing).
-        self.reads = 0
-
-    # -- the subscription -------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Hold the subscription until cancelled, reconnecting with back-off."""
-        backoff = 0.1
-        while True:
-            try:
-                async with self._subscriber.pubsub() as pubsub:
-                    await pubsub.subscribe(self._layout.updates_channel)
-                    while True:
-                        message = await pubsub.get_message(timeout=10.0)
-                        if message is None:
-                            continue
-                        if message["type"] == "subscribe":
-                            # (Re)subscribed, redis-py's own reconnects included: what
-                            # was published meanwhile is lost, so read everything again.
-                            backoff = 0.1
-                            for audience in self._audiences.values():
-                                self._refresh(audience)
-                        elif message["type"] == "message":
-                            self._published(message["data"])
-            except TRANSIENT_ERRORS as exc:
-                log.warning(
-                    "live subscription lost (%s); retrying in %.1fs", type(exc).__name__, backoff
-                )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF)
-
-    def _published(self, data: str) -> None:
-        petition_id, _, _total = data.partition(":")
-        audience = self._audiences.get(int(petition_id)) if petition_id.isdigit() else None
-        if audience is not None:
-            self._refresh(audience)
-
-    # -- reads and fan-out ------------------------------------------------------------
-
-    def _refresh(self, audience: _Audience) -> None:
-        audience.stale = True
-        if audience.reading is None:
-            audience.reading = asyncio.create_task(self._read(audience))
-
-    async def _read(self, audience: _Audience) -> None:
-        try:
-            while audience.stale and audience.streams:
-                audience.stale = False
-                self.reads += 1
-                try:
-                    counts = await read_counts(self._reader, self._layout, audience.petition.id)
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("live counts unreadable (%s); retrying", type(exc).__name__)
-                    audience.stale = True
-                    await asyncio.sleep(1.0)
-                    continue
-                if counts is None:  # being rebuilt: the rebuild publishes when done
-                    continue
-                event = live_event(audience.petition, counts)
-                if event != audience.latest:
-                    audience.latest = event
-                    for stream in audience.streams:
-                        stream.offer(event)
-        finally:
-            audience.reading = None
-
-    @contextmanager
-    def watch(self, petition: Petition) -> Iterator[LiveStream]:
-        """A stream of the petition's counts, starting with the current ones."""
-        stream = LiveStream()
-        if self._closing:
-            stream.close()
-            yield stream
-            return
-        audience = self._audiences.get(petition.id)
-        if audience is None:
-            audience = self._audiences[petition.id] = _Audience(petition)
-        audience.petition = petition
-        audience.streams.add(stream)
-        if audience.latest is not None:
-            stream.offer(audience.latest)
-        else:
-            self._refresh(audience)
-        try:
-            yield stream
-        finally:
-            audience.streams.discard(stream)
-            if not audience.streams and self._audiences.get(petition.id) is audience:
-                del self._audiences[petition.id]
-
-    def stream_count(self) -> int:
-        return sum(len(audience.streams) for audience in self._audiences.values())
-
-    def end_streams(self) -> None:
-        """Let every stream finish (shutdown): browsers reconnect to another process."""
-        self._closing = True
-        for audience in self._audiences.values():
-            for stream in audience.streams:
-                stream.close()
-
-    async def close(self) -> None:
-        self.end_streams()
-        readings = [a.reading for a in self._audiences.values() if a.reading is not None]
-        for reading in readings:
-            reading.cancel()
-        await asyncio.gather(*readings, return_exceptions=True)
-        await self._subscriber.aclose()
 
 
 # Each event of the stream (the `retry:` hint and keep-alive comments are no events).
@@ -235,15 +44,12 @@ EVENT = {
     ),
     path_parameters={"slug": SLUG},
     header_parameters={"Last-Event-ID": "The id of the last event received (on reconnecting)."},
-    responses={
-        200: Reply("The event stream.", media_schemas={"text/event-stream": EVENT}),
-        404: PETITION_NOT_FOUND,
-        503: POSTGRES_UNAVAILABLE,
-    },
+    responses={200: Reply("The event stream.", media_schemas={"text/event-stream": EVENT})},
+    problems=(PetitionNotFound, ServiceUnavailable),
 )
 async def live(request: web.Request) -> web.StreamResponse:
     petition = await public_petition(request)
-    heartbeat = request.app[keys.SETTINGS].live_heartbeat
+    heartbeat = request.app[keys.SETTINGS].api.live_heartbeat
     with request.app[keys.LIVE].watch(petition) as stream:
         async with sse_response(request, ping_interval=heartbeat) as sse:
             await sse.write(f"retry: {random.randint(*RETRY_MS)}\n\n".encode())
@@ -261,22 +67,3 @@ async def live(request: web.Request) -> web.StreamResponse:
             finally:
                 hung_up.cancel()
     return sse
-
-
-def setup_live(app: web.Application) -> None:
-    async def hub(app: web.Application) -> AsyncIterator[None]:
-        _, redis_url = app[keys.SETTINGS].require_servers()
-        app[keys.LIVE] = LiveHub(redis_url, app[keys.REDIS], app[keys.LAYOUT])
-        subscription = asyncio.create_task(app[keys.LIVE].run())
-        yield
-        subscription.cancel()
-        with suppress(asyncio.CancelledError):
-            await subscription
-        await app[keys.LIVE].close()
-
-    async def end_streams(app: web.Application) -> None:
-        app[keys.LIVE].end_streams()
-
-    app.cleanup_ctx.append(hub)
-    app.on_shutdown.append(end_streams)
-    app.router.add_get("/v1/petitions/{slug}/live", live)

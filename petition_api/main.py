@@ -17,6 +17,7 @@ from prometheus_client import multiprocess
 from countersign_core.metrics import MULTIPROCESS_ENV, serve_metrics
 from countersign_core.runtime import configure_logging, event_loop_factory, fail
 from countersign_core.settings import Settings, SettingsError, load_settings
+from countersign_core.status import StatusCollector
 from countersign_core.texts import TextCatalog, TextsError
 from petition_api.app import create_app
 
@@ -27,8 +28,8 @@ def serve_one(
     settings: Settings, host: str, port: int, reuse_port: bool = False, metrics: bool = True
 ) -> None:
     configure_logging(settings.log_level)
-    if metrics and settings.metrics_port:
-        serve_metrics(settings.metrics_host, settings.metrics_port)
+    if metrics and settings.metrics.api_port:
+        serve_api_metrics(settings, settings.metrics.api_port)
     log.info("listening on http://%s:%d", host, port)
     web.run_app(
         create_app(settings),
@@ -43,6 +44,12 @@ def serve_one(
     )
 
 
+def serve_api_metrics(settings: Settings, port: int) -> None:
+    """The API's metrics, and the status of the workers and senders (read at each scrape)."""
+    assert settings.database.url
+    serve_metrics(settings.metrics.host, port, collectors=[StatusCollector(settings.database.url)])
+
+
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     """Serve on host:port; with several workers, each process binds the port with
     SO_REUSEPORT and the kernel spreads connections between them."""
@@ -51,12 +58,12 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         return
     configure_logging(settings.log_level)
     metrics_dir = None
-    if settings.metrics_port:
+    if settings.metrics.api_port:
         # Each process writes its samples here; this one serves their sum
         # (countersign_core.metrics).
         metrics_dir = tempfile.mkdtemp(prefix="countersign-metrics-")
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # inherited by the children below
-        serve_metrics(settings.metrics_host, settings.metrics_port)
+        serve_api_metrics(settings, settings.metrics.api_port)
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(target=serve_one, args=(settings, host, port, True, False), daemon=False)
@@ -94,4 +101,4 @@ def main() -> None:
         check(settings)
     except (SettingsError, TextsError) as exc:
         fail(str(exc))
-    serve(settings, settings.host, settings.port)
+    serve(settings, settings.api.host, settings.api.port)

@@ -14,7 +14,8 @@ REQUEST_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
-# Live count streams (server-sent events) open now; the live route increments it.
+# Live count streams (server-sent events) open now: up when one opens, down when it ends
+# (petition_api/live_hub.py, LiveHub.watch).
 LIVE_STREAMS_OPEN = Gauge(
     "countersign_live_streams_open",
     "Live count streams open.",

@@ -3,14 +3,15 @@
 Each route module documents its own handlers with ``@documented(...)`` next to them;
 ``openapi_document(app)`` walks the app's router and writes one operation per route, so
 a route added anywhere appears in the document, and one added without documentation
-fails tests/test_openapi.py. Error answers share the envelope schema of
-petition_api/errors.py.
+fails tests/test_openapi.py. Error answers are written from the problems a handler
+names (countersign_domain/errors.py): each status lists its codes and what they mean,
+in the envelope schema of petition_api/errors.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, TypeVar
@@ -20,6 +21,14 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
+from countersign_domain import patterns
+from countersign_domain.errors import (
+    InvalidToken,
+    Problem,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from petition_api.schemas import ErrorSchema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,6 +49,8 @@ class Reply:
     media_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # name -> (description, required): headers this answer carries.
     headers: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
+    # For an error answer: the problems it is (their codes are its ``error.code``).
+    problems: tuple[type[Problem], ...] = ()
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"description": self.description}
@@ -59,12 +70,35 @@ class Reply:
         return doc
 
 
-RETRY_AFTER = {"Retry-After": ("Seconds to wait before trying again.", True)}
+# Headers that come with some problems' answers.
+_PROBLEM_HEADERS: tuple[tuple[tuple[type[Problem], ...], str, str], ...] = (
+    ((ServiceUnavailable, RateLimited), "Retry-After", "Seconds to wait before trying again."),
+    ((Unauthorized, InvalidToken), "WWW-Authenticate", "The Bearer challenge."),
+)
+
+# The path parameter of a petition's slug.
+SLUG = {"type": "string", "pattern": patterns.SLUG}
 
 
-def error(description: str, *, retry_after: bool = False) -> Reply:
-    """An answer in the error envelope ``{"error": {"code", "message", "fields"?}}``."""
-    return Reply(description, ErrorSchema, headers=RETRY_AFTER if retry_after else {})
+def error_replies(problems: Iterable[type[Problem]]) -> dict[int, Reply]:
+    """The answers of these problems, one per status, in the error envelope
+    ``{"error": {"code", "message", "fields"?}}``: each lists its codes and their meaning."""
+    by_status: dict[int, list[type[Problem]]] = {}
+    for problem in problems:
+        if problem not in by_status.setdefault(problem.status, []):
+            by_status[problem.status].append(problem)
+    return {status: _error_reply(group) for status, group in by_status.items()}
+
+
+def _error_reply(problems: list[type[Problem]]) -> Reply:
+    lines = [f"`{problem.code}`: {problem.description}." for problem in problems]
+    description = lines[0] if len(lines) == 1 else "\n".join(f"- {line}" for line in lines)
+    headers = {
+        name: (text, True)
+        for kinds, name, text in _PROBLEM_HEADERS
+        if any(issubclass(problem, kinds) for problem in problems)
+    }
+    return Reply(description, ErrorSchema, headers=headers, problems=tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,7 @@ def documented(
     summary: str,
     *,
     responses: Mapping[int, Reply],
+    problems: Iterable[type[Problem]] = (),
     description: str = "",
     tags: tuple[str, ...] = (),
     body: Mapping[str, type[Schema] | Mapping[str, Any]] | None = None,
@@ -117,12 +152,16 @@ def documented(
     query: type[Schema] | None = None,
     security: tuple[Mapping[str, list[str]], ...] = (),
 ) -> Callable[[H], H]:
-    """Document a handler; every status it can answer must be listed in ``responses``."""
+    """Document a handler: every answer it can give, the ones of its ``responses`` and
+    those of the ``problems`` it can raise (written from the error vocabulary)."""
+    errors = error_replies(problems)
+    if both := set(errors) & set(responses):
+        raise ValueError(f"{summary!r}: status {sorted(both)} is both a reply and a problem")
 
     def register(handler: H) -> H:
         _OPERATIONS[handler] = Operation(
             summary,
-            responses,
+            {**responses, **errors},
             description,
             tags,
             body or {},

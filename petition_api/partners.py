@@ -6,30 +6,27 @@ The partners themselves (keys, origins, the cached directory) live in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, cast
-
 from aiohttp import web
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, fields
 
 from counter_worker.counts import read_source_count
 from countersign_core.connections import TRANSIENT_ERRORS
-from countersign_domain.partners import Partner, PartnerDirectory
+from countersign_domain.errors import (
+    CountsUnavailable,
+    PetitionNotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+from countersign_domain.partners import Partner
 from countersign_domain.petitions import Petition
 from petition_api import appkeys as keys
-from petition_api.errors import (
-    ApiError,
-    counts_unavailable,
-    petition_not_found,
-    unavailable,
-    validation_failed,
-)
-from petition_api.openapi import PARTNER_KEY, Reply, documented, error
-from petition_api.schemas import ErrorSchema, WholeMatch
+from petition_api.openapi import PARTNER_KEY, Reply, documented
+from petition_api.schemas import valid_slug
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(message: str) -> Unauthorized:
+    return Unauthorized(message, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def authenticated_partner(request: web.Request) -> Partner | None:
@@ -56,7 +53,7 @@ class PartnerCountsQuery(Schema):
 
     petition = fields.String(
         required=True,
-        validate=WholeMatch(r"^[a-z0-9][a-z0-9-]{0,99}$", error="Not a petition slug."),
+        validate=valid_slug,
         metadata={"description": "The petition's slug."},
     )
 
@@ -74,16 +71,7 @@ class PartnerValidationsSchema(Schema):
     pending = fields.Integer(required=True)
 
 
-NO_PARTNER_KEY = Reply(
-    "No partner key, or a wrong or revoked one: `unauthorized`.",
-    ErrorSchema,
-    headers={"WWW-Authenticate": ("Bearer.", True)},
-)
-PARTNER_ERRORS = {
-    401: NO_PARTNER_KEY,
-    404: error("No such petition (unknown, or a draft): `petition_not_found`."),
-    422: error("`petition` is missing or malformed: `validation_failed`."),
-}
+PARTNER_PROBLEMS = (Unauthorized, PetitionNotFound, ValidationFailed, ServiceUnavailable)
 
 
 _query_schema = PartnerCountsQuery()
@@ -94,13 +82,10 @@ async def _partner_and_petition(request: web.Request) -> tuple[Partner, Petition
     partner = await authenticated_partner(request)
     if partner is None:
         raise _unauthorized("this endpoint needs Authorization: Bearer <partner key>")
-    try:
-        query = _query_schema.load(dict(request.query))
-    except ValidationError as exc:
-        raise validation_failed(cast(dict[str, Any], exc.messages)) from None
+    query = _query_schema.load(dict(request.query))
     petition = await request.app[keys.PETITIONS].get(query["petition"])
     if petition is None or not petition.is_public:
-        raise petition_not_found()
+        raise PetitionNotFound()
     return partner, petition
 
 
@@ -111,13 +96,8 @@ async def _partner_and_petition(request: web.Request) -> tuple[Partner, Petition
     query=PartnerCountsQuery,
     responses={
         200: Reply("The live count of the partner's source.", PartnerCountsSchema),
-        **PARTNER_ERRORS,
-        503: error(
-            "The counts are being built (`counts_unavailable`), or Redis or Postgres did "
-            "not answer (`service_unavailable`).",
-            retry_after=True,
-        ),
     },
+    problems=(*PARTNER_PROBLEMS, CountsUnavailable),
 )
 async def partner_counts(request: web.Request) -> web.Response:
     """How many counted signatures carry the partner's source on one petition."""
@@ -127,9 +107,9 @@ async def partner_counts(request: web.Request) -> web.Response:
             request.app[keys.REDIS], request.app[keys.LAYOUT], petition.id, partner.source_code
         )
     except TRANSIENT_ERRORS:
-        raise unavailable("live counts are unavailable; try again shortly") from None
+        raise ServiceUnavailable("live counts are unavailable; try again shortly") from None
     if total is None:
-        raise counts_unavailable()
+        raise CountsUnavailable()
     return web.json_response(
         {"petition": petition.slug, "source": partner.source_code, "total": total},
         headers={"Cache-Control": "no-store", "Vary": "Authorization"},
@@ -152,9 +132,8 @@ WHERE petition_id = $1 AND source = $2 AND erased_at IS NULL AND invalidated_at 
     query=PartnerCountsQuery,
     responses={
         200: Reply("Counts only: nothing about who signed.", PartnerValidationsSchema),
-        **PARTNER_ERRORS,
-        503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
     },
+    problems=PARTNER_PROBLEMS,
 )
 async def partner_validations(request: web.Request) -> web.Response:
     """How many of the partner's signatures are confirmed by email, and how many wait.
@@ -173,13 +152,3 @@ async def partner_validations(request: web.Request) -> web.Response:
         },
         headers={"Cache-Control": "no-store", "Vary": "Authorization"},
     )
-
-
-def setup_partners(app: web.Application) -> None:
-    async def directory(app: web.Application) -> AsyncIterator[None]:
-        app[keys.PARTNERS] = PartnerDirectory(app[keys.DB])
-        yield
-
-    app.cleanup_ctx.append(directory)
-    app.router.add_get("/v1/partner/counts", partner_counts)
-    app.router.add_get("/v1/partner/validations", partner_validations)

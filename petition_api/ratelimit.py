@@ -4,7 +4,8 @@ A subject is any string (``ip:<hash>:p<petition>``, ``partner:<id>``, ``global``
 or more windows, each a Rate: at most ``count`` per ``seconds``, in bursts of up to
 ``count``. GCRA (the generic cell rate algorithm) keeps a single timestamp per window,
 so a limit costs one small key whatever its rate, and it has no window edges for a bot
-to time. A subject's windows share its hash tag, so the script is legal on Redis Cluster.
+to time. A window's key is ``<prefix>:{rl:<subject>}:<window>``: a subject's windows
+share its hash tag, so the script is legal on Redis Cluster.
 
 A refused request does not use up its subject's allowance. Each subject decides alone,
 so a request refused by the global ceiling still counts against its address. Redis not
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from counter_worker.keys import KeyLayout
 from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_core.logs import OutageNotice
 from countersign_core.settings import Rate
@@ -70,14 +70,19 @@ class Verdict:
 WITHIN_LIMITS = Verdict(None)
 
 
+def window_key(prefix: str, subject: str, window: str) -> str:
+    """The key of one window of a subject, under the service's Redis prefix."""
+    return f"{prefix}:{{rl:{subject}}}:{window}"
+
+
 def _gcra_args(rate: Rate) -> tuple[float, float]:
     interval = rate.seconds * 1000 / rate.count
     return interval, interval * (rate.count - 1)
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, layout: KeyLayout, *, timeout: float) -> None:
-        self._layout = layout
+    def __init__(self, redis: Redis, prefix: str, *, timeout: float) -> None:
+        self._prefix = prefix
         self._timeout = timeout
         self._script = redis.register_script(GCRA)
         self._redis = redis
@@ -104,7 +109,7 @@ class RateLimiter:
     async def _run(self, limits: Sequence[Limit]) -> list[tuple[int, int]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for limit in limits:
-                keys = [self._layout.rate_limit(limit.subject, name) for name, _ in limit.windows]
+                keys = [window_key(self._prefix, limit.subject, name) for name, _ in limit.windows]
                 args = [value for _, rate in limit.windows for value in _gcra_args(rate)]
                 await self._script(keys=keys, args=args, client=pipe)
             results = await pipe.execute()

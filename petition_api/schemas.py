@@ -7,6 +7,7 @@ the OpenAPI document publishes as they are: what the document says is what is en
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
@@ -16,16 +17,27 @@ from countersign_domain import patterns
 _NAME = re.compile(patterns.NAME)
 _WEB_ADDRESS = re.compile(patterns.WEB_ADDRESS)
 _CONTROL = re.compile(patterns.one_of(patterns.CONTROL))
+_BIDI_CONTROL = re.compile(patterns.one_of(patterns.BIDI_CONTROLS))
+_LETTER = re.compile(patterns.one_of(patterns.LETTERS))
+# Lone surrogates: what bytes that are not UTF-8 become in a form (petition_api.forms),
+# and what JSON can carry; no text has them.
+_BROKEN = re.compile(f"[\\ud800-\\udfff{patterns.REPLACEMENT}]")
 
 
 def validate_name(value: str) -> None:
     """The name pattern decides; the messages say which of its rules failed."""
     if _NAME.search(value):
         return
+    if _BROKEN.search(value):
+        raise ValidationError("Not valid text: bytes that are not UTF-8.")
     if not 1 <= len(value) <= 120:
         raise ValidationError("Length must be between 1 and 120.")
     if _CONTROL.search(value):
         raise ValidationError("Must not contain control characters.")
+    if _BIDI_CONTROL.search(value):
+        raise ValidationError("Must not contain bidirectional override or isolate characters.")
+    if not _LETTER.search(value):
+        raise ValidationError("Must contain a letter.")
     if value.startswith(tuple(patterns.FORMULA_START)):
         raise ValidationError("Must not start with =, +, - or @.")
     if _WEB_ADDRESS.search(value):
@@ -42,6 +54,12 @@ class WholeMatch(validate.Regexp):
             raise ValidationError(self._format_error(value))
         return value
 
+
+# A petition's slug, wherever the API reads one (the path's is published by
+# petition_api/openapi.py from the same pattern).
+valid_slug = WholeMatch(
+    patterns.SLUG, error="Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."
+)
 
 # Text Postgres can store: no NUL character (JSON and forms can carry one).
 STORABLE_TEXT = r"^[^\u0000]*$"
@@ -87,7 +105,11 @@ class SignatureSchema(Schema):
     name = fields.String(
         required=True,
         validate=validate_name,
-        metadata={"pattern": patterns.NAME, "description": "1-120 characters, no web address."},
+        metadata={
+            "pattern": patterns.NAME,
+            "description": "1-120 characters with a letter; no web address, no bidirectional "
+            "controls. Stored in Unicode NFC.",
+        },
     )
     email = fields.String(
         required=True,
@@ -128,6 +150,8 @@ class SignatureSchema(Schema):
 
     @post_load
     def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # One spelling of each name: "José" typed composed or decomposed is stored alike.
+        data["name"] = unicodedata.normalize("NFC", data["name"])
         data["country"] = data["country"].upper()
         if data.get("postal_code"):
             data["postal_code"] = data["postal_code"].upper()

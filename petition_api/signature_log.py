@@ -17,31 +17,26 @@ import asyncpg
 from aiohttp import web
 from marshmallow import RAISE, Schema, fields, validate
 
+from countersign_domain.errors import PetitionNotFound, ServiceUnavailable, ValidationFailed
 from countersign_domain.petitions import Petition
 from countersign_domain.signature_log import store
-from countersign_domain.signature_log.problems import LogEmpty, OutsideLog, ReceiptNotFound
+from countersign_domain.signature_log.problems import (
+    InvalidReceipt,
+    LogEmpty,
+    OutsideLog,
+    ReceiptNotFound,
+)
 from countersign_domain.signature_log.receipts import CODE, Receipt, open_receipt
 from countersign_domain.signature_log.store import SignedHead
 from petition_api import appkeys as keys
-from petition_api.openapi import H, Reply, documented, error
-from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG, public_petition
+from petition_api.openapi import SLUG, H, Reply, documented
+from petition_api.petitions import public_petition
 
 MAX_LEAVES = 10_000  # per /log/leaves answer
 MAX_HEADS = 1_000  # per /log/heads answer
 LARGEST = 2**62  # beyond any log; keeps every number a Postgres bigint
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 FRESH = {"Cache-Control": "no-cache"}
-
-
-def setup_signature_log(app: web.Application) -> None:
-    app.router.add_get("/v1/log/public-key", public_key)
-    app.router.add_get("/v1/petitions/{slug}/log/head", head)
-    app.router.add_get("/v1/petitions/{slug}/log/heads", heads)
-    app.router.add_get("/v1/petitions/{slug}/log/leaves", leaves)
-    app.router.add_get("/v1/petitions/{slug}/log/consistency", consistency)
-    app.router.add_get("/v1/petitions/{slug}/log/inclusion", inclusion)
-    app.router.add_get("/v1/petitions/{slug}/log/summary", summary)
-    app.router.add_get("/v1/receipts/{code}", check_receipt)
 
 
 def b64(data: bytes) -> str:
@@ -185,12 +180,8 @@ def head_json(signed: SignedHead) -> dict[str, Any]:
 
 # -- handlers -----------------------------------------------------------------------------
 
-LOG_EMPTY = error("Nothing counted yet, so no head is signed: `log_empty`.")
-BAD_QUERY = error("A query value is missing or malformed: `validation_failed` (`fields`).")
-NOT_IN_LOG = error(
-    "No such petition (`petition_not_found`), no head yet (`log_empty`), or the range or "
-    "sizes name nothing in the log up to its latest head (`outside_log`)."
-)
+# What every read of a petition's log can answer besides its own reply.
+READ_PROBLEMS = (PetitionNotFound, LogEmpty, ServiceUnavailable)
 TAGS = ("signature log",)
 PETITION_SLUG = {"slug": SLUG}
 
@@ -206,7 +197,8 @@ async def _latest(request: web.Request, petition: Petition) -> SignedHead:
     "The keys that sign tree heads",
     tags=TAGS,
     description="Ed25519 public keys, oldest first; the delivery page prints them too.",
-    responses={200: Reply("The keys.", LogPublicKeysSchema), 503: POSTGRES_UNAVAILABLE},
+    responses={200: Reply("The keys.", LogPublicKeysSchema)},
+    problems=(ServiceUnavailable,),
 )
 async def public_key(request: web.Request) -> web.Response:
     found = await store.public_keys(request.app[keys.DB])
@@ -221,11 +213,8 @@ async def public_key(request: web.Request) -> web.Response:
     "A petition log's latest signed head",
     tags=TAGS,
     path_parameters=PETITION_SLUG,
-    responses={
-        200: Reply("The head.", LogHeadSchema),
-        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
-        503: POSTGRES_UNAVAILABLE,
-    },
+    responses={200: Reply("The head.", LogHeadSchema)},
+    problems=READ_PROBLEMS,
 )
 async def head(request: web.Request) -> web.Response:
     petition = await public_petition(request)
@@ -237,12 +226,8 @@ async def head(request: web.Request) -> web.Response:
     tags=TAGS,
     path_parameters=PETITION_SLUG,
     query=LogHeadsQuery,
-    responses={
-        200: Reply("A page of heads.", LogHeadsSchema),
-        404: PETITION_NOT_FOUND,
-        422: BAD_QUERY,
-        503: POSTGRES_UNAVAILABLE,
-    },
+    responses={200: Reply("A page of heads.", LogHeadsSchema)},
+    problems=(PetitionNotFound, ValidationFailed, ServiceUnavailable),
 )
 async def heads(request: web.Request) -> web.Response:
     petition = await public_petition(request)
@@ -266,7 +251,8 @@ def _reading(
         path_parameters=PETITION_SLUG,
         description=description,
         query=query,
-        responses={200: reply, 404: NOT_IN_LOG, 422: BAD_QUERY, 503: POSTGRES_UNAVAILABLE},
+        responses={200: reply},
+        problems=(*READ_PROBLEMS, OutsideLog, ValidationFailed),
     )
 
 
@@ -339,11 +325,8 @@ async def inclusion(request: web.Request) -> web.Response:
         "restored) by reason class, erased at their signer's request, and removed otherwise. "
         "Each is recomputable from the leaves."
     ),
-    responses={
-        200: Reply("The totals and the head they belong to.", LogSummarySchema),
-        404: error("No such petition (`petition_not_found`), or no head yet (`log_empty`)."),
-        503: POSTGRES_UNAVAILABLE,
-    },
+    responses={200: Reply("The totals and the head they belong to.", LogSummarySchema)},
+    problems=READ_PROBLEMS,
 )
 async def summary(request: web.Request) -> web.Response:
     petition = await public_petition(request)
@@ -372,12 +355,8 @@ async def summary(request: web.Request) -> web.Response:
         "signature that does not count yet (waiting, or held for review) has no leaves."
     ),
     path_parameters={"code": {"type": "string", "pattern": CODE}},
-    responses={
-        200: Reply("The signature's leaves, with proofs.", ReceiptSchema),
-        400: error("Not a receipt (cut short, altered): `invalid_receipt`."),
-        404: error("No signature opens with it: `receipt_not_found`."),
-        503: POSTGRES_UNAVAILABLE,
-    },
+    responses={200: Reply("The signature's leaves, with proofs.", ReceiptSchema)},
+    problems=(InvalidReceipt, ReceiptNotFound, ServiceUnavailable),
 )
 async def check_receipt(request: web.Request) -> web.Response:
     receipt = Receipt.parse(request.match_info["code"])

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
-from marshmallow import ValidationError
 
 from countersign_core.connections import TRANSIENT_ERRORS
-from countersign_domain.petitions import Petition
+from countersign_domain.errors import (
+    CountsUnavailable,
+    InvalidForm,
+    InvalidJson,
+    PayloadTooLarge,
+    PetitionClosed,
+    PetitionNotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from countersign_domain.signatures import (
     BackendUnavailable,
     NewSignature,
@@ -18,17 +28,12 @@ from countersign_domain.signatures import (
     count_signature,
 )
 from petition_api import appkeys as keys
-from petition_api.bodies import read_json_object
+from petition_api.bodies import FORM_TYPES, read_json_or_form
 from petition_api.client_address import client_address
-from petition_api.errors import (
-    ApiError,
-    counts_unavailable,
-    petition_not_found,
-    unavailable,
-    validation_failed,
-)
-from petition_api.openapi import Reply, documented, error
-from petition_api.partners import NO_PARTNER_KEY, authenticated_partner
+from petition_api.errors import as_problem
+from petition_api.openapi import SLUG, Reply, documented
+from petition_api.partners import authenticated_partner
+from petition_api.petitions import public_petition
 from petition_api.schemas import (
     CountsSchema,
     HealthSchema,
@@ -44,29 +49,6 @@ _signature_schema = SignatureSchema()
 _signature_form_schema = SignatureFormSchema()
 _petition_schema = PetitionSchema()
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-SLUG = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,99}$"}
-PETITION_NOT_FOUND = error("No such petition (unknown, or a draft): `petition_not_found`.")
-POSTGRES_UNAVAILABLE = error(
-    "Postgres did not answer in time: `service_unavailable`.", retry_after=True
-)
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/v1/petitions/{slug}", get_petition)
-    app.router.add_post("/v1/petitions/{slug}/signatures", sign)
-    app.router.add_get("/v1/petitions/{slug}/counts", get_counts)
-
-
-async def public_petition(request: web.Request) -> Petition:
-    petition = await request.app[keys.PETITIONS].get(request.match_info["slug"])
-    if petition is None or not petition.is_public:
-        raise petition_not_found()
-    return petition
-
 
 @documented(
     "A petition",
@@ -76,9 +58,8 @@ async def public_petition(request: web.Request) -> Petition:
         200: Reply(
             "The petition; `status` reads closed once its close date has passed.", PetitionSchema
         ),
-        404: PETITION_NOT_FOUND,
-        503: POSTGRES_UNAVAILABLE,
     },
+    problems=(PetitionNotFound, ServiceUnavailable),
 )
 async def get_petition(request: web.Request) -> web.Response:
     petition = await public_petition(request)
@@ -111,35 +92,26 @@ async def get_petition(request: web.Request) -> web.Response:
         202: Reply(
             "Signed, to be counted once confirmed: a link was emailed.", PendingConfirmationSchema
         ),
-        400: error(
-            "The body is not a JSON object (`invalid_json`), or not a well-formed form "
-            "(`invalid_form`)."
-        ),
-        401: NO_PARTNER_KEY,
-        404: PETITION_NOT_FOUND,
-        409: error("The petition is closed: `petition_closed`."),
-        413: error("The body is too large: `payload_too_large`."),
-        415: error("Not JSON or a form: `unsupported_media_type`."),
-        422: error("Some fields are invalid (`fields` says which): `validation_failed`."),
-        429: error(
-            "Too many signatures from this address, partner or overall, when the service "
-            "refuses them rather than holding them for review: `rate_limited`.",
-            retry_after=True,
-        ),
-        503: error(
-            "The signature could not be recorded; try again: `service_unavailable`.",
-            retry_after=True,
-        ),
     },
+    problems=(
+        InvalidJson,
+        InvalidForm,
+        Unauthorized,
+        PetitionNotFound,
+        PetitionClosed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+    ),
 )
 async def sign(request: web.Request) -> web.Response:
     try:
         return await _sign(request)
-    except ApiError as exc:
-        count_signature("rejected", exc.code)
-        raise
-    except TRANSIENT_ERRORS:
-        count_signature("rejected", "service_unavailable")
+    except Exception as exc:
+        if (problem := as_problem(exc)) is not None:
+            count_signature("rejected", problem.code)
         raise
 
 
@@ -147,22 +119,19 @@ async def _sign(request: web.Request) -> web.Response:
     partner = await authenticated_partner(request)
     petition = await public_petition(request)
     if petition.effective_status != "open":
-        raise ApiError(409, "petition_closed", "this petition is not taking signatures")
-    data = await _read_body(request)
+        raise PetitionClosed()
+    data = await read_json_or_form(request)
     if partner is not None:
         # A partner's signatures carry its own code, whatever the body says.
         data.pop("source", None)
-    try:
-        schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
-        fields = schema.load(data)
-    except ValidationError as exc:
-        raise validation_failed(cast(dict[str, Any], exc.messages)) from None
+    schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
+    fields = schema.load(data)
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         count_signature("rejected", "honeypot")
         return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
 
-    client = client_address(request, request.app[keys.SETTINGS].trusted_proxies)
+    client = client_address(request, request.app[keys.SETTINGS].api.trusted_proxies)
     suspect_reason = await request.app[keys.ABUSE].assess(
         petition_id=petition.id,
         client=client,
@@ -170,6 +139,7 @@ async def _sign(request: web.Request) -> web.Response:
         partner=partner.source_code if partner is not None else None,
     )
     hasher = request.app[keys.HASHER]
+    today = await request.app[keys.IP_KEYS].today() if client else None
     signature = NewSignature(
         petition_id=petition.id,
         name=fields["name"],
@@ -179,7 +149,7 @@ async def _sign(request: web.Request) -> web.Response:
         postal_code=fields["postal_code"],
         source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
-        ip_hash=hasher.ip(str(client)) if client else None,
+        ip_hash=today.ip(str(client)) if today else None,
         language=request.app[keys.TEXTS].negotiate(
             fields["language"], request.headers.get("Accept-Language")
         ),
@@ -188,9 +158,9 @@ async def _sign(request: web.Request) -> web.Response:
     try:
         status = await request.app[keys.WRITER].write(signature)
     except BackendUnavailable:
-        raise unavailable("the signature could not be recorded; try again shortly") from None
+        raise ServiceUnavailable("the signature could not be recorded; try again shortly") from None
     if status is None:
-        raise ApiError(409, "petition_closed", "this petition is not taking signatures")
+        raise PetitionClosed()
     # The same answer whether the address is new, had signed already, or had confirmed
     # already: nobody can use this endpoint to find out whether someone signed.
     return _accepted(status)
@@ -199,32 +169,6 @@ async def _sign(request: web.Request) -> web.Response:
 def _accepted(status: SignStatus) -> web.Response:
     """201 for a signature that counts; 202 for one that counts once confirmed."""
     return web.json_response({"status": status}, status=201 if status == "counted" else 202)
-
-
-async def _read_body(request: web.Request) -> dict[str, Any]:
-    if request.content_type == "application/json":
-        return await read_json_object(request)
-    if request.content_type in FORM_TYPES:
-        form = await read_form(request)
-        if form is None:
-            raise ApiError(400, "invalid_form", "the body is not a well-formed form")
-        return form
-    raise ApiError(
-        415,
-        "unsupported_media_type",
-        "send application/json or application/x-www-form-urlencoded",
-    )
-
-
-async def read_form(request: web.Request) -> dict[str, str] | None:
-    """The text fields of a form body; None if it is not a well-formed form (a multipart
-    body without its boundary, cut short, or with a broken part header; text that is
-    not UTF-8)."""
-    try:
-        form = await request.post()
-    except (ValueError, BadHttpMessage):
-        return None
-    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 @documented(
@@ -246,19 +190,14 @@ async def read_form(request: web.Request) -> dict[str, str] | None:
             },
         ),
         304: Reply("Unchanged since the ETag sent in If-None-Match."),
-        404: PETITION_NOT_FOUND,
-        503: error(
-            "No counts to give yet (being built): `counts_unavailable`; or Postgres did not "
-            "answer: `service_unavailable`.",
-            retry_after=True,
-        ),
     },
+    problems=(PetitionNotFound, CountsUnavailable, ServiceUnavailable),
 )
 async def get_counts(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     rendered = await request.app[keys.COUNTS].render(petition)
     if rendered is None:
-        raise counts_unavailable()
+        raise CountsUnavailable()
     if rendered.stale:
         return web.Response(
             body=rendered.body,
@@ -266,7 +205,7 @@ async def get_counts(request: web.Request) -> web.Response:
             headers={"Cache-Control": "no-store"},
         )
     headers = {
-        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].counts_max_age}",
+        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].api.counts_max_age}",
         "ETag": f'"{rendered.etag}"',
     }
     if any(candidate.value == rendered.etag for candidate in request.if_none_match or ()):

@@ -1,4 +1,4 @@
-"""The embeddable widget: its script, the iframe page, and the partner demo page.
+"""The embeddable widget's routes: its script, and the iframe page.
 
 ``/widget.js`` is what partners paste. It is a tiny loader, cached for five minutes,
 that loads ``/widget/<content hash>.js``, cached for a year as immutable: a new version
@@ -10,25 +10,19 @@ petition (the petition's and the partners'), or ``'none'``.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from string import Template
 
 from aiohttp import web
 from marshmallow import Schema, fields
 
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_domain.errors import NotFound, PetitionNotFound, ServiceUnavailable
 from countersign_domain.origins import ANY_ORIGIN
 from petition_api import appkeys as keys
-from petition_api.errors import unavailable
-from petition_api.openapi import Reply, documented, error
-from petition_api.views import PETITION_NOT_FOUND, SLUG, public_petition
-
-STATIC = Path(__file__).parent / "static"
+from petition_api.openapi import SLUG, Reply, documented
+from petition_api.petitions import public_petition
+from petition_api.widget_assets import widget_div
 
 LOADER_MAX_AGE = 300
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -42,43 +36,6 @@ _SCRIPT_HEADERS = {
     # Partner pages that isolate themselves (COEP) may still load it.
     "Cross-Origin-Resource-Policy": "cross-origin",
 }
-
-
-@dataclass(frozen=True)
-class WidgetAssets:
-    script: bytes
-    version: str
-    loader: bytes
-    embed_page: Template
-
-    @classmethod
-    def load(cls) -> WidgetAssets:
-        script = (STATIC / "widget.js").read_bytes()
-        version = hashlib.sha256(script).hexdigest()[:16]
-        loader = Template((STATIC / "loader.js").read_text(encoding="utf-8"))
-        return cls(
-            script=script,
-            version=version,
-            loader=loader.substitute(version=version).encode(),
-            embed_page=Template((STATIC / "embed.html").read_text(encoding="utf-8")),
-        )
-
-
-def partner_page(api: str, widgets: Iterable[tuple[str, str | None]]) -> str:
-    """A page embedding the widget exactly as a partner would: one ``div`` per (petition
-    slug, source code or None) and the ``<script>`` snippet, loaded from ``api``."""
-    divs = "\n".join(_widget_div(slug, source=source) for slug, source in widgets)
-    template = Template((STATIC / "partner-demo.html").read_text(encoding="utf-8"))
-    return template.substitute(api=html.escape(api.rstrip("/")), widgets=divs)
-
-
-def _widget_div(slug: str, *, source: str | None = None, lang: str | None = None) -> str:
-    attributes = f' data-countersign-petition="{html.escape(slug)}"'
-    if source is not None:
-        attributes += f' data-source="{html.escape(source)}"'
-    if lang is not None:
-        attributes += f' data-lang="{html.escape(lang)}"'
-    return f"<div{attributes}></div>"
 
 
 IF_NONE_MATCH = {"If-None-Match": "An ETag from an earlier answer."}
@@ -131,8 +88,9 @@ async def loader(request: web.Request) -> web.Response:
             headers=CACHED,
         ),
         304: NOT_MODIFIED,
-        404: error("`version` is not 1-64 hexadecimal digits: `not_found`."),
     },
+    # `version` is not 1-64 hexadecimal digits: no route.
+    problems=(NotFound,),
 )
 async def script(request: web.Request) -> web.Response:
     assets = request.app[keys.WIDGET]
@@ -165,23 +123,22 @@ def _javascript(body: bytes, cache: str, *, etag: str, request: web.Request) -> 
             "The page; its frame-ancestors are the origins allowed for the petition.",
             text_types=("text/html",),
         ),
-        404: PETITION_NOT_FOUND,
-        503: error("Postgres did not answer: `service_unavailable`.", retry_after=True),
     },
+    problems=(PetitionNotFound, ServiceUnavailable),
 )
 async def embed(request: web.Request) -> web.Response:
     petition = await public_petition(request)
     try:
         origins = await request.app[keys.ORIGINS].origins(petition.slug)
     except TRANSIENT_ERRORS:
-        raise unavailable() from None
+        raise ServiceUnavailable() from None
     lang = request.query.get("lang", "")
     lang = lang if _LANGUAGE_TAG.match(lang) else ""
     assets = request.app[keys.WIDGET]
     page = assets.embed_page.substitute(
         lang=html.escape(lang or "en"),
         title=html.escape(petition.title),
-        widget=_widget_div(petition.slug, lang=lang or None),
+        widget=widget_div(petition.slug, lang=lang or None),
         version=assets.version,
     )
     return web.Response(
@@ -207,14 +164,3 @@ def content_security_policy(frame_origins: frozenset[str]) -> str:
         "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
         f"frame-ancestors {ancestors}"
     )
-
-
-def setup_widget(app: web.Application) -> None:
-    async def assets(app: web.Application) -> AsyncIterator[None]:
-        app[keys.WIDGET] = WidgetAssets.load()
-        yield
-
-    app.cleanup_ctx.append(assets)
-    app.router.add_get("/widget.js", loader)
-    app.router.add_get("/widget/{version:[0-9a-f]{1,64}}.js", script)
-    app.router.add_get("/embed/{slug}", embed)

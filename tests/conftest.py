@@ -17,9 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Protocol
 from uuid import uuid4
 
 import asyncpg
@@ -28,49 +26,51 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.embedded import (
-    PrivatePostgres,
-    PrivateRedis,
-    free_port,
-    start_embedded,
-    with_database,
-)
+from countersign.embedded import with_database
 from countersign_core.connections import create_pg_pool, create_redis
-from countersign_core.logs import OUR_LOGGERS, RequestIdFilter, Scrub, json_formatter
+from countersign_core.logs import RequestIdFilter, Scrub, json_formatter, project_packages
 from countersign_core.migrations import migrate
 from countersign_core.settings import Settings, load_settings
 from countersign_core.smtp import parse_smtp_url
 from countersign_core.texts import TextCatalog
-from countersign_domain.staff import Role, create_token
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
-from tests.admin_support import AiohttpClient, Client, StaffTokens
-from tests.mail_support import SmtpSink
-from tests.support import ApiProcess, WorkerProcess, spawn_api, spawn_worker
-
-
-class SpawnWorker(Protocol):
-    def __call__(self, **overrides: str) -> WorkerProcess: ...
-
-
-class SpawnApi(Protocol):
-    async def __call__(self, *args: str, **overrides: str) -> ApiProcess: ...
-
-
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-LEASE_MS = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class Servers:
-    postgres: str  # maintenance database URL
-    redis: str
+from tests.support.factories import (
+    StaffTokens,
+    create_staff_tokens,
+    insert_confirming_petition,
+    insert_open_petition,
+)
+from tests.support.http import AiohttpClient, Client
+from tests.support.mail import SmtpSink, with_mail
+from tests.support.processes import (
+    ApiProcess,
+    DevRun,
+    ServiceProcess,
+    SpawnApi,
+    SpawnWorker,
+    running_dev,
+    spawn_api,
+    spawn_worker,
+)
+from tests.support.servers import (
+    PrivatePostgres,
+    PrivateRedis,
+    Servers,
+    configured_or_embedded,
+    delete_namespace,
+    free_port,
+    throwaway_database,
+)
+from tests.support.stopping_worker import STOP_AT_VARIABLE
+from tests.support.values import LEASE_MS, LOOPBACK, TEST_SECRET
 
 
 class _FormattedLines(logging.Handler):
-    """Formats each record as production does (on a copy: other handlers see it as is)."""
+    """Formats each record as production does (on a copy: other handlers see it as is),
+    but without the Redact filter: the check below is on what our code writes, not on
+    what the last line of defence catches."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -99,14 +99,14 @@ def personal_data_in(line: str) -> list[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_personal_data_in_any_log_line() -> Iterator[None]:
+def no_personal_data_in_any_log_line(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every line the whole suite's API and worker traffic logs (in-process), formatted
     as in production, and checked at the end for email and IP addresses. (Names cannot be
     recognised in general: tests/test_logs_privacy.py looks for each one it sends.)"""
     capture = _FormattedLines()
     # aiohttp.access is left out: production turns it off (ours is petition_api.access);
     # only the test servers write it.
-    names = (*OUR_LOGGERS, "aiohttp.server", "aiohttp.web")
+    names = (*project_packages(), "aiohttp.server", "aiohttp.web")
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -117,24 +117,24 @@ def no_personal_data_in_any_log_line() -> Iterator[None]:
         logger.removeHandler(capture)
         logger.setLevel(level)
     leaks = [(line, found) for line in capture.lines if (found := personal_data_in(line))]
-    assert capture.lines, "no log line was captured: the check saw nothing"
+    # Tests that run no service (tests/test_support_rules.py, say) log nothing of course.
+    ran_services = any(
+        isinstance(item, pytest.Function) and "settings" in item.fixturenames
+        for item in request.session.items
+    )
+    assert capture.lines or not ran_services, "no log line was captured: the check saw nothing"
     assert not leaks, f"{len(leaks)} log lines carry personal data, e.g. {leaks[:3]}"
 
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
-    postgres, redis = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if postgres and redis:
-        yield Servers(postgres, redis)
-        return
     # Not under pytest's temporary root: a concurrent pytest session prunes old folders
     # there, which would pull the data directory from under the running server.
-    with tempfile.TemporaryDirectory(prefix="countersign-test-servers-") as directory:
-        embedded = start_embedded(Path(directory), keep=False)
-        try:
-            yield Servers(postgres or embedded.database_url, redis or embedded.redis_url)
-        finally:
-            embedded.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="countersign-test-servers-") as directory,
+        configured_or_embedded(Path(directory)) as found,
+    ):
+        yield found
 
 
 async def _admin(servers: Servers) -> asyncpg.Connection:
@@ -161,20 +161,6 @@ def template_database(servers: Servers) -> Iterator[str]:
     asyncio.run(create())
     yield name
     asyncio.run(drop())
-
-
-@asynccontextmanager
-async def throwaway_database(servers: Servers, template: str | None = None) -> AsyncIterator[str]:
-    """A new database (a copy of ``template``, or empty), dropped afterwards."""
-    name = f"cs_test_{uuid4().hex[:12]}"
-    admin = await _admin(servers)
-    copy = f' TEMPLATE "{template}"' if template else ""
-    await admin.execute(f'CREATE DATABASE "{name}"{copy}')
-    try:
-        yield with_database(servers.postgres, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture
@@ -204,70 +190,74 @@ async def redis(servers: Servers, layout: KeyLayout) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def delete_namespace(client: Redis, layout: KeyLayout) -> int:
-    """Delete this test's keys only: the closest a shared Redis gets to a flush."""
-    doomed = [key async for key in client.scan_iter(match=layout.namespace_pattern(), count=500)]
-    for start in range(0, len(doomed), 500):
-        await client.delete(*doomed[start : start + 500])
-    return len(doomed)
-
-
 @pytest.fixture
 def settings(database_url: str, servers: Servers, layout: KeyLayout) -> Settings:
+    defaults = load_settings()
     return dataclasses.replace(
-        load_settings(),
-        database_url=database_url,
-        redis_url=servers.redis,
-        redis_prefix=layout.prefix,
+        defaults,
+        database=dataclasses.replace(defaults.database, url=database_url),
+        redis=dataclasses.replace(defaults.redis, url=servers.redis, prefix=layout.prefix),
         secret_key=TEST_SECRET,
-        worker_lease_ms=LEASE_MS,
-        worker_poll_interval=0.1,
-        counts_cache_ms=0,  # tests read counts right after draining; one test covers the cache
+        worker=dataclasses.replace(defaults.worker, lease_ms=LEASE_MS, poll_interval=0.1),
+        # Tests read counts right after draining; one test covers the cache.
+        api=dataclasses.replace(defaults.api, counts_cache_ms=0),
         # Every test client signs from 127.0.0.1, hundreds of times; test_ratelimit.py
         # sets its own limits.
-        rate_limit_allow=LOOPBACK,
+        limits=dataclasses.replace(defaults.limits, allow=LOOPBACK),
     )
 
 
 @pytest.fixture
 async def worker(
-    database_url: str, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
+    settings: Settings, database_url: str, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
 ) -> CounterWorker:
     """An in-process worker the test drives in burst mode (``await worker.drain()``)."""
-    return CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS, poll_interval=0.1)
+    return CounterWorker(database_url, pool, redis, layout, settings.worker)
 
 
 @pytest.fixture
 async def petition_id(pool: asyncpg.Pool) -> int:
     """An open petition whose signatures count at once (no email confirmation)."""
-    petition: int = await pool.fetchval(
-        """INSERT INTO petitions (slug, title, body, target, goal, status, require_confirmation)
-           VALUES ('refer-syria-to-icc', 'Refer Syria to the ICC', 'Text', 'Russia', 100000,
-                   'open', false) RETURNING id"""
-    )
-    return petition
+    return await insert_open_petition(pool)
 
 
 @pytest.fixture
 def worker_env(settings: Settings) -> dict[str, str]:
-    assert settings.database_url
-    assert settings.redis_url
+    database_url, redis_url = settings.require_servers()
     return {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "COUNTERSIGN_REDIS_PREFIX": settings.redis_prefix,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "COUNTERSIGN_REDIS_PREFIX": settings.redis.prefix,
         "COUNTERSIGN_WORKER_LEASE_MS": str(LEASE_MS),
         "COUNTERSIGN_WORKER_POLL_INTERVAL": "0.1",
         "COUNTERSIGN_LOG_LEVEL": "INFO",
     }
 
 
+def _with_project_root() -> str:
+    """PYTHONPATH with this checkout first, so that ``python -m tests...`` finds it."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))
+
+
 @pytest.fixture
 def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
-    spawned: list[WorkerProcess] = []
+    spawned: list[ServiceProcess] = []
 
-    def start(**overrides: str) -> WorkerProcess:
-        process = spawn_worker(worker_env, tmp_path / f"worker-{len(spawned)}.log", **overrides)
+    def start(*, stop_at: str | None = None, **overrides: str) -> ServiceProcess:
+        """A worker process; with ``stop_at``, one that SIGSTOPs itself at that step."""
+        log_path = tmp_path / f"worker-{len(spawned)}.log"
+        if stop_at is None:
+            process = spawn_worker(worker_env, log_path, **overrides)
+        else:
+            stopping = {STOP_AT_VARIABLE: stop_at, "PYTHONPATH": _with_project_root()}
+            process = spawn_worker(
+                worker_env,
+                log_path,
+                module="tests.support.stopping_worker",
+                **stopping,
+                **overrides,
+            )
         spawned.append(process)
         return process
 
@@ -282,10 +272,7 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Iterator[SpawnWorker]:
 @pytest.fixture
 async def staff(pool: asyncpg.Pool) -> StaffTokens:
     """An admin token and an exporter token."""
-    return StaffTokens(
-        admin=await create_token(pool, "admin-test", Role.ADMIN),
-        exporter=await create_token(pool, "exporter-test", Role.EXPORTER),
-    )
+    return await create_staff_tokens(pool)
 
 
 @pytest.fixture
@@ -300,11 +287,7 @@ async def client(aiohttp_client: AiohttpClient, settings: Settings, petition_id:
 @pytest.fixture
 async def confirming_petition_id(pool: asyncpg.Pool) -> int:
     """An open petition whose signatures count only once confirmed by email."""
-    petition: int = await pool.fetchval(
-        """INSERT INTO petitions (slug, title, status, require_confirmation)
-           VALUES ('free-the-detainees', 'Free the detainees', 'open', true) RETURNING id"""
-    )
-    return petition
+    return await insert_confirming_petition(pool)
 
 
 @pytest.fixture
@@ -318,13 +301,13 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
 
 @pytest.fixture
 def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
-    return dataclasses.replace(
+    return with_mail(
         settings,
         smtp=parse_smtp_url(f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5"),
         mail_from="Petitions <petitions@countersign.test>",
         public_url="http://countersign.test",
-        mail_retry_base=0.0,  # retries are due at once: burst-mode tests never wait
-        mail_poll_interval=0.1,
+        retry_base=0.0,  # retries are due at once: burst-mode tests never wait
+        poll_interval=0.1,
     )
 
 
@@ -332,6 +315,26 @@ def mail_settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
 def sender(mail_settings: Settings, database_url: str, pool: asyncpg.Pool) -> MailSender:
     """An in-process mail sender the test drives in burst mode (``await sender.drain()``)."""
     return build_sender(mail_settings, database_url, pool, TextCatalog.load())
+
+
+@pytest.fixture
+def sender_env(mail_settings: Settings, smtp_sink: SmtpSink, database_url: str) -> dict[str, str]:
+    """What a real mail sender process (``spawn_worker(..., module="mail_sender")``) needs."""
+    assert mail_settings.mail.public_url
+    assert mail_settings.mail.mail_from
+    return {
+        "DATABASE_URL": database_url,
+        "COUNTERSIGN_SECRET_KEY": mail_settings.require_secret_key(),
+        "COUNTERSIGN_PUBLIC_URL": mail_settings.mail.public_url,
+        "COUNTERSIGN_MAIL_FROM": mail_settings.mail.mail_from,
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5",
+        "COUNTERSIGN_MAIL_LEASE_SECONDS": "60",
+        "COUNTERSIGN_MAIL_CONNECTIONS": "1",
+        "COUNTERSIGN_MAIL_BATCH_SIZE": "10",
+        "COUNTERSIGN_MAIL_RETRY_BASE": "0",
+        "COUNTERSIGN_MAIL_POLL_INTERVAL": "0.1",
+        "COUNTERSIGN_LOG_LEVEL": "INFO",
+    }
 
 
 @pytest.fixture
@@ -381,3 +384,15 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         with contextlib.suppress(Exception):
             server.thaw()  # a test that failed while it was frozen
         server.cleanup()
+
+
+@pytest.fixture
+async def dev(
+    tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
+) -> AsyncIterator[DevRun]:
+    """``countersign dev`` running, on free ports, until the test ends."""
+    env = {"COUNTERSIGN_REDIS_PREFIX": layout.prefix}
+    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+        env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
+    async with running_dev(tmp_path, env) as run:
+        yield run

@@ -16,11 +16,10 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from tests.admin_support import ADMIN, SLUG, Client, StaffTokens, bearer, insert_signature
-from tests.support import Tally, assert_converges
-from tests.test_admin_export import hasher
-from tests.test_api import error_of
-from tests.test_cli import countersign
+from tests.support.counts import Tally, assert_converges
+from tests.support.factories import SLUG, StaffTokens, hasher, insert_signature
+from tests.support.http import ADMIN, Client, bearer, error_of
+from tests.support.processes import countersign
 
 ERASURES = f"{ADMIN}/erasures"
 INVALIDATIONS = f"{ADMIN}/petitions/{SLUG}/invalidations"

@@ -18,30 +18,16 @@ import pycountry
 import pytest
 
 from countersign_core.settings import Settings
-from countersign_domain.signatures import Hasher
 from petition_api.app import create_app
 from petition_api.appkeys import DB
-from tests.admin_support import (
-    ADMIN,
-    SLUG,
-    AiohttpClient,
-    Client,
-    StaffTokens,
-    bearer,
-    csv_header,
-    insert_signature,
-    read_csv,
-    running_api,
-)
-from tests.conftest import TEST_SECRET
-from tests.support import eventually
-from tests.test_api import error_of
-from tests.test_cli import countersign
+from tests.support.factories import SLUG, StaffTokens, hasher, insert_signature
+from tests.support.http import ADMIN, AiohttpClient, Client, bearer, csv_header, error_of, read_csv
+from tests.support.processes import SpawnApi, countersign
+from tests.support.waiting import eventually
 
 EXPORT = f"{ADMIN}/petitions/{SLUG}/signatures.csv"
 COLUMNS = ["signed_at", "name", "country_code", "country_name", "postal_code", "source"]
 START = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
-hasher = Hasher(TEST_SECRET)
 
 
 def country_name(code: str) -> str:
@@ -379,16 +365,12 @@ async def export_rows(session: aiohttp.ClientSession | Client, url: str, token: 
 
 
 async def test_a_download_cut_off_half_way_leaves_nothing_running(
-    worker_env: dict[str, str],
-    staff: StaffTokens,
-    pool: asyncpg.Pool,
-    petition_id: int,
-    tmp_path: Path,
+    run_api: SpawnApi, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await add_bulk(pool, petition_id, 150_000)
-    env = {**worker_env, "COUNTERSIGN_SECRET_KEY": TEST_SECRET, "COUNTERSIGN_DB_POOL_SIZE": "2"}
-    async with running_api(env, tmp_path / "api.log") as api, aiohttp.ClientSession() as session:
-        url = api.base + EXPORT
+    api = await run_api(COUNTERSIGN_DB_POOL_SIZE="2")
+    async with aiohttp.ClientSession() as session:
+        url = api.url + EXPORT
         for _ in range(2):  # as many as the API has connections
             await cut_off_half_way(session, url, staff.admin, pool)
             assert await last_export_outcome(pool) == "interrupted"
@@ -406,7 +388,9 @@ async def test_a_cancelled_export_handler_also_frees_its_connection(
 ) -> None:
     # The test server cancels a handler whose client leaves (aiohttp's option, off in
     # production): the COPY is then stopped by the cancellation rather than by a write.
-    app = create_app(dataclasses.replace(settings, db_pool_size=2))
+    app = create_app(
+        dataclasses.replace(settings, api=dataclasses.replace(settings.api, db_pool_size=2))
+    )
     client = await aiohttp_client(app)
     await add_bulk(pool, petition_id, 150_000)
     await cut_off_half_way(client, EXPORT, staff.admin, pool)
@@ -427,17 +411,13 @@ MEMORY_BOUND = 12 * 2**20
 
 
 async def test_a_200k_row_export_streams_in_flat_memory(
-    worker_env: dict[str, str],
-    staff: StaffTokens,
-    pool: asyncpg.Pool,
-    petition_id: int,
-    tmp_path: Path,
+    run_api: SpawnApi, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await add_bulk(pool, petition_id, 200_000)
-    env = {**worker_env, "COUNTERSIGN_SECRET_KEY": TEST_SECRET, "COUNTERSIGN_LOG_LEVEL": "WARNING"}
-    async with running_api(env, tmp_path / "api.log") as api, aiohttp.ClientSession() as session:
+    api = await run_api(COUNTERSIGN_LOG_LEVEL="WARNING")
+    async with aiohttp.ClientSession() as session:
         process = psutil.Process(api.pid)
-        url = api.base + EXPORT
+        url = api.url + EXPORT
         # Warm up: the first export loads code and fills caches of its own.
         async with session.get(
             url, params={"source": "partner-0"}, headers=bearer(staff.admin)
@@ -490,8 +470,6 @@ async def test_cli_export_writes_the_file_and_audits_it(
         "--out",
         str(with_email),
         "--include-email",
-        "--format",
-        "csv",
         env=worker_env,
     )
     assert result.returncode == 0, result.stderr
@@ -509,11 +487,16 @@ async def test_cli_export_writes_the_file_and_audits_it(
     }
 
     missing = countersign("export", "nope", "--out", str(tmp_path / "x.csv"), env=worker_env)
-    assert missing.returncode == 2
-    assert "no petition" in missing.stderr
+    assert missing.returncode == 1
+    assert missing.stderr == "countersign: error: no such petition (petition_not_found)\n"
     bad = countersign(
         "export", SLUG, "--out", str(tmp_path / "y.csv"), "--country", "XX", env=worker_env
     )
-    assert bad.returncode == 2
-    assert "country" in bad.stderr
+    assert bad.returncode == 1
+    assert "(validation_failed): country: Not an ISO 3166-1 alpha-2 country code" in bad.stderr
+    removed = countersign(
+        "export", SLUG, "--out", str(tmp_path / "z.csv"), "--format", "csv", env=worker_env
+    )
+    assert removed.returncode == 2  # --format is gone: there is one format
+    assert "No such option '--format'" in removed.stderr
     assert sorted(os.listdir(tmp_path)) == ["delivery.csv", "with-email.csv"]

@@ -9,11 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.admin_support import ADMIN, SLUG, Client, StaffTokens, bearer
-from tests.conftest import SpawnWorker
-from tests.support import eventually
-from tests.test_api import error_of
-from tests.test_cli import countersign
+from tests.support.factories import SLUG, StaffTokens
+from tests.support.http import ADMIN, Client, bearer, error_of
+from tests.support.processes import SpawnWorker, countersign
+from tests.support.waiting import eventually
 
 PETITIONS = f"{ADMIN}/petitions"
 ONE = f"{PETITIONS}/{SLUG}"

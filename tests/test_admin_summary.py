@@ -10,17 +10,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pycountry
 
-from tests.admin_support import (
-    ADMIN,
-    SLUG,
-    Client,
-    StaffTokens,
-    bearer,
-    insert_signature,
-)
-from tests.support import postgres_tally
-from tests.test_admin_export import hasher
-from tests.test_api import error_of
+from tests.support.counts import postgres_tally
+from tests.support.factories import SLUG, StaffTokens, hasher, insert_signature
+from tests.support.http import ADMIN, Client, bearer, error_of
 
 SUMMARY = f"{ADMIN}/petitions/{SLUG}/summary"
 DELIVERY = f"{ADMIN}/petitions/{SLUG}/delivery"

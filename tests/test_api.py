@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
@@ -19,36 +17,9 @@ from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from countersign_domain.signatures import canonical_email
 from petition_api.app import create_app
-from tests.support import eventually
-
-Client = TestClient[web.Request, web.Application]
-AiohttpClient = Callable[[web.Application], Awaitable[Client]]
-
-SLUG = "refer-syria-to-icc"
-SIGN = f"/v1/petitions/{SLUG}/signatures"
-COUNTS = f"/v1/petitions/{SLUG}/counts"
-
-
-def signer(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
-    body.update(overrides)
-    return body
-
-
-async def signature_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch("SELECT * FROM signatures ORDER BY id")
-    return rows
-
-
-async def error_of(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    body = await response.json()
-    assert set(body) == {"error"}
-    error: dict[str, Any] = body["error"]
-    assert isinstance(error["code"], str)
-    assert isinstance(error["message"], str)
-    return error
-
+from tests.support.factories import SLUG, signature_rows, signer
+from tests.support.http import COUNTS, SIGN, AiohttpClient, Client, error_of
+from tests.support.waiting import eventually
 
 # -- petitions ------------------------------------------------------------------------------
 
@@ -400,7 +371,8 @@ async def test_health_and_readiness(client: Client) -> None:
 async def test_each_process_reuses_a_rendered_count_briefly(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
 ) -> None:
-    cached = await aiohttp_client(create_app(dataclasses.replace(settings, counts_cache_ms=300)))
+    api = dataclasses.replace(settings.api, counts_cache_ms=300)
+    cached = await aiohttp_client(create_app(dataclasses.replace(settings, api=api)))
     await worker.drain()
     assert (await (await cached.get(COUNTS)).json())["total"] == 0
     assert (await cached.post(SIGN, json=signer())).status == 201

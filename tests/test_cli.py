@@ -7,64 +7,92 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import click
 import pytest
+from click.testing import CliRunner
 from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
-from tests.conftest import Servers, SpawnWorker, throwaway_database
-from tests.mail_support import confirmation_link, parse
-from tests.support import add_signatures, assert_converges, eventually
+from countersign.cli import main
+from tests.support.counts import assert_converges
+from tests.support.factories import add_signatures
+from tests.support.mail import confirmation_link, parse
+from tests.support.processes import COMMAND, SETTING_VARIABLES, SpawnWorker, countersign
+from tests.support.servers import Servers, free_port, throwaway_database
+from tests.support.waiting import eventually
 
-COMMAND = [sys.executable, "-m", "countersign"]
-SETTING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY", "SMTP_URL")
+
+def command_paths(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command of the tree under ``command``, groups included, with its path."""
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, subcommand in sorted(command.commands.items()):
+            yield from command_paths(subcommand, (*path, name))
 
 
-def countersign(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
-    return subprocess.run(
-        [*COMMAND, *args],
-        env={**clean, **(env or {})},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+COMMANDS = dict(command_paths(main))
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_the_command_runs_as_a_module() -> None:
+    result = countersign("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: python -m countersign [OPTIONS] COMMAND")
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    for option in ("--help", "-h"):
+        result = CliRunner().invoke(main, [*path, option], prog_name="countersign")
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"Usage: {' '.join(('countersign', *path))} ")
 
 
 @pytest.mark.parametrize(
-    "args",
-    [
-        [],
-        ["dev"],
-        ["api"],
-        ["worker"],
-        ["migrate"],
-        ["petition"],
-        ["petition", "create"],
-        ["petition", "open"],
-        ["petition", "close"],
-        ["rebuild"],
-        ["mailer"],
-        ["purge-pending"],
-    ],
+    "path",
+    [path for path, command in COMMANDS.items() if path and not isinstance(command, click.Group)],
+    ids=" ".join,
 )
-def test_every_command_has_help(args: list[str]) -> None:
-    result = countersign(*args, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "Usage: " in result.stdout
+def test_every_command_is_in_the_readme_table(path: tuple[str, ...]) -> None:
+    # A row of the table starts with `countersign GROUP ...`; a subcommand may be named
+    # later in the same cell (`petition open S` / `close S`).
+    cells = readme_cells(path[0])
+    assert any(re.search(rf"[` ]{re.escape(path[-1])}\b", cell) for cell in cells), path
+
+
+def readme_cells(name: str) -> list[str]:
+    """The first cells of the README's command table rows for ``countersign NAME``."""
+    return [
+        line.split(" | ")[0]
+        for line in README.splitlines()
+        if line.startswith(f"| `countersign {name}")
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_the_readme_names_only_options_that_exist(name: str) -> None:
+    # A row may name options of any command of its group (`--all` of `release`).
+    known = {
+        option
+        for path, command in COMMANDS.items()
+        if path[:1] == (name,)
+        for parameter in command.params
+        for option in (*parameter.opts, *parameter.secondary_opts)
+    }
+    named = {
+        option for cell in readme_cells(name) for option in re.findall(r"--[a-z][a-z-]*", cell)
+    }
+    assert named <= known
 
 
 @pytest.mark.parametrize(
@@ -173,15 +201,29 @@ async def test_petition_commands(
     assert run("petition", "close", "free-them").returncode == 0
     assert await pool.fetchval("SELECT status FROM petitions WHERE slug = 'free-them'") == "closed"
 
+    # Refusals of the rules: status 1 and one line, with the staff API's message and code.
     again = run("petition", "create", "--slug", "free-them", "--title", "Again")
-    assert again.returncode == 2
-    assert "exists already" in again.stderr
+    assert (again.returncode, again.stderr) == (
+        1,
+        "countersign: error: a petition with this slug exists already (petition_exists)\n",
+    )
     bad = run("petition", "create", "--slug", "Not A Slug", "--title", "Bad")
-    assert bad.returncode == 2
-    assert "slug" in bad.stderr
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "countersign: error: some fields are invalid (validation_failed): slug: Use 1-100 "
+        "of a-z, 0-9 and '-', starting with a letter or digit.\n",
+    )
     missing = run("petition", "open", "nope")
-    assert missing.returncode == 2
-    assert "no petition" in missing.stderr
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        "countersign: error: no such petition (petition_not_found)\n",
+    )
+    passed = run(
+        "petition", "create", "--slug", "late", "--title", "L", "--closes-at", "2001-01-01"
+    )
+    assert passed.returncode == 1
+    assert "(closes_at_passed)" in passed.stderr
+    assert await pool.fetchval("SELECT count(*) FROM petitions") == 2
 
     petition_id = await pool.fetchval("SELECT id FROM petitions WHERE slug = 'free-them'")
     await add_signatures(pool, petition_id, 12)
@@ -216,7 +258,7 @@ async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
     petition_id: int,
     spawn: SpawnWorker,
 ) -> None:
-    worker = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    worker = spawn(stop_at="after_claim")
 
     async def built() -> bool:
         return await read_counts(redis, layout, petition_id) is not None
@@ -233,13 +275,6 @@ async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
 
 
 # -- countersign dev ------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _http(
@@ -268,15 +303,17 @@ def _page(method: str, url: str) -> tuple[int, str]:
 async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
     tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
     env |= {
         "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_DEMO_PORT": str(_free_port()),
+        "COUNTERSIGN_DEMO_PORT": str(free_port()),
         "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
     }
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-        env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
+        # From a file: dev hands its children the URL it read, and not the file as well.
+        (tmp_path / "database_url").write_text(database_url + "\n", encoding="utf-8")
+        env |= {"DATABASE_URL_FILE": str(tmp_path / "database_url"), "REDIS_URL": servers.redis}
     base = f"http://127.0.0.1:{port}/v1/petitions/refer-syria-to-icc"
 
     async def start() -> asyncio.subprocess.Process:

@@ -7,15 +7,12 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
@@ -26,22 +23,15 @@ from countersign_domain.confirmation_tokens import ConfirmationRef, Confirmation
 from mail_sender.main import build_sender
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
-from tests.conftest import TEST_SECRET
-from tests.mail_support import SmtpSink, confirmation_link, html_part, text_part
-from tests.support import assert_converges
-
-Client = TestClient[web.Request, web.Application]
-AiohttpClient = Callable[[web.Application], Awaitable[Client]]
+from tests.support.counts import assert_converges
+from tests.support.factories import signer
+from tests.support.http import AiohttpClient, Client
+from tests.support.mail import SmtpSink, confirmation_link, html_part, text_part
+from tests.support.values import TEST_SECRET
 
 SLUG = "free-the-detainees"
 SIGN = f"/v1/petitions/{SLUG}/signatures"
 PENDING = {"status": "pending_confirmation"}
-
-
-def signer(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
-    body.update(overrides)
-    return body
 
 
 @pytest.fixture

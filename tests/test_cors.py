@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from countersign_domain.origins import normalise_origin
 from countersign_domain.partners import create_partner
 from petition_api.app import create_app
-from tests.support import eventually
-from tests.test_api import SIGN, SLUG, AiohttpClient, error_of, signature_rows, signer
-
-Client = TestClient[web.Request, web.Application]
+from tests.support.factories import SLUG, signature_rows, signer
+from tests.support.http import SIGN, AiohttpClient, Client, error_of
+from tests.support.waiting import eventually
 
 CAMPAIGN = "https://campaign.example"
 PARTNER = "https://partner.example"

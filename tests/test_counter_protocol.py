@@ -1,7 +1,7 @@
 """The counter protocol: Redis equals a GROUP BY over Postgres, whatever crashes.
 
 Workers here are real processes, killed with SIGKILL or frozen with SIGSTOP at exact
-steps of the protocol (COUNTERSIGN_WORKER_STOP_AT makes the worker SIGSTOP itself there).
+steps of the protocol (tests/support/stopping_worker.py makes the worker SIGSTOP itself there).
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ from redis.asyncio import Redis
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.embedded import PrivateRedis
 from countersign_core.connections import create_redis
-from tests.conftest import SpawnWorker, delete_namespace
-from tests.support import (
-    add_signatures,
-    assert_converges,
-    eventually,
-    postgres_tally,
-    redis_tally,
-)
+from tests.support.counts import assert_converges, postgres_tally, redis_tally
+from tests.support.factories import add_signatures
+from tests.support.processes import SpawnWorker
+from tests.support.servers import PrivateRedis, delete_namespace
+from tests.support.waiting import eventually
 
 
 async def wait_built(redis: Redis, layout: KeyLayout, petition_id: int) -> None:
@@ -171,7 +167,7 @@ async def test_on_demand_rebuild_while_workers_and_signing_run(
 async def test_worker_killed_after_claiming_a_batch(
     pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
-    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    victim = spawn(stop_at="after_claim")
     await wait_built(redis, layout, petition_id)
     await add_signatures(pool, petition_id, 300)
     await victim.wait_stopped()
@@ -190,7 +186,7 @@ async def test_worker_killed_after_claiming_a_batch(
 async def test_worker_killed_after_applying_before_acknowledging(
     pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
-    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="after_apply")
+    victim = spawn(stop_at="after_apply")
     await wait_built(redis, layout, petition_id)
     await add_signatures(pool, petition_id, 300)
     await victim.wait_stopped()
@@ -210,7 +206,7 @@ async def test_worker_killed_in_the_middle_of_a_rebuild(
     pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     await add_signatures(pool, petition_id, 300)
-    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="rebuild_before_write")
+    victim = spawn(stop_at="rebuild_before_write")
     await victim.wait_stopped()
     # It has read the counts and claimed every event, and written nothing to Redis.
     assert await read_counts(redis, layout, petition_id) is None
@@ -227,7 +223,7 @@ async def test_worker_killed_in_the_middle_of_a_rebuild(
 async def test_frozen_worker_past_its_lease_is_fenced_when_thawed(
     pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
-    sleeper = spawn(COUNTERSIGN_WORKER_STOP_AT="after_claim")
+    sleeper = spawn(stop_at="after_claim")
     await wait_built(redis, layout, petition_id)
     await add_signatures(pool, petition_id, 200)
     await sleeper.wait_stopped()

@@ -18,15 +18,18 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign.embedded import PrivatePostgres, PrivateRedis, ensure_database
+from countersign.embedded import ensure_database
 from countersign_core.connections import create_redis
 from countersign_core.migrations import migrate
 from countersign_core.settings import Settings
 from countersign_domain.petitions import create_petition
 from petition_api.app import create_app
-from tests.conftest import LEASE_MS, SpawnWorker
-from tests.support import assert_converges, eventually
-from tests.test_api import COUNTS, SIGN, SLUG, AiohttpClient, Client, error_of, signer
+from tests.support.counts import assert_converges
+from tests.support.factories import SLUG, signer
+from tests.support.http import COUNTS, SIGN, AiohttpClient, Client, error_of
+from tests.support.processes import SpawnWorker
+from tests.support.servers import PrivatePostgres, PrivateRedis
+from tests.support.waiting import eventually
 
 # Far above the one second a request may wait on a back end: a hanging request fails the
 # test instead of passing slowly.
@@ -70,6 +73,7 @@ async def private_database(private_postgres: PrivatePostgres) -> str:
         await migrate(conn)
         await create_petition(
             conn,
+            actor="tests",
             slug=SLUG,
             title="Refer Syria to the ICC",
             status="open",
@@ -84,7 +88,11 @@ async def private_database(private_postgres: PrivatePostgres) -> str:
 async def on_private_postgres(
     aiohttp_client: AiohttpClient, settings: Settings, private_database: str
 ) -> Signer:
-    app = create_app(dataclasses.replace(settings, database_url=private_database))
+    app = create_app(
+        dataclasses.replace(
+            settings, database=dataclasses.replace(settings.database, url=private_database)
+        )
+    )
     return Signer(await aiohttp_client(app))
 
 
@@ -143,6 +151,10 @@ async def test_postgres_hanging_answers_503_instead_of_hanging(
 # -- Redis --------------------------------------------------------------------------------
 
 
+def on_redis(settings: Settings, url: str) -> Settings:
+    return dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, url=url))
+
+
 def skipped_limits() -> float:
     return REGISTRY.get_sample_value("countersign_rate_limits_skipped_total") or 0.0
 
@@ -160,8 +172,8 @@ async def test_redis_down_signing_goes_on_counts_go_stale_and_the_worker_catches
 ) -> None:
     redis: Redis = create_redis(private_redis.url)
     await private_redis.wait_up(redis)
-    in_process = CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS)
-    on_private_redis = dataclasses.replace(settings, redis_url=private_redis.url)
+    in_process = CounterWorker(database_url, pool, redis, layout, settings.worker)
+    on_private_redis = on_redis(settings, private_redis.url)
     signing = Signer(await aiohttp_client(create_app(on_private_redis)))
     for _ in range(2):
         assert await signing.signs()
@@ -223,10 +235,8 @@ async def test_redis_hanging_does_not_hang_signing_or_counts(
 ) -> None:
     redis: Redis = create_redis(private_redis.url)
     await private_redis.wait_up(redis)
-    await CounterWorker(database_url, pool, redis, layout, lease_ms=LEASE_MS).drain()
-    signing = Signer(
-        await aiohttp_client(create_app(dataclasses.replace(settings, redis_url=private_redis.url)))
-    )
+    await CounterWorker(database_url, pool, redis, layout, settings.worker).drain()
+    signing = Signer(await aiohttp_client(create_app(on_redis(settings, private_redis.url))))
     assert (await (await signing.client.get(COUNTS)).json())["stale"] is False
     assert private_redis.proc is not None
     # Connections stay open and nothing answers.

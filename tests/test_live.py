@@ -12,19 +12,19 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from counter_worker.counts import CountsUpdate
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from petition_api.app import create_app
 from petition_api.appkeys import LIVE
-from petition_api.live import SUBSCRIBER_NAME
-from tests.support import add_signatures, eventually
-from tests.test_api import SIGN, SLUG, AiohttpClient, error_of, signer
-
-Client = TestClient[web.Request, web.Application]
+from petition_api.live_hub import SUBSCRIBER_NAME
+from tests.support.factories import SLUG, add_signatures, signer
+from tests.support.http import SIGN, AiohttpClient, Client, error_of
+from tests.support.waiting import eventually
 
 LIVE_PATH = f"/v1/petitions/{SLUG}/live"
 
@@ -141,7 +141,8 @@ async def test_heartbeats_keep_the_stream_alive(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
 ) -> None:
     await worker.drain()
-    client = await aiohttp_client(create_app(dataclasses.replace(settings, live_heartbeat=0.2)))
+    api = dataclasses.replace(settings.api, live_heartbeat=0.2)
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, api=api)))
     async with client.get(LIVE_PATH) as response:
         reader = Stream(response)
         while not (block := await reader.block()).comments:
@@ -231,7 +232,7 @@ async def test_a_burst_of_changes_is_read_a_few_times_not_once_per_change(
     reads_before = app[LIVE].reads
     async with redis.pipeline(transaction=False) as pipe:
         for n in range(300):
-            pipe.publish(layout.updates_channel, f"{petition_id}:{n}")
+            pipe.publish(layout.updates_channel, CountsUpdate(petition_id, n).encode())
         await pipe.execute()
     # A real change after the burst: once the stream has it, the burst was handled.
     assert (await client.post(SIGN, json=signer())).status == 201
@@ -272,4 +273,53 @@ async def test_shutdown_ends_the_streams(
     app[LIVE].end_streams()
     with pytest.raises(EOFError):
         await stream.until_closed()
+    assert app[LIVE].stream_count() == 0
+
+
+async def test_the_worker_publishes_the_update_message_the_api_reads(
+    redis: Redis, layout: KeyLayout, pool: asyncpg.Pool, petition_id: int, worker: CounterWorker
+) -> None:
+    await worker.drain()
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(layout.updates_channel)
+        await add_signatures(pool, petition_id, 4)
+        await worker.drain()
+
+        async def published() -> str:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            return str(message["data"]) if message else ""
+
+        data = await eventually(published)
+    assert CountsUpdate.decode(data) == CountsUpdate(petition_id, 4)
+
+
+def streams_open() -> float:
+    return REGISTRY.get_sample_value("countersign_live_streams_open") or 0.0
+
+
+async def test_the_open_streams_gauge_follows_streams_opening_and_closing(
+    aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
+) -> None:
+    await worker.drain()
+    # A short heartbeat: the server finds a hung-up browser when a ping fails to go out.
+    api = dataclasses.replace(settings.api, live_heartbeat=0.2)
+    app = create_app(dataclasses.replace(settings, api=api))
+    client = await aiohttp_client(app)
+    assert streams_open() == 0
+    responses = [await client.get(LIVE_PATH) for _ in range(5)]
+    try:
+        for response in responses:
+            await Stream(response).event()
+        assert streams_open() == 5
+
+        async def counted(expected: int) -> bool:
+            return streams_open() == expected
+
+        for response in responses[:3]:  # three browsers hang up
+            response.close()
+        await eventually(lambda: counted(2))
+    finally:
+        for response in responses:
+            response.close()
+    await eventually(lambda: counted(0))
     assert app[LIVE].stream_count() == 0

@@ -14,9 +14,11 @@ import asyncpg
 from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
-from tests.conftest import TEST_SECRET, SpawnApi, SpawnWorker
-from tests.support import assert_converges
-from tests.test_api import COUNTS, SIGN, SLUG
+from tests.support.counts import assert_converges
+from tests.support.factories import SLUG
+from tests.support.http import COUNTS, SIGN
+from tests.support.processes import SpawnApi, SpawnWorker
+from tests.support.values import TEST_SECRET
 
 CLIENT = "127.0.0.3"  # our own source address, so that a leak of it is unmistakable
 WELL_FORMED_ID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"

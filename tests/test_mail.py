@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import signal
 import ssl
@@ -22,30 +23,15 @@ from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings, SettingsError
 from countersign_core.smtp import SmtpServer, parse_smtp_url
 from countersign_core.texts import TextCatalog
+from countersign_domain.housekeeping import purge_unconfirmed
 from mail_sender.main import build_sender
-from mail_sender.sender import MailSender, purge_pending, retry_delay
-from tests.mail_support import SmtpSink
-from tests.support import add_signatures, assert_converges, eventually, spawn_worker
-
-TEMPORARY = "451 4.3.0 Try again later"
-
-
-async def queue_emails(pool: asyncpg.Pool, petition_id: int, n: int) -> list[int]:
-    """n pending signatures, each with its first confirmation email queued; job ids."""
-    rows = await pool.fetch(
-        """WITH signed AS (
-               INSERT INTO signatures (petition_id, name, email, email_hash, country,
-                                       confirmed_at)
-               SELECT $1, 'Signer', 'pending' || g || '@example.org',
-                      sha256(('pending' || g)::bytea), 'SY', NULL
-               FROM generate_series(1, $2) AS g
-               RETURNING id)
-           INSERT INTO email_jobs (signature_id, sequence, language)
-           SELECT id, 1, 'en' FROM signed ORDER BY id RETURNING id""",
-        petition_id,
-        n,
-    )
-    return sorted(row["id"] for row in rows)
+from mail_sender.sender import MailSender, retry_delay
+from tests.support.counts import assert_converges
+from tests.support.factories import add_signatures
+from tests.support.logs import production_log
+from tests.support.mail import TEMPORARY, SmtpSink, queue_emails, with_mail
+from tests.support.processes import spawn_worker
+from tests.support.waiting import eventually
 
 
 async def job(pool: asyncpg.Pool, job_id: int) -> asyncpg.Record:
@@ -86,9 +72,7 @@ async def test_retries_back_off_and_keep_their_message_id(
     database_url: str,
     smtp_sink: SmtpSink,
 ) -> None:
-    sender = sender_with(
-        dataclasses.replace(mail_settings, mail_retry_base=60.0), database_url, pool
-    )
+    sender = sender_with(with_mail(mail_settings, retry_base=60.0), database_url, pool)
     [job_id] = await queue_emails(pool, confirming_petition_id, 1)
     smtp_sink.refuse = [TEMPORARY, TEMPORARY]
     delays = []
@@ -145,9 +129,7 @@ async def test_too_many_temporary_failures_end_in_a_recorded_failure(
     database_url: str,
     smtp_sink: SmtpSink,
 ) -> None:
-    sender = sender_with(
-        dataclasses.replace(mail_settings, mail_max_attempts=3), database_url, pool
-    )
+    sender = sender_with(with_mail(mail_settings, max_attempts=3), database_url, pool)
     [job_id] = await queue_emails(pool, confirming_petition_id, 1)
     smtp_sink.refuse = [TEMPORARY] * 5
     await sender.drain()
@@ -165,20 +147,26 @@ async def test_an_unreachable_server_delays_the_emails_until_it_is_back(
     smtp_sink: SmtpSink,
 ) -> None:
     await smtp_sink.stop()  # nothing listens on its port any more
-    down = dataclasses.replace(mail_settings, mail_retry_base=60.0)
+    down = with_mail(mail_settings, retry_base=60.0)
     job_ids = await queue_emails(pool, confirming_petition_id, 3)
-    await sender_with(down, database_url, pool).drain()
+    with production_log() as out:
+        await sender_with(down, database_url, pool).drain()
     for job_id in job_ids:
         row = await job(pool, job_id)
         assert (row["attempts"], row["last_error"], row["sent_at"]) == (1, "connection", None)
+    # Its log says so, values and all, as the process writes it.
+    messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert "SMTP connection failed (SMTPConnectError, connection); 3 email(s) will be retried" in (
+        messages
+    ), messages
 
     back = SmtpSink()
     await back.start()
     try:
-        assert mail_settings.smtp is not None
-        moved = dataclasses.replace(mail_settings.smtp, port=back.port)
+        assert mail_settings.mail.smtp is not None
+        moved = dataclasses.replace(mail_settings.mail.smtp, port=back.port)
         await let_time_pass(pool)
-        await sender_with(dataclasses.replace(down, smtp=moved), database_url, pool).drain()
+        await sender_with(with_mail(down, smtp=moved), database_url, pool).drain()
         assert len(back.received) == 3
     finally:
         await back.stop()
@@ -197,12 +185,12 @@ async def test_credentials_from_the_url_are_used(
             for password in ("nope", "s3cret%3A%2F%40")
         )
         [job_id] = await queue_emails(pool, confirming_petition_id, 1)
-        slow = dataclasses.replace(mail_settings, mail_retry_base=60.0)
-        await sender_with(dataclasses.replace(slow, smtp=wrong), database_url, pool).drain()
+        slow = with_mail(mail_settings, retry_base=60.0)
+        await sender_with(with_mail(slow, smtp=wrong), database_url, pool).drain()
         assert (await job(pool, job_id))["last_error"] == "535"  # authentication failed
         assert sink.received == []
         await let_time_pass(pool)
-        await sender_with(dataclasses.replace(slow, smtp=right), database_url, pool).drain()
+        await sender_with(with_mail(slow, smtp=right), database_url, pool).drain()
         assert len(sink.received) == 1
     finally:
         await sink.stop()
@@ -236,19 +224,19 @@ async def test_tls_as_the_url_asks(
             "starttls": f"smtp://127.0.0.1:{sink.port}?starttls=true&timeout=5",
             "implicit": f"smtps://127.0.0.1:{sink.port}?timeout=5",
         }[mode]
-        slow = dataclasses.replace(mail_settings, mail_retry_base=60.0)
+        slow = with_mail(mail_settings, retry_base=60.0)
         if mode == "starttls":
             # Told not to upgrade, the sender gets no further than the server's demand
             # for STARTTLS: nothing goes out in clear.
             plain = parse_smtp_url(f"smtp://127.0.0.1:{sink.port}?starttls=false&timeout=5")
             [job_id] = await queue_emails(pool, confirming_petition_id, 1)
-            await sender_with(dataclasses.replace(slow, smtp=plain), database_url, pool).drain()
+            await sender_with(with_mail(slow, smtp=plain), database_url, pool).drain()
             assert (await job(pool, job_id))["last_error"] == "530"
             assert sink.received == []
             await let_time_pass(pool)
         else:
             await queue_emails(pool, confirming_petition_id, 1)
-        secure = dataclasses.replace(slow, smtp=parse_smtp_url(url))
+        secure = with_mail(slow, smtp=parse_smtp_url(url))
         await sender_with(secure, database_url, pool).drain()
         assert len(sink.received) == 1
     finally:
@@ -263,7 +251,7 @@ async def test_a_server_without_starttls_gets_nothing_when_the_url_requires_it(
     smtp_sink: SmtpSink,
 ) -> None:
     required = parse_smtp_url(f"smtp://127.0.0.1:{smtp_sink.port}?starttls=true&timeout=5")
-    settings = dataclasses.replace(mail_settings, smtp=required, mail_retry_base=60.0)
+    settings = with_mail(mail_settings, smtp=required, retry_base=60.0)
     [job_id] = await queue_emails(pool, confirming_petition_id, 1)
     await sender_with(settings, database_url, pool).drain()
     row = await job(pool, job_id)
@@ -303,7 +291,7 @@ async def test_two_senders_share_the_queue_and_send_each_email_once(
     database_url: str,
     smtp_sink: SmtpSink,
 ) -> None:
-    small_batches = dataclasses.replace(mail_settings, mail_batch_size=3)
+    small_batches = with_mail(mail_settings, batch_size=3)
     job_ids = await queue_emails(pool, confirming_petition_id, 40)
     senders = [sender_with(small_batches, database_url, pool) for _ in range(2)]
     await asyncio.gather(*(sender.drain() for sender in senders))
@@ -324,7 +312,7 @@ async def test_a_running_sender_wakes_on_notify_and_purges(
     await pool.execute(
         "UPDATE signatures SET confirmed_at = NULL, created_at = now() - interval '30 days'"
     )
-    slow_poll = dataclasses.replace(mail_settings, mail_poll_interval=600.0)
+    slow_poll = with_mail(mail_settings, poll_interval=600.0)
     sender = sender_with(slow_poll, database_url, pool)
     stopping = asyncio.Event()
     running = asyncio.create_task(sender.run(stopping))
@@ -356,25 +344,6 @@ async def test_a_running_sender_wakes_on_notify_and_purges(
 
 
 # -- crashes ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sender_env(mail_settings: Settings, smtp_sink: SmtpSink, database_url: str) -> dict[str, str]:
-    assert mail_settings.public_url
-    assert mail_settings.mail_from
-    return {
-        "DATABASE_URL": database_url,
-        "COUNTERSIGN_SECRET_KEY": mail_settings.require_secret_key(),
-        "COUNTERSIGN_PUBLIC_URL": mail_settings.public_url,
-        "COUNTERSIGN_MAIL_FROM": mail_settings.mail_from,
-        "SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}?starttls=false&timeout=5",
-        "COUNTERSIGN_MAIL_LEASE_SECONDS": "60",
-        "COUNTERSIGN_MAIL_CONNECTIONS": "1",
-        "COUNTERSIGN_MAIL_BATCH_SIZE": "10",
-        "COUNTERSIGN_MAIL_RETRY_BASE": "0",
-        "COUNTERSIGN_MAIL_POLL_INTERVAL": "0.1",
-        "COUNTERSIGN_LOG_LEVEL": "INFO",
-    }
 
 
 async def test_a_sender_killed_mid_batch_loses_no_email_and_resends_only_the_one_in_flight(
@@ -511,7 +480,7 @@ async def test_stale_pending_signatures_are_purged_and_nothing_else(
     await worker.drain()
     before = await assert_converges(pool, redis, layout, confirming_petition_id)
 
-    assert await purge_pending(pool, 14) == 1
+    assert await purge_unconfirmed(pool, 14) == 1
     remaining = {row["email"] for row in await pool.fetch("SELECT email FROM signatures")}
     assert "pending1@example.org" not in remaining
     assert {"pending2@example.org", "pending3@example.org", "pending4@example.org"} <= remaining
@@ -521,7 +490,7 @@ async def test_stale_pending_signatures_are_purged_and_nothing_else(
     after = await assert_converges(pool, redis, layout, confirming_petition_id)
     assert after == before
     assert after.total == 6
-    assert await purge_pending(pool, 14) == 0
+    assert await purge_unconfirmed(pool, 14) == 0
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -573,6 +542,6 @@ def test_bad_smtp_urls(url: str, message: str) -> None:
 
 def test_the_sender_needs_its_settings(mail_settings: Settings) -> None:
     with pytest.raises(SettingsError, match="SMTP_URL and COUNTERSIGN_MAIL_FROM must be set"):
-        dataclasses.replace(mail_settings, smtp=None, mail_from=None).require_mail()
+        dataclasses.replace(mail_settings.mail, smtp=None, mail_from=None).require()
     with pytest.raises(SettingsError, match="at least 3 times the SMTP timeout"):
-        dataclasses.replace(mail_settings, mail_lease_seconds=10).require_mail()
+        dataclasses.replace(mail_settings.mail, lease_seconds=10).require()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import aiohttp
 import asyncpg
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from counter_worker.worker import CounterWorker
-from countersign.embedded import free_port
 from countersign_core.settings import load_settings
-from tests.conftest import SpawnApi, SpawnWorker
-from tests.support import add_signatures, eventually
-from tests.test_api import SIGN, SLUG, Client, signer
+from tests.support.factories import SLUG, add_signatures, signer
+from tests.support.http import SIGN, Client, scrape
+from tests.support.processes import SpawnApi, SpawnWorker
+from tests.support.servers import free_port
+from tests.support.waiting import eventually
 
 
 def sample(name: str, **labels: str) -> float:
@@ -101,24 +101,10 @@ async def test_the_worker_measures_batches_and_lag(
 
 
 def test_metrics_are_off_and_local_unless_configured() -> None:
-    defaults = load_settings()
-    assert defaults.metrics_port is None
-    assert defaults.worker_metrics_port is None
-    assert defaults.metrics_host == "127.0.0.1"
-
-
-async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}/metrics") as response,
-    ):
-        assert response.status == 200
-        text = await response.text()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    defaults = load_settings().metrics
+    assert defaults.api_port is None
+    assert defaults.worker_port is None
+    assert defaults.host == "127.0.0.1"
 
 
 async def test_every_api_process_adds_up_on_one_port_and_the_worker_has_its_own(

@@ -3,30 +3,50 @@ server enforces, and fuzzed by schemathesis against a live API."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import jsonschema_rs
 import pytest
 import schemathesis
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from marshmallow import Schema, ValidationError
 
 from countersign_core.settings import Settings
 from countersign_domain import patterns
+from countersign_domain.errors import (
+    PetitionClosed,
+    PetitionNotFound,
+    Problem,
+    ValidationFailed,
+)
 from petition_api.app import create_app
 from petition_api.docs import ASSETS
-from petition_api.openapi import documented_routes, openapi_document, operation_of
+from petition_api.openapi import (
+    Operation,
+    documented_routes,
+    error_replies,
+    openapi_document,
+    operation_of,
+)
+from petition_api.petitions import public_petition
 from petition_api.schemas import SignatureSchema
-from tests.conftest import TEST_SECRET, SpawnApi, SpawnWorker
-from tests.schemathesis_data import create_data
-from tests.test_api import AiohttpClient, error_of
+from tests.support.http import AiohttpClient, error_of
+from tests.support.processes import SpawnApi, SpawnWorker
+from tests.support.schemathesis_data import create_data
+from tests.support.values import TEST_SECRET
 
 SCHEMATHESIS_CONFIG = Path(__file__).parent / "schemathesis.toml"
 
@@ -79,6 +99,129 @@ async def test_the_document_and_the_docs_page_are_served_by_the_app(
     missing = await client.get("/docs/../../etc/passwd")
     assert missing.status == 404
     assert (await error_of(await client.get("/docs/nothing.js"), 404))["code"] == "not_found"
+
+
+# -- every problem a handler can raise is documented ---------------------------------------
+
+FIRST_PARTY = ("petition_api", "countersign_domain", "countersign_core", "counter_worker", "tests")
+_UNKNOWN = object()
+
+
+def raisable_problems(handler: Callable[..., object]) -> set[type[Problem]]:
+    """The problems a handler can raise as far as its code says: the ones it names, and the
+    ones named by the first-party functions and classes it reaches by name (an AppKey leads
+    to the class it holds). A marshmallow ``load`` can raise ValidationFailed, unless a
+    ``try`` around it catches ValidationError. Decorators (the documentation) are not read."""
+    found: set[type[Problem]] = set()
+    seen: set[object] = set()
+    todo: list[object] = [handler]
+    while todo:
+        code = todo.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(code)))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            continue  # no source: a builtin, or generated code
+        for definition in tree.body:
+            if isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                definition.decorator_list = []
+        namespace = vars(sys.modules[code.__module__])
+        for node, validation_caught in _walk(tree):
+            if _is_load(node, namespace) and not validation_caught:
+                found.add(ValidationFailed)
+            value = _resolve(node, namespace)
+            if isinstance(value, web.AppKey):
+                value = value._t  # the type the key was declared with
+            if isinstance(value, type) and issubclass(value, Problem):
+                if value is not Problem:
+                    found.add(value)
+            elif (inspect.isfunction(value) or inspect.isclass(value)) and str(
+                value.__module__
+            ).startswith(FIRST_PARTY):
+                todo.append(value)
+    return found
+
+
+def _walk(node: ast.AST, caught: bool = False) -> Iterator[tuple[ast.AST, bool]]:
+    """Every node, and whether a ``try`` around it catches ValidationError."""
+    yield node, caught
+    catches = isinstance(node, ast.Try) and any(
+        handler.type is not None and "ValidationError" in ast.unparse(handler.type)
+        for handler in node.handlers
+    )
+    for child in ast.iter_child_nodes(node):
+        inside_try = catches and child in getattr(node, "body", ())
+        yield from _walk(child, caught or inside_try)
+
+
+def _resolve(node: ast.AST, namespace: dict[str, object]) -> object:
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id, _UNKNOWN)
+    if isinstance(node, ast.Attribute):
+        base = _resolve(node.value, namespace)
+        return _UNKNOWN if base is _UNKNOWN else getattr(base, node.attr, _UNKNOWN)
+    return _UNKNOWN
+
+
+def _is_load(node: ast.AST, namespace: dict[str, object]) -> bool:
+    """A call of ``<schema>.load(...)``; a receiver that cannot be resolved (a parameter)
+    is taken for a schema."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    if node.func.attr != "load":
+        return False
+    receiver = node.func.value
+    if isinstance(receiver, ast.Call):
+        made = _resolve(receiver.func, namespace)
+        return isinstance(made, type) and issubclass(made, Schema)
+    value = _resolve(receiver, namespace)
+    return value is _UNKNOWN or isinstance(value, Schema)
+
+
+def undocumented_problems(handler: Callable[..., object], operation: Operation) -> set[str]:
+    documented = {p.code for reply in operation.responses.values() for p in reply.problems}
+    return {problem.code for problem in raisable_problems(handler)} - documented
+
+
+def test_every_problem_a_handler_can_raise_is_documented(settings: Settings) -> None:
+    undocumented = {
+        f"{method} {path}": missing
+        for method, path, route in documented_routes(create_app(settings))
+        if (operation := operation_of(route)) is not None
+        and (missing := undocumented_problems(route.handler, operation))
+    }
+    assert not undocumented
+
+
+async def _closed_unless_found(request: web.Request) -> web.Response:
+    petition = await public_petition(request)
+    _refuse_closed(petition.effective_status)
+    fields = SignatureSchema().load(await request.json())
+    try:
+        SignatureSchema().load(fields)
+    except ValidationError:  # a refusal of its own: not a problem
+        return web.json_response({}, status=422)
+    return web.json_response({})
+
+
+def _refuse_closed(status: str) -> None:
+    if status != "open":
+        raise PetitionClosed()
+
+
+def test_the_check_finds_a_problem_raised_through_helpers_and_left_undocumented() -> None:
+    only_not_found = Operation("A handler", error_replies([PetitionNotFound]))
+    assert raisable_problems(_closed_unless_found) == {
+        PetitionNotFound,
+        PetitionClosed,
+        ValidationFailed,
+    }
+    assert undocumented_problems(_closed_unless_found, only_not_found) == {
+        "petition_closed",
+        "validation_failed",
+    }
 
 
 # -- the published patterns are the validators ------------------------------------------------
@@ -148,6 +291,12 @@ def test_a_documented_pattern_accepts_exactly_what_the_server_accepts(field: str
 )
 def test_edge_cases_agree(field: str, raw: str) -> None:
     assert documented(field, raw) == accepted(field, raw)
+
+
+def test_the_database_checks_the_slug_and_source_code_patterns_of_the_domain() -> None:
+    sql = "".join(path.read_text() for path in (Path(__file__).parents[1] / "sql").glob("*.sql"))
+    assert f"CHECK (slug ~ '{patterns.SLUG}')" in sql
+    assert f"CHECK (source_code ~ '{patterns.SOURCE_CODE}')" in sql
 
 
 def test_the_whitespace_table_is_pythons() -> None:

@@ -14,19 +14,26 @@ from redis.asyncio import Redis
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Rate, Settings
+from countersign_domain.ip_keys import DailyIpKeys
 from countersign_domain.signatures import Hasher
 from petition_api.abuse import AbuseChecks, is_disposable
 from petition_api.app import create_app
 from petition_api.client_address import client_address, limit_subject, parse_address
 from petition_api.ratelimit import Limit, RateLimiter
-from tests.conftest import TEST_SECRET
-from tests.support import assert_converges, eventually
-from tests.test_api import SIGN, AiohttpClient, error_of, signature_rows, signer
+from tests.support.counts import assert_converges
+from tests.support.factories import signature_rows, signer
+from tests.support.http import SIGN, AiohttpClient, error_of
+from tests.support.values import TEST_SECRET
+from tests.support.waiting import eventually
 
 
-def limited(settings: Settings, **overrides: Any) -> Settings:
+def limited(settings: Settings, **limits: Any) -> Settings:
     """The test settings without the loopback allow-list, so limits apply to the client."""
-    return dataclasses.replace(settings, **{"rate_limit_allow": (), **overrides})
+    return with_limits(settings, **{"allow": (), **limits})
+
+
+def with_limits(settings: Settings, **limits: Any) -> Settings:
+    return dataclasses.replace(settings, limits=dataclasses.replace(settings.limits, **limits))
 
 
 async def suspect_reasons(pool: asyncpg.Pool) -> list[str | None]:
@@ -39,7 +46,7 @@ async def suspect_reasons(pool: asyncpg.Pool) -> list[str | None]:
 async def test_a_burst_of_count_then_refusals_with_the_wait(
     redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout, timeout=1.0)
+    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     limit = Limit("test:burst", (("burst", Rate(3, 60)),), "over")
     verdicts = [await limiter.check([limit]) for _ in range(5)]
     assert [v.exceeded for v in verdicts] == [None, None, None, "over", "over"]
@@ -50,7 +57,7 @@ async def test_a_burst_of_count_then_refusals_with_the_wait(
 async def test_a_refused_request_does_not_use_up_the_allowance(
     redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout, timeout=1.0)
+    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     limit = Limit("test:refill", (("rate", Rate(1, 0.3)),), "over")
     assert (await limiter.check([limit])).exceeded is None
     assert (await limiter.check([limit])).exceeded == "over"
@@ -66,16 +73,18 @@ async def test_a_refused_request_does_not_use_up_the_allowance(
 async def test_every_window_must_have_room_and_the_first_full_one_is_named(
     redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout, timeout=1.0)
+    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     address = Limit("a", (("burst", Rate(5, 60)), ("day", Rate(2, 86400))), "address")
-    overall = Limit("g", (("rate", Rate(100, 1)),), "global")
+    # Slow enough that its key outlives the checks below (its TTL is one interval).
+    overall = Limit("g", (("rate", Rate(100, 3600)),), "global")
     verdicts = [(await limiter.check([address, overall])).exceeded for _ in range(3)]
     assert verdicts == [None, None, "address"]
     keys = {key async for key in redis.scan_iter(match=f"{layout.prefix}:*")}
+    # One hash tag per subject: a subject's windows share a Redis Cluster slot.
     assert keys == {
-        layout.rate_limit("a", "burst"),
-        layout.rate_limit("a", "day"),
-        layout.rate_limit("g", "rate"),
+        f"{layout.prefix}:{{rl:a}}:burst",
+        f"{layout.prefix}:{{rl:a}}:day",
+        f"{layout.prefix}:{{rl:g}}:rate",
     }
     for key in keys:
         assert await redis.pttl(key) > 0  # they expire by themselves
@@ -93,7 +102,7 @@ async def test_over_the_address_limit_signatures_are_stored_as_suspects_and_not_
     redis: Redis,
     layout: KeyLayout,
 ) -> None:
-    client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(3, 60))))
+    client = await aiohttp_client(create_app(limited(settings, ip_burst=Rate(3, 60))))
     responses = [await client.post(SIGN, json=signer(email=f"s{i}@example.org")) for i in range(5)]
     # Everyone gets the same answer: a bot learns nothing.
     assert [r.status for r in responses] == [201] * 5
@@ -114,7 +123,7 @@ async def test_reject_mode_answers_429_with_retry_after_and_stores_nothing(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
     client = await aiohttp_client(
-        create_app(limited(settings, rate_limit_ip_burst=Rate(2, 60), rate_limit_mode="reject"))
+        create_app(limited(settings, ip_burst=Rate(2, 60), mode="reject"))
     )
     for i in range(2):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 201
@@ -132,7 +141,7 @@ async def test_the_address_limit_is_per_petition(
         "INSERT INTO petitions (slug, title, status, require_confirmation)"
         " VALUES ('other', 'O', 'open', false)"
     )
-    client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60))))
+    client = await aiohttp_client(create_app(limited(settings, ip_burst=Rate(1, 60))))
     assert (await client.post(SIGN, json=signer(email="a@example.org"))).status == 201
     other = "/v1/petitions/other/signatures"
     assert (await client.post(other, json=signer(email="a@example.org"))).status == 201
@@ -144,7 +153,7 @@ async def test_allow_listed_ranges_are_not_limited_by_address(
 ) -> None:
     university = (ipaddress.ip_network("127.0.0.0/24"),)
     client = await aiohttp_client(
-        create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60), rate_limit_allow=university))
+        create_app(limited(settings, ip_burst=Rate(1, 60), allow=university))
     )
     for i in range(4):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 201
@@ -155,21 +164,19 @@ async def test_the_global_ceiling_holds_for_everyone(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
     # Allow-listed addresses too: the ceiling protects the service, not a petition.
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, rate_limit_global=Rate(2, 60)))
-    )
+    client = await aiohttp_client(create_app(with_limits(settings, overall=Rate(2, 60))))
     for i in range(3):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 201
     assert await suspect_reasons(pool) == [None, None, "rate_limit_global"]
 
 
 async def test_a_partner_key_has_its_own_limit(
-    settings: Settings, redis: Redis, layout: KeyLayout
+    settings: Settings, redis: Redis, layout: KeyLayout, pool: asyncpg.Pool
 ) -> None:
     checks = AbuseChecks(
-        dataclasses.replace(settings, rate_limit_partner=Rate(2, 60)),
-        RateLimiter(redis, layout, timeout=1.0),
-        Hasher(TEST_SECRET),
+        dataclasses.replace(settings.limits, partner=Rate(2, 60)),
+        RateLimiter(redis, layout.prefix, timeout=1.0),
+        DailyIpKeys(pool, Hasher(TEST_SECRET)),
     )
 
     async def assess(partner: str) -> str | None:
@@ -235,9 +242,10 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_hash(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
     proxy = (ipaddress.ip_network("127.0.0.1/32"),)
-    client = await aiohttp_client(
-        create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60), trusted_proxies=proxy))
+    behind_proxy = dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, trusted_proxies=proxy)
     )
+    client = await aiohttp_client(create_app(limited(behind_proxy, ip_burst=Rate(1, 60))))
     for i, address in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.1"]):
         response = await client.post(
             SIGN, json=signer(email=f"s{i}@example.org"), headers={"X-Forwarded-For": address}
@@ -245,18 +253,18 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_hash(
         assert response.status == 201
     rows = await signature_rows(pool)
     assert [row["suspect_reason"] for row in rows] == [None, None, "rate_limit_address"]
-    hasher = Hasher(TEST_SECRET)
+    today = await DailyIpKeys(pool, Hasher(TEST_SECRET)).today()
     assert [row["ip_hash"] for row in rows] == [
-        hasher.ip("203.0.113.1"),
-        hasher.ip("203.0.113.2"),
-        hasher.ip("203.0.113.1"),
+        today.ip("203.0.113.1"),
+        today.ip("203.0.113.2"),
+        today.ip("203.0.113.1"),
     ]
 
 
 async def test_a_forged_header_from_an_untrusted_peer_changes_nothing(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, pool: asyncpg.Pool
 ) -> None:
-    client = await aiohttp_client(create_app(limited(settings, rate_limit_ip_burst=Rate(1, 60))))
+    client = await aiohttp_client(create_app(limited(settings, ip_burst=Rate(1, 60))))
     for i in range(3):
         forged = {"X-Forwarded-For": f"198.51.100.{i}"}
         response = await client.post(SIGN, json=signer(email=f"s{i}@example.org"), headers=forged)
@@ -267,7 +275,8 @@ async def test_a_forged_header_from_an_untrusted_peer_changes_nothing(
         "rate_limit_address",
         "rate_limit_address",
     ]
-    assert {row["ip_hash"] for row in rows} == {Hasher(TEST_SECRET).ip("127.0.0.1")}
+    today = await DailyIpKeys(pool, Hasher(TEST_SECRET)).today()
+    assert {row["ip_hash"] for row in rows} == {today.ip("127.0.0.1")}
 
 
 async def test_rate_limit_keys_name_no_address(
@@ -311,9 +320,7 @@ async def test_a_disposable_address_is_held_as_suspect_not_refused(
     layout: KeyLayout,
 ) -> None:
     # Not refused even where over-limit signatures are.
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, rate_limit_mode="reject"))
-    )
+    client = await aiohttp_client(create_app(with_limits(settings, mode="reject")))
     response = await client.post(SIGN, json=signer(email="throwaway@mailinator.com"))
     assert response.status == 201
     assert await response.json() == {"status": "counted"}

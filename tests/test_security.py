@@ -15,7 +15,8 @@ from countersign_core.settings import Settings
 from petition_api.app import create_app
 from petition_api.docs import DOCS_POLICY
 from petition_api.security import HTML_POLICY, OTHER_POLICY
-from tests.test_api import SIGN, AiohttpClient, Client, error_of, signer
+from tests.support.factories import signer
+from tests.support.http import SIGN, AiohttpClient, Client, error_of
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,12 +32,13 @@ from countersign_domain.signature_log.appender import LogAppender
 from countersign_domain.signature_log.heads import LogKey, SigningKeyError, TreeHead, load_log_key
 from countersign_domain.signature_log.leaves import Kind, Leaf, commitment
 from countersign_domain.signature_log.receipts import Receipt
-from countersign_domain.signatures import Hasher
 from petition_api.app import create_app
-from tests.admin_support import SLUG, AiohttpClient, Client, StaffTokens, bearer
-from tests.conftest import TEST_SECRET, SpawnWorker
-from tests.support import add_signatures, assert_converges, eventually
-from tests.test_cli import countersign
+from tests.support.counts import assert_converges
+from tests.support.factories import SLUG, StaffTokens, add_signatures, hasher
+from tests.support.http import AiohttpClient, Client, bearer
+from tests.support.processes import SpawnWorker, countersign
+from tests.support.values import TEST_SECRET
+from tests.support.waiting import eventually
 
 LOG = f"/v1/petitions/{SLUG}/log"
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +95,19 @@ async def run_verify(client: Client, *args: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
+async def invalidate_source(
+    db: asyncpg.Pool | asyncpg.Connection, petition_id: int, source: str, reason: str = "bots"
+) -> moderation.Invalidation:
+    """Staff invalidating every signature a partner brought."""
+    return await moderation.apply_invalidation(
+        db,
+        actor="test",
+        petition_id=petition_id,
+        criteria=moderation.Criteria(source=source),
+        reason=reason,
+    )
+
+
 async def truth(pool: asyncpg.Pool, petition_id: int) -> int:
     counted: int = await pool.fetchval(
         "SELECT count(*) FROM signatures WHERE petition_id = $1 AND counted", petition_id
@@ -112,16 +126,11 @@ async def test_every_change_to_what_counts_is_a_leaf_and_the_totals_add_up(
     for n in range(4):
         await sign(client, f"erasable{n}@example.org")
     async with pool.acquire() as conn:
-        await moderation.apply_invalidation(
-            conn, petition_id, moderation.Criteria(source="newsroom"), "a bot farm", "test"
-        )
-        by_time = await moderation.apply_invalidation(
-            conn, petition_id, moderation.Criteria(source="partner-a", signed_after=None), "x", "t"
-        )
-        await moderation.undo_invalidation(conn, by_time.id, "test")
-        hasher = Hasher(TEST_SECRET)
+        await invalidate_source(conn, petition_id, "newsroom", "a bot farm")
+        undone = await invalidate_source(conn, petition_id, "partner-a")
+        await moderation.undo_invalidation(conn, actor="test", invalidation_id=undone.id)
         for n in range(2):
-            await moderation.erase_by_email_hash(conn, hasher.email(f"erasable{n}@example.org"))
+            await moderation.erase_address(conn, hasher, f"erasable{n}@example.org", actor="test")
     await pool.execute("DELETE FROM signatures WHERE email = 'erasable2@example.org'")
     assert await appender.drain() > 0
 
@@ -297,8 +306,7 @@ async def test_a_receipt_proves_inclusion_and_erasure_closes_it_for_good(
 
     # Erased: the server can no longer open it; the leaf stays, its erasure is a leaf too,
     # and the count stays verifiable.
-    async with pool.acquire() as conn:
-        await moderation.erase_by_email_hash(conn, Hasher(TEST_SECRET).email("amal@example.org"))
+    await moderation.erase_address(pool, hasher, "amal@example.org", actor="test")
     await appender.drain()
     gone = await get_json(client, f"/v1/receipts/{receipt.code}", 404)
     assert gone["error"]["code"] == "receipt_not_found"
@@ -466,7 +474,7 @@ async def test_the_log_survives_a_worker_killed_mid_append_exactly(
     spawn: SpawnWorker,
 ) -> None:
     seed = base64.b64encode(bytes(range(32))).decode()
-    victim = spawn(COUNTERSIGN_WORKER_STOP_AT="log_before_commit", COUNTERSIGN_LOG_SIGNING_KEY=seed)
+    victim = spawn(stop_at="log_before_commit", COUNTERSIGN_LOG_SIGNING_KEY=seed)
     await add_signatures(pool, petition_id, 300)
     await victim.wait_stopped()
     # Frozen inside its append transaction, after writing the leaves, before committing.
@@ -475,10 +483,7 @@ async def test_the_log_survives_a_worker_killed_mid_append_exactly(
     victim.kill()
 
     await add_signatures(pool, petition_id, 200)
-    async with pool.acquire() as conn:
-        invalidation = await moderation.apply_invalidation(
-            conn, petition_id, moderation.Criteria(source="newsroom"), "bots", "test"
-        )
+    invalidation = await invalidate_source(pool, petition_id, "newsroom")
     # Two workers share the appending while signing goes on.
     spawn(COUNTERSIGN_LOG_SIGNING_KEY=seed)
     spawn(COUNTERSIGN_LOG_SIGNING_KEY=seed)
@@ -551,10 +556,7 @@ async def test_the_delivery_page_prints_the_ledger_the_final_head_and_the_key(
     page = await (await client.get(delivery, headers=bearer(staff.exporter))).text()
     assert "A count anyone can verify" not in page  # nothing counted, nothing signed yet
     await add_signatures(pool, petition_id, 12, sources=("partner-a", "newsroom"))
-    async with pool.acquire() as conn:
-        await moderation.apply_invalidation(
-            conn, petition_id, moderation.Criteria(source="newsroom"), "bots", "test"
-        )
+    await invalidate_source(pool, petition_id, "newsroom")
     await appender.drain()
     page = await (await client.get(delivery, headers=bearer(staff.exporter))).text()
     head = await get_json(client, f"{LOG}/head")
@@ -655,13 +657,15 @@ def test_the_key_file_setting_and_the_off_switch(
     key_file.write_text(base64.b64encode(bytes(32)).decode())
     monkeypatch.setenv("COUNTERSIGN_LOG_SIGNING_KEY_FILE", str(key_file))
     loaded = load_settings()
-    assert loaded.log_signing_key == key_file.read_text()
+    assert loaded.worker.log_signing_key == key_file.read_text()
     assert (key := worker_log.log_key(loaded)) is not None
     assert key.public == LogKey(Ed25519PrivateKey.from_private_bytes(bytes(32))).public
 
     async def work(_stopping: asyncio.Event) -> None:
         return None
 
-    off = dataclasses.replace(settings, signature_log=False)
+    off = dataclasses.replace(
+        settings, worker=dataclasses.replace(settings.worker, signature_log=False)
+    )
     assert worker_log.log_key(off) is None
     assert worker_log.with_signature_log(work, None, 1.0) is work

@@ -7,14 +7,13 @@ import re
 
 import asyncpg
 import pycountry
-from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse
 
 from countersign_domain.partners import create_partner
-from petition_api.widget import STATIC, WidgetAssets, content_security_policy, partner_page
-from tests.test_api import SLUG, error_of
-
-Client = TestClient[web.Request, web.Application]
+from petition_api.widget import content_security_policy
+from petition_api.widget_assets import STATIC, WidgetAssets, partner_page
+from tests.support.factories import SLUG
+from tests.support.http import Client, error_of
 
 SCRIPT = (STATIC / "widget.js").read_text(encoding="utf-8")
 

@@ -3,63 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
 import urllib.request
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-from counter_worker.keys import KeyLayout
-from tests.conftest import Servers
-from tests.test_cli import COMMAND, SETTING_VARIABLES, _free_port
-
-
-@dataclass(frozen=True)
-class DevRun:
-    api: str
-    partner_page: str
-    banner: str
-    mail_dir: Path  # where dev's local SMTP catcher keeps the emails
-
-
-@pytest.fixture
-async def dev(
-    tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
-) -> AsyncIterator[DevRun]:
-    """``countersign dev`` running, on free ports, until the test ends."""
-    port, demo_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
-    env |= {
-        "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_DEMO_PORT": str(demo_port),
-        "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
-    }
-    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-        env |= {"DATABASE_URL": database_url, "REDIS_URL": servers.redis}
-    proc = await asyncio.create_subprocess_exec(
-        *COMMAND, "dev", env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    banner = ""
-    try:
-        while "Press Ctrl-C to stop." not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
-            assert line, f"dev exited early:\n{banner}"
-            banner += line.decode()
-        found = re.search(r"partner page  (\S+)", banner)
-        assert found, banner
-        yield DevRun(
-            f"http://127.0.0.1:{port}", found.group(1), banner, tmp_path / ".countersign" / "mail"
-        )
-    finally:
-        proc.send_signal(signal.SIGINT)
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, output.decode()
+from tests.support.processes import DevRun
 
 
 def fetch(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from countersign.cli import mail, partners, petitions, servers, staff, suspects
+from countersign.cli import mail, partners, petitions, servers, staff, status, suspects
 from countersign.cli.verify import verify
 
 
@@ -26,6 +26,7 @@ for command in (
     servers.worker,
     servers.migrate,
     servers.rebuild,
+    status.status,
     petitions.petition,
     staff.token,
     staff.audit,

@@ -6,8 +6,8 @@ import asyncpg
 import click
 
 from countersign.cli.common import settings_or_exit, with_connection
+from countersign_domain.housekeeping import purge_unconfirmed
 from mail_sender.main import main as mailer_main
-from mail_sender.sender import purge_pending as purge
 
 
 @click.command()
@@ -27,9 +27,9 @@ def mailer() -> None:
 )
 def purge_pending(days: int | None) -> None:
     """Delete signatures nobody confirmed in time (mail senders also do it hourly)."""
-    older_than = days or settings_or_exit().pending_purge_days
+    older_than = days or settings_or_exit().confirmation.pending_purge_days
 
     async def action(conn: asyncpg.Connection) -> int:
-        return await purge(conn, older_than)
+        return await purge_unconfirmed(conn, older_than)
 
     click.echo(f"purged {with_connection(action)} pending signature(s)")

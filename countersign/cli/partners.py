@@ -1,40 +1,21 @@
-"""``countersign partner …`` and ``countersign petition origins``: who may embed and sign."""
+"""``countersign partner …``: partners, their source codes, origins and API keys."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import click
 
-from countersign.cli.common import with_connection
+from countersign.cli.common import origins_callback, with_connection
 from countersign_core.runtime import fail
-from countersign_domain.origins import normalise_origin, set_petition_origins
+from countersign_domain import patterns
 from countersign_domain.partners import create_partner, list_partners, revoke_partner
-
-T = TypeVar("T")
-
-SOURCE_CODE = re.compile(r"^[a-z0-9_-]{1,64}$")
-
-
-def _origins(
-    allow_any: bool,
-) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], list[str]]:
-    def normalise(
-        _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
-    ) -> list[str]:
-        try:
-            return sorted({normalise_origin(value, allow_any=allow_any) for value in values})
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-
-    return normalise
 
 
 def _source_code(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not SOURCE_CODE.match(value):
+    if not re.fullmatch(patterns.SOURCE_CODE, value):
         raise click.BadParameter("use 1-64 of a-z, 0-9, '_' and '-'")
     return value
 
@@ -57,7 +38,7 @@ def partner() -> None:
     "--origin",
     "origins",
     multiple=True,
-    callback=_origins(allow_any=False),
+    callback=origins_callback(allow_any=False),
     help="A web origin (https://example.org) whose pages may use the API; repeatable.",
 )
 def partner_create(name: str, source_code: str, origins: list[str]) -> None:
@@ -103,21 +84,3 @@ def partner_revoke(source_code: str) -> None:
     if with_connection(action) is None:
         fail(f"no active partner with source code {source_code!r}")
     click.echo(f"partner {source_code} is revoked")
-
-
-@click.command("origins")
-@click.argument("slug")
-@click.argument("origins", nargs=-1, callback=_origins(allow_any=True))
-def petition_origins(slug: str, origins: list[str]) -> None:
-    """Set the web origins whose pages may embed the petition and sign from the browser.
-
-    ORIGINS replace the current ones: e.g. https://example.org, or * for any site.
-    With none, only partners' origins remain allowed.
-    """
-
-    async def action(conn: asyncpg.Connection) -> list[str] | None:
-        return await set_petition_origins(conn, slug, origins)
-
-    if with_connection(action) is None:
-        fail(f"no petition with slug {slug!r}")
-    click.echo(f"petition {slug} allows: {' '.join(origins) or 'no origin of its own'}")

@@ -1,22 +1,27 @@
-"""``countersign petition``: create petitions and move them through their statuses."""
+"""``countersign petition``: create petitions, move them through their statuses, and
+set their allowed origins. The rules and the audit entries are the domain's
+(``countersign_domain.petitions``), the same as the staff API's."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import click
 
-from countersign.cli.common import with_connection
-from countersign.cli.partners import petition_origins
-from countersign_core.runtime import fail
-from countersign_domain.petitions import create_petition, set_status
+from countersign.cli.common import origins_callback, utc, with_connection
+from countersign_domain.audit import cli_actor
+from countersign_domain.petitions import (
+    ManagedPetition,
+    create_petition,
+    set_status,
+    update_petition,
+)
 
 
 @click.group()
 def petition() -> None:
-    """Create petitions and open or close them."""
+    """Create petitions, open or close them, and set where they may be signed from."""
 
 
 @petition.command("create")
@@ -25,7 +30,12 @@ def petition() -> None:
 @click.option("--text", default="", help="The petition's text.")
 @click.option("--target", default="", help="Who the petition is addressed to.")
 @click.option("--goal", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--closes-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]), default=None)
+@click.option(
+    "--closes-at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+    default=None,
+    help="When it stops taking signatures (UTC if no zone).",
+)
 @click.option("--open", "open_now", is_flag=True, help="Open it for signatures at once.")
 @click.option(
     "--confirmation/--no-confirmation",
@@ -45,49 +55,59 @@ def petition_create(
 ) -> None:
     """Create a petition (a draft unless --open)."""
 
-    async def action(conn: asyncpg.Connection) -> Any:
-        try:
-            return await create_petition(
-                conn,
-                slug=slug,
-                title=title,
-                body=text,
-                target=target,
-                goal=goal,
-                status="open" if open_now else "draft",
-                closes_at=closes_at,
-                require_confirmation=confirmation,
-            )
-        except asyncpg.UniqueViolationError:
-            fail(f"a petition with slug {slug!r} exists already")
-        except asyncpg.CheckViolationError:
-            fail("the slug must be 1-100 of a-z, 0-9 and '-', starting with a letter or digit")
+    async def action(conn: asyncpg.Connection) -> ManagedPetition:
+        return await create_petition(
+            conn,
+            actor=cli_actor(),
+            slug=slug,
+            title=title,
+            body=text,
+            target=target,
+            goal=goal,
+            status="open" if open_now else "draft",
+            closes_at=utc(closes_at),
+            require_confirmation=confirmation,
+        )
 
     created = with_connection(action)
     click.echo(f"created petition {created.slug} ({created.status})")
 
 
 def _set_status(slug: str, status: str) -> None:
-    async def action(conn: asyncpg.Connection) -> Any:
-        return await set_status(conn, slug, status)
+    async def action(conn: asyncpg.Connection) -> ManagedPetition:
+        return await set_status(conn, actor=cli_actor(), slug=slug, status=status)
 
-    if with_connection(action) is None:
-        fail(f"no petition with slug {slug!r}")
-    click.echo(f"petition {slug} is {status}")
+    click.echo(f"petition {slug} is {with_connection(action).status}")
 
 
 @petition.command("open")
 @click.argument("slug")
 def petition_open(slug: str) -> None:
-    """Open a petition for signatures (also reopens a closed one)."""
+    """Open a draft for signatures, or reopen a closed petition."""
     _set_status(slug, "open")
 
 
 @petition.command("close")
 @click.argument("slug")
 def petition_close(slug: str) -> None:
-    """Stop taking signatures."""
+    """Stop taking signatures (an open petition only: a draft is opened first)."""
     _set_status(slug, "closed")
 
 
-petition.add_command(petition_origins)
+@petition.command("origins")
+@click.argument("slug")
+@click.argument("origins", nargs=-1, callback=origins_callback(allow_any=True))
+def petition_origins(slug: str, origins: list[str]) -> None:
+    """Set the web origins whose pages may embed the petition and sign from the browser.
+
+    ORIGINS replace the current ones: e.g. https://example.org, or * for any site.
+    With none, only partners' origins remain allowed.
+    """
+
+    async def action(conn: asyncpg.Connection) -> ManagedPetition:
+        return await update_petition(
+            conn, actor=cli_actor(), slug=slug, changes={"allowed_origins": origins}
+        )
+
+    allowed = with_connection(action).allowed_origins
+    click.echo(f"petition {slug} allows: {' '.join(allowed) or 'no origin of its own'}")

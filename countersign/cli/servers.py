@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncpg
 import click
 
 from counter_worker.main import connected_worker
 from counter_worker.main import main as worker_main
 from countersign.cli.common import settings_or_exit, with_connection, with_servers
 from countersign.dev import run_dev
+from countersign_core.migrations import MigrationError
 from countersign_core.migrations import migrate as apply_migrations
+from countersign_core.migrations import pending as pending_migrations
 from countersign_core.runtime import configure_logging, fail
 from countersign_core.settings import Settings, SettingsError
 from countersign_core.texts import TextsError
+from countersign_domain.identity_migration import data_steps
 from petition_api.main import check, serve
 
 
@@ -32,9 +36,9 @@ def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
     """
     settings = settings_or_exit()
     configure_logging(settings.log_level)
-    port = port or settings.port
-    demo_port = demo_port or settings.demo_port or port + 1
-    raise SystemExit(run_dev(settings, host or settings.host, port, demo_port))
+    port = port or settings.api.port
+    demo_port = demo_port or settings.dev.demo_port or port + 1
+    raise SystemExit(run_dev(settings, host or settings.api.host, port, demo_port))
 
 
 @click.command()
@@ -54,7 +58,7 @@ def api(host: str | None, port: int | None, workers: int) -> None:
         check(settings)
     except (SettingsError, TextsError) as exc:
         fail(str(exc))
-    serve(settings, host or settings.host, port or settings.port, workers)
+    serve(settings, host or settings.api.host, port or settings.api.port, workers)
 
 
 @click.command()
@@ -64,10 +68,33 @@ def worker() -> None:
 
 
 @click.command()
-def migrate() -> None:
-    """Apply the SQL migrations in order. Safe to run from several processes at once."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Apply nothing: exit 0 if every migration is applied, else list the pending ones "
+    "and exit 1 (for a pod that waits for its release's migrations).",
+)
+def migrate(check: bool) -> None:
+    """Apply the SQL migrations in order. Safe to run from several processes at once.
+    With COUNTERSIGN_SECRET_KEY set, also the data steps that rewrite stored hashes."""
+    if check:
+        waiting = with_connection(pending_migrations)
+        if waiting:
+            click.echo(f"{len(waiting)} migration(s) pending: {', '.join(waiting)}")
+            raise SystemExit(1)
+        click.echo("every migration is applied")
+        return
 
-    applied = with_connection(apply_migrations)
+    async def action(database_url: str, _redis_url: str, settings: Settings) -> list[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await apply_migrations(conn, data_steps=data_steps(settings.secret_key))
+        except MigrationError as exc:
+            fail(str(exc))
+        finally:
+            await conn.close()
+
+    applied = with_servers(action)
     click.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
     )

@@ -12,25 +12,22 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import asyncpg
 import click
-from marshmallow import ValidationError
 
-from countersign.cli.common import with_connection, with_servers
+from countersign.cli.common import utc, with_connection, with_servers
 from countersign_core.connections import create_pg_pool
 from countersign_core.runtime import fail
 from countersign_core.settings import Settings
 from countersign_domain import audit as audit_log  # `audit` is a command here
 from countersign_domain.export import ExportFilters, audited_export, count_rows
-from countersign_domain.moderation import Anonymised, anonymise_closed, fetch_managed
+from countersign_domain.moderation import Anonymised, anonymise_closed
+from countersign_domain.petitions import managed_petition
 from countersign_domain.staff import Role, create_token, list_tokens, revoke_token
-from petition_api.admin.schemas import ExportQuerySchema
 
-T = TypeVar("T")
-
-ROLES = click.Choice(["admin", "exporter"])
+ROLES = click.Choice([role.value for role in Role])
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
 
 
@@ -71,20 +68,7 @@ def token_create(name: str, role: str) -> None:
     """
 
     async def action(conn: asyncpg.Connection) -> str:
-        try:
-            async with conn.transaction():
-                created = await create_token(conn, name, Role(role))
-                await audit_log.record(
-                    conn,
-                    audit_log.cli_actor(),
-                    "token.create",
-                    details={"name": name, "role": role},
-                )
-        except asyncpg.UniqueViolationError:
-            fail(f"a token named {name!r} exists already (names are never reused)")
-        except asyncpg.CheckViolationError:
-            fail("a token name is 1-64 of letters, digits, '.', '_', '@' and '-'")
-        return created
+        return await create_token(conn, actor=audit_log.cli_actor(), name=name, role=Role(role))
 
     click.echo(with_connection(action))
 
@@ -118,17 +102,10 @@ def token_list() -> None:
 def token_revoke(name: str) -> None:
     """Revoke a token at once: its next request gets 401."""
 
-    async def action(conn: asyncpg.Connection) -> bool:
-        async with conn.transaction():
-            revoked = await revoke_token(conn, name)
-            if revoked:
-                await audit_log.record(
-                    conn, audit_log.cli_actor(), "token.revoke", details={"name": name}
-                )
-        return revoked
+    async def action(conn: asyncpg.Connection) -> None:
+        await revoke_token(conn, actor=audit_log.cli_actor(), name=name)
 
-    if not with_connection(action):
-        fail(f"no active token named {name!r}")
+    with_connection(action)
     click.echo(f"revoked token {name}")
 
 
@@ -202,7 +179,6 @@ class _Progress:
 @click.command()
 @click.argument("slug")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--format", "file_format", type=click.Choice(["csv"]), default="csv")
 @click.option("--country", default=None, help="Only signatures from this country (ISO code).")
 @click.option("--source", default=None, help="Only signatures with this source code.")
 @click.option("--signed-after", type=DATES, default=None, help="From this time (UTC if no zone).")
@@ -211,7 +187,6 @@ class _Progress:
 def export(
     slug: str,
     out_path: Path,
-    file_format: str,
     country: str | None,
     source: str | None,
     signed_after: datetime | None,
@@ -222,29 +197,21 @@ def export(
 
     The file appears complete or not at all: rows go to FILE.partial, renamed at the end.
     """
-    given = {
-        "country": country,
-        "source": source,
-        "signed_after": signed_after.isoformat() if signed_after else None,
-        "signed_before": signed_before.isoformat() if signed_before else None,
-    }
-    try:
-        filters = ExportFilters(
-            **ExportQuerySchema().load({k: v for k, v in given.items() if v is not None})
-        )
-    except ValidationError as exc:
-        fail(f"invalid filter: {json.dumps(exc.messages)}")
     partial = out_path.with_name(out_path.name + ".partial")
 
     async def action(
         database_url: str, _redis_url: str, settings: Settings
     ) -> tuple[int, int, float]:
+        filters = ExportFilters(
+            country=country.upper() if country else None,
+            source=source,
+            signed_after=utc(signed_after),
+            signed_before=utc(signed_before),
+        )
         # A pool: the audit log is written beside the COPY, and after it if it fails.
         pool = await create_pg_pool(database_url, max_size=2, application_name="export")
         try:
-            petition = await fetch_managed(pool, slug)
-            if petition is None:
-                fail(f"no petition with slug {slug!r}")
+            petition = await managed_petition(pool, slug)
             total = await count_rows(pool, petition.id, filters)
             with click.progressbar(
                 length=total + 1,  # + the header line
@@ -306,18 +273,7 @@ def anonymise(days: int) -> None:
     closed DAYS ago or more. Country, source and times stay: every count is unchanged."""
 
     async def action(conn: asyncpg.Connection) -> list[Anonymised]:
-        async with conn.transaction():
-            done = await anonymise_closed(conn, days)
-            for petition in done:
-                await audit_log.record(
-                    conn,
-                    audit_log.cli_actor(),
-                    "anonymise",
-                    petition_id=petition.petition_id,
-                    details={"closed_for_days": days},
-                    row_count=petition.signatures,
-                )
-        return done
+        return await anonymise_closed(conn, actor=audit_log.cli_actor(), closed_for_days=days)
 
     done = with_connection(action)
     if not done:

@@ -6,15 +6,16 @@ the source and the reason are what deciding needs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 import click
 
 from countersign.cli.common import with_connection
-from countersign_core.runtime import fail
-from countersign_domain import suspects as queries
-from countersign_domain.suspects import list_suspects, petition_exists
+from countersign_domain.moderation import (
+    Suspect,
+    invalidate_suspects,
+    list_suspects,
+    release_suspects,
+)
 
 
 @click.group()
@@ -29,9 +30,7 @@ def suspects() -> None:
 def list_command(slug: str, limit: int, with_contact: bool) -> None:
     """Suspects awaiting review, oldest first."""
 
-    async def action(conn: asyncpg.Connection) -> Any:
-        if not await petition_exists(conn, slug):
-            fail(f"no petition with slug {slug!r}")
+    async def action(conn: asyncpg.Connection) -> list[Suspect]:
         return await list_suspects(conn, slug, limit)
 
     found = with_connection(action)
@@ -69,8 +68,8 @@ def release(ids: tuple[int, ...], all_of_petition: bool, slug: str | None) -> No
     """Count these suspects after all (the live counts follow)."""
     selection = _selection(ids, all_of_petition, slug)
 
-    async def action(conn: asyncpg.Connection) -> Any:
-        return await queries.release(conn, ids=selection, slug=slug)
+    async def action(conn: asyncpg.Connection) -> list[int]:
+        return await release_suspects(conn, ids=selection, slug=slug)
 
     _report("released", with_connection(action), selection)
 
@@ -84,8 +83,8 @@ def invalidate(ids: tuple[int, ...], all_of_petition: bool, slug: str | None, re
     """Never count these suspects."""
     selection = _selection(ids, all_of_petition, slug)
 
-    async def action(conn: asyncpg.Connection) -> Any:
-        return await queries.invalidate(conn, ids=selection, slug=slug, reason=reason)
+    async def action(conn: asyncpg.Connection) -> list[int]:
+        return await invalidate_suspects(conn, ids=selection, slug=slug, reason=reason)
 
     _report("invalidated", with_connection(action), selection)
 

@@ -34,6 +34,12 @@ WHERE s.id = $1 AND p.slug = $2 AND p.status <> 'draft'
 """
 
 
+def receipt_code(slug: str, signature_id: int, secret: bytes) -> str:
+    """The receipt a signer keeps (what ``Receipt.parse`` reads back)."""
+    encoded = base64.urlsafe_b64encode(secret).decode().rstrip("=")
+    return f"{slug}.{signature_id}.{encoded}"
+
+
 @dataclass(frozen=True)
 class Receipt:
     slug: str
@@ -42,8 +48,7 @@ class Receipt:
 
     @property
     def code(self) -> str:
-        secret = base64.urlsafe_b64encode(self.secret).decode().rstrip("=")
-        return f"{self.slug}.{self.signature_id}.{secret}"
+        return receipt_code(self.slug, self.signature_id, self.secret)
 
     @property
     def commitment(self) -> bytes:

@@ -9,7 +9,7 @@ or a bookmarklet) and open the saved file; a token never goes in a URL.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,11 +17,11 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from countersign_domain import moderation as queries
+from countersign_domain.errors import PetitionNotFound
+from countersign_domain.summary import Summary, summarise
 from petition_api.admin.routes import db, petition_of, staff_operation
-from petition_api.openapi import Reply
+from petition_api.openapi import SLUG, Reply
 from petition_api.signature_log import delivery_log
-from petition_api.views import PETITION_NOT_FOUND, SLUG
 
 TOP_COUNTRIES = 15
 
@@ -36,7 +36,8 @@ class CountryBar:
     width: float  # of the longest bar, in percent
 
 
-def setup_templates(app: web.Application) -> None:
+async def templates(app: web.Application) -> AsyncIterator[None]:
+    """The page's templates, on the staff app (a cleanup context: read as pages need them)."""
     filters: dict[str, Callable[..., str]] = {"number": number, "long_date": long_date}
     aiohttp_jinja2.setup(
         app,
@@ -46,6 +47,7 @@ def setup_templates(app: web.Application) -> None:
         default_helpers=False,
         filters=filters,
     )
+    yield
 
 
 def number(value: int) -> str:
@@ -58,7 +60,7 @@ def long_date(value: datetime) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
-def country_bars(figures: queries.Summary) -> list[CountryBar]:
+def country_bars(figures: Summary) -> list[CountryBar]:
     top = figures.countries[:TOP_COUNTRIES]
     rest = figures.countries[TOP_COUNTRIES:]
     longest = max([c.count for c in top], default=1)
@@ -88,12 +90,12 @@ def country_bars(figures: queries.Summary) -> list[CountryBar]:
     path_parameters={"slug": SLUG},
     responses={
         200: Reply("The page: no script, no external asset.", text_types=("text/html",)),
-        404: PETITION_NOT_FOUND,
     },
+    problems=(PetitionNotFound,),
 )
 async def delivery_page(request: web.Request) -> web.Response:
     petition = await petition_of(request)
-    figures = await queries.summarise(db(request), petition.id)
+    figures = await summarise(db(request), petition.id)
     nonce = secrets.token_urlsafe(16)
     response = aiohttp_jinja2.render_template(
         "delivery.html",

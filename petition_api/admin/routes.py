@@ -1,6 +1,9 @@
 """Staff HTTP handlers under ``/v1/admin``: petitions, summaries, exports, erasure and
 invalidation. Authentication and roles are checked before any of them runs
-(``petition_api.admin.auth``); handlers only add the email rule of exports."""
+(``petition_api.admin.auth``); handlers only add the email rule of exports. The rules
+and the audit entries are the domain's: a handler reads the request, calls one domain
+function and writes its answer; the domain's refusals (``Problem``) and marshmallow's
+ValidationError reach the error middleware as they are."""
 
 from __future__ import annotations
 
@@ -14,15 +17,33 @@ from typing import Any, cast
 
 import asyncpg
 from aiohttp import web
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema
 
-from countersign_domain import audit
-from countersign_domain import moderation as queries
+from countersign_domain import moderation, petitions
+from countersign_domain.errors import (
+    ClosesAtPassed,
+    InsufficientRole,
+    InvalidationNotFound,
+    InvalidationUndone,
+    InvalidJson,
+    InvalidStatusTransition,
+    InvalidToken,
+    PayloadTooLarge,
+    PetitionExists,
+    PetitionNotFound,
+    Problem,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from countersign_domain.export import UTF8_BOM, ExportFilters, audited_export
-from countersign_domain.moderation import Criteria, ManagedPetition, Summary
+from countersign_domain.moderation import Criteria
+from countersign_domain.petitions import ManagedPetition, PetitionChanges
 from countersign_domain.staff import Role
+from countersign_domain.summary import Summary, summarise
 from petition_api import appkeys as keys
-from petition_api.admin.auth import STAFF
+from petition_api.admin.auth import STAFF, require_role
 from petition_api.admin.schemas import (
     DryRunSchema,
     ErasedSchema,
@@ -41,15 +62,9 @@ from petition_api.admin.schemas import (
     UndoneInvalidationSchema,
 )
 from petition_api.bodies import read_json_object
-from petition_api.errors import ApiError
-from petition_api.openapi import STAFF_TOKEN, H, Reply, documented, error
-from petition_api.schemas import ErrorSchema
-from petition_api.views import PETITION_NOT_FOUND, POSTGRES_UNAVAILABLE, SLUG
+from petition_api.openapi import SLUG, STAFF_TOKEN, H, Reply, documented
 
 log = logging.getLogger("petition_api.admin")
-
-# Status moves staff may make; staying in the same status is always allowed.
-TRANSITIONS = {("draft", "open"), ("open", "closed"), ("closed", "open")}
 
 _petition_schema = ManagedPetitionSchema()
 _invalidation_schema = InvalidationOutSchema()
@@ -57,34 +72,38 @@ _invalidation_schema = InvalidationOutSchema()
 
 # -- documentation --------------------------------------------------------------------------
 
-NO_STAFF_TOKEN = Reply(
-    "No staff token (`unauthorized`), or an unknown or revoked one (`invalid_token`).",
-    ErrorSchema,
-    headers={"WWW-Authenticate": ("Bearer, for the staff realm.", True)},
-)
-NOT_ADMIN = error("The token's role is exporter; this needs admin: `insufficient_role`.")
-INVALID_JSON = error("The body is not a JSON object: `invalid_json`.")
-TOO_LARGE = error("The body is too large: `payload_too_large`.")
-NOT_JSON = error("Not JSON: `unsupported_media_type`.")
-INVALID = error("Some fields are invalid (`fields` says which): `validation_failed`.")
-JSON_BODY_ERRORS = {400: INVALID_JSON, 413: TOO_LARGE, 415: NOT_JSON, 422: INVALID}
+# Any JSON body: not JSON, too large, not an object, or fields not valid.
+JSON_BODY = (UnsupportedMediaType, PayloadTooLarge, InvalidJson, ValidationFailed)
 
 
 def staff_operation(
-    summary: str, *, responses: Mapping[int, Reply], exporter: bool = False, **more: Any
+    summary: str,
+    *,
+    responses: Mapping[int, Reply],
+    problems: tuple[type[Problem], ...] = (),
+    exporter: bool = False,
+    **more: Any,
 ) -> Callable[[H], H]:
-    """``documented`` for /v1/admin: the staff token, its 401, and the 403 of operations
-    an exporter may not use (``exporter=False``: keep in step with EXPORTER_HANDLERS)."""
-    common = {401: NO_STAFF_TOKEN, 503: POSTGRES_UNAVAILABLE}
+    """``documented`` for /v1/admin, and the role the operation needs: admin, or also
+    exporter (``exporter=True``). Adds the staff token, its 401, and the 403 of operations
+    an exporter may not use."""
+    common: tuple[type[Problem], ...] = (Unauthorized, InvalidToken, ServiceUnavailable)
     if not exporter:
-        common[403] = NOT_ADMIN
-    return documented(
+        common += (InsufficientRole,)
+    document = documented(
         summary,
         tags=("staff",),
         security=STAFF_TOKEN,
-        responses={**common, **responses},
+        responses=responses,
+        problems=(*common, *problems),
         **more,
     )
+
+    def register(handler: H) -> H:
+        require_role(handler, Role.EXPORTER if exporter else Role.ADMIN)
+        return document(handler)
+
+    return register
 
 
 # -- request plumbing ---------------------------------------------------------------------
@@ -95,15 +114,8 @@ def db(request: web.Request) -> asyncpg.Pool:
 
 
 def load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return cast(dict[str, Any], schema.load(data))
-    except ValidationError as exc:
-        raise ApiError(
-            422,
-            "validation_failed",
-            "some fields are invalid",
-            fields=cast(dict[str, Any], exc.messages),
-        ) from None
+    """The fields as the schema reads them; its ValidationError is the middleware's 422."""
+    return cast(dict[str, Any], schema.load(data))
 
 
 def query_fields(request: web.Request) -> dict[str, str]:
@@ -111,24 +123,19 @@ def query_fields(request: web.Request) -> dict[str, str]:
     data: dict[str, str] = {}
     for name, value in request.query.items():
         if name in data:
-            raise ApiError(
-                422, "validation_failed", "some fields are invalid", fields={name: ["Give once."]}
-            )
+            raise ValidationFailed(fields={name: ["Give once."]})
         data[name] = value
     return data
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send application/json")
+        raise UnsupportedMediaType("send application/json")
     return await read_json_object(request)
 
 
 async def petition_of(request: web.Request) -> ManagedPetition:
-    petition = await queries.fetch_managed(db(request), request.match_info["slug"])
-    if petition is None:
-        raise ApiError(404, "petition_not_found", "no such petition")
-    return petition
+    return await petitions.managed_petition(db(request), request.match_info["slug"])
 
 
 def petition_json(petition: ManagedPetition) -> dict[str, Any]:
@@ -146,15 +153,16 @@ def petition_json(petition: ManagedPetition) -> dict[str, Any]:
     responses={200: Reply("The petitions, newest first.", ManagedPetitionListSchema)},
 )
 async def list_petitions(request: web.Request) -> web.Response:
-    petitions = await queries.list_managed(db(request))
-    return web.json_response({"petitions": [petition_json(p) for p in petitions]})
+    found = await petitions.list_petitions(db(request))
+    return web.json_response({"petitions": [petition_json(p) for p in found]})
 
 
 @staff_operation(
     "A petition, drafts included",
     exporter=True,
     path_parameters={"slug": SLUG},
-    responses={200: Reply("The petition.", ManagedPetitionSchema), 404: PETITION_NOT_FOUND},
+    responses={200: Reply("The petition.", ManagedPetitionSchema)},
+    problems=(PetitionNotFound,),
 )
 async def get_petition(request: web.Request) -> web.Response:
     return web.json_response(petition_json(await petition_of(request)))
@@ -164,32 +172,12 @@ async def get_petition(request: web.Request) -> web.Response:
     "Create a petition",
     description="It starts as a draft unless `status` is open.",
     body={"application/json": PetitionCreateSchema},
-    responses={
-        201: Reply("Created.", ManagedPetitionSchema),
-        409: error(
-            "A petition has this slug already (`petition_exists`), or `closes_at` has "
-            "passed (`closes_at_passed`)."
-        ),
-        **JSON_BODY_ERRORS,
-    },
+    responses={201: Reply("Created.", ManagedPetitionSchema)},
+    problems=(PetitionExists, ClosesAtPassed, *JSON_BODY),
 )
 async def create_petition(request: web.Request) -> web.Response:
     fields = load(PetitionCreateSchema(), await json_body(request))
-    refuse_passed_close(fields)
-    async with db(request).acquire() as conn, conn.transaction():
-        try:
-            petition = await queries.insert_managed(conn, fields)
-        except asyncpg.UniqueViolationError:
-            raise ApiError(
-                409, "petition_exists", "a petition with this slug exists already"
-            ) from None
-        await audit.record(
-            conn,
-            request[STAFF].name,
-            "petition.create",
-            petition_id=petition.id,
-            details={"status": petition.status},
-        )
+    petition = await petitions.create_petition(db(request), actor=request[STAFF].name, **fields)
     return web.json_response(petition_json(petition), status=201)
 
 
@@ -200,65 +188,15 @@ async def create_petition(request: web.Request) -> web.Response:
     ),
     path_parameters={"slug": SLUG},
     body={"application/json": PetitionUpdateSchema},
-    responses={
-        200: Reply("The petition as changed.", ManagedPetitionSchema),
-        404: PETITION_NOT_FOUND,
-        409: error(
-            "A status move not allowed (`invalid_status_transition`), or a close date that "
-            "has passed, given or kept when opening (`closes_at_passed`)."
-        ),
-        **JSON_BODY_ERRORS,
-    },
+    responses={200: Reply("The petition as changed.", ManagedPetitionSchema)},
+    problems=(PetitionNotFound, InvalidStatusTransition, ClosesAtPassed, *JSON_BODY),
 )
 async def update_petition(request: web.Request) -> web.Response:
-    changes = load(PetitionUpdateSchema(), await json_body(request))
-    refuse_passed_close(changes)
-    async with db(request).acquire() as conn, conn.transaction():
-        current = await queries.fetch_managed(conn, request.match_info["slug"], for_update=True)
-        if current is None:
-            raise ApiError(404, "petition_not_found", "no such petition")
-        status = changes.get("status", current.status)
-        if status != current.status and (current.status, status) not in TRANSITIONS:
-            raise ApiError(
-                409,
-                "invalid_status_transition",
-                f"a {current.status} petition cannot become {status}; "
-                "allowed: draft to open, open to closed, closed to open",
-            )
-        closes_at = changes.get("closes_at", current.closes_at)
-        if "status" in changes and status == "open" and closes_at and closes_at <= _now():
-            raise ApiError(
-                409,
-                "closes_at_passed",
-                "its close date has passed: set a later closes_at (or null) to open it",
-            )
-        petition = await queries.update_managed(conn, current.id, changes)
-        details: dict[str, Any] = {"fields": sorted(request_fields(changes))}
-        if petition.status != current.status:
-            details["status"] = {"from": current.status, "to": petition.status}
-        await audit.record(
-            conn, request[STAFF].name, "petition.update", petition_id=petition.id, details=details
-        )
+    changes = cast(PetitionChanges, load(PetitionUpdateSchema(), await json_body(request)))
+    petition = await petitions.update_petition(
+        db(request), actor=request[STAFF].name, slug=request.match_info["slug"], changes=changes
+    )
     return web.json_response(petition_json(petition))
-
-
-def refuse_passed_close(fields: dict[str, Any]) -> None:
-    """A close date given must be in the future: one already passed is refused (409, not
-    422: the same request was acceptable a moment earlier)."""
-    closes_at = fields.get("closes_at")
-    if closes_at is not None and closes_at <= _now():
-        raise ApiError(
-            409, "closes_at_passed", "closes_at has passed: give a later one (or null for none)"
-        )
-
-
-def request_fields(changes: dict[str, Any]) -> list[str]:
-    """Field names as the client spelled them (the text goes to the body column)."""
-    return ["text" if name == "body" else name for name in changes]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- summary ----------------------------------------------------------------------------------
@@ -271,12 +209,12 @@ def _now() -> datetime:
     path_parameters={"slug": SLUG},
     responses={
         200: Reply("Totals by country, source and day.", SummarySchema, text_types=("text/csv",)),
-        404: PETITION_NOT_FOUND,
     },
+    problems=(PetitionNotFound,),
 )
 async def summary(request: web.Request) -> web.StreamResponse:
     petition = await petition_of(request)
-    figures = await queries.summarise(db(request), petition.id)
+    figures = await summarise(db(request), petition.id)
     if wants_csv(request):
         return web.Response(
             body=UTF8_BOM + summary_csv(figures).encode(),
@@ -316,7 +254,7 @@ def summary_json(petition: ManagedPetition, figures: Summary) -> dict[str, Any]:
         "erased": figures.erased,
         "first_signed_at": _iso(figures.first_signed_at),
         "last_signed_at": _iso(figures.last_signed_at),
-        "generated_at": _now().isoformat(),
+        "generated_at": datetime.now(UTC).isoformat(),
     }
 
 
@@ -352,10 +290,9 @@ def _iso(value: datetime | None) -> str | None:
     query=ExportQuerySchema,
     responses={
         200: Reply("The signatures.", text_types=("text/csv",)),
-        403: error("Emails asked for by an exporter: `insufficient_role`."),
-        404: PETITION_NOT_FOUND,
-        422: INVALID,
     },
+    # insufficient_role: emails asked for by an exporter.
+    problems=(InsufficientRole, PetitionNotFound, ValidationFailed),
 )
 async def export_signatures(request: web.Request) -> web.StreamResponse:
     staff = request[STAFF]
@@ -363,7 +300,7 @@ async def export_signatures(request: web.Request) -> web.StreamResponse:
     query = load(ExportQuerySchema(), query_fields(request))
     include_email = query.pop("include", None) == "email"
     if include_email and not staff.may(Role.ADMIN):
-        raise ApiError(403, "insufficient_role", "emails are exported for the admin role only")
+        raise InsufficientRole("emails are exported for the admin role only")
     response = web.StreamResponse(
         headers={
             "Content-Disposition": f'attachment; filename="{petition.slug}-signatures.csv"',
@@ -435,21 +372,17 @@ _INVALIDATION_ID = re.compile(r"[0-9]{1,19}")
     query=RepeatedIpQuerySchema,
     responses={
         200: Reply("Up to 100, most signatures first.", RepeatedIpListSchema),
-        404: PETITION_NOT_FOUND,
-        422: INVALID,
     },
+    problems=(PetitionNotFound, ValidationFailed),
 )
 async def repeated_ip_hashes(request: web.Request) -> web.Response:
     petition = await petition_of(request)
     query = load(RepeatedIpQuerySchema(), query_fields(request))
-    found = await queries.repeated_ip_hashes(db(request), petition.id, query["min_signatures"])
-    await audit.record(
+    found = await moderation.search_ip_hashes(
         db(request),
-        request[STAFF].name,
-        "search.ip_hashes",
+        actor=request[STAFF].name,
         petition_id=petition.id,
-        details={"min_signatures": query["min_signatures"]},
-        row_count=sum(item["signatures"] for item in found),
+        min_signatures=query["min_signatures"],
     )
     return web.json_response(
         {
@@ -473,49 +406,38 @@ async def repeated_ip_hashes(request: web.Request) -> web.Response:
     responses={
         200: Reply("dry_run: how many signatures it would invalidate.", DryRunSchema),
         201: Reply("Done.", InvalidationOutSchema),
-        404: PETITION_NOT_FOUND,
-        **JSON_BODY_ERRORS,
     },
+    problems=(PetitionNotFound, *JSON_BODY),
 )
 async def create_invalidation(request: web.Request) -> web.Response:
     petition = await petition_of(request)
     fields = load(InvalidationSchema(), await json_body(request))
     criteria = Criteria(**{name: fields.get(name) for name in InvalidationSchema.CRITERIA})
-    staff = request[STAFF]
-    async with db(request).acquire() as conn:
-        if fields["dry_run"]:
-            hits = await queries.count_invalidation_targets(conn, petition.id, criteria)
-            await audit.record(
-                conn,
-                staff.name,
-                "invalidation.dry_run",
-                petition_id=petition.id,
-                details={"criteria": criteria.describe()},
-                row_count=hits,
-            )
-            return web.json_response({"would_invalidate": hits})
-        invalidation = await queries.apply_invalidation(
-            conn, petition.id, criteria, fields["reason"], staff.name
+    actor = request[STAFF].name
+    if fields["dry_run"]:
+        hits = await moderation.dry_run_invalidation(
+            db(request), actor=actor, petition_id=petition.id, criteria=criteria
         )
-        await audit.record(
-            conn,
-            staff.name,
-            "invalidation.apply",
-            petition_id=petition.id,
-            details={"invalidation": invalidation.id, "criteria": invalidation.criteria},
-            row_count=invalidation.row_count,
-        )
+        return web.json_response({"would_invalidate": hits})
+    invalidation = await moderation.apply_invalidation(
+        db(request),
+        actor=actor,
+        petition_id=petition.id,
+        criteria=criteria,
+        reason=fields["reason"],
+    )
     return web.json_response(_invalidation_schema.dump(invalidation), status=201)
 
 
 @staff_operation(
     "A petition's invalidations",
     path_parameters={"slug": SLUG},
-    responses={200: Reply("Newest first.", InvalidationListSchema), 404: PETITION_NOT_FOUND},
+    responses={200: Reply("Newest first.", InvalidationListSchema)},
+    problems=(PetitionNotFound,),
 )
 async def list_invalidations(request: web.Request) -> web.Response:
     petition = await petition_of(request)
-    found = await queries.list_invalidations(db(request), petition.id)
+    found = await moderation.list_invalidations(db(request), petition.id)
     return web.json_response({"invalidations": _invalidation_schema.dump(found, many=True)})
 
 
@@ -524,54 +446,29 @@ async def list_invalidations(request: web.Request) -> web.Response:
     path_parameters={"id": INVALIDATION_ID},
     responses={
         200: Reply("Undone; `restored` signatures count again.", UndoneInvalidationSchema),
-        404: error("No such invalidation: `invalidation_not_found`."),
-        409: error("It was undone already: `invalidation_undone`."),
     },
+    problems=(InvalidationNotFound, InvalidationUndone),
 )
 async def undo_invalidation(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     # Digits only (int() would take " 1", "+1" and "1_0"), within bigint.
     if not _INVALIDATION_ID.fullmatch(raw) or not 1 <= int(raw) <= 2**63 - 1:
-        raise ApiError(404, "invalidation_not_found", "no such invalidation")
-    invalidation_id = int(raw)
-    staff = request[STAFF]
-    async with db(request).acquire() as conn:
-        try:
-            undone = await queries.undo_invalidation(conn, invalidation_id, staff.name)
-        except queries.AlreadyUndone:
-            raise ApiError(
-                409, "invalidation_undone", "this invalidation was undone already"
-            ) from None
-        if undone is None:
-            raise ApiError(404, "invalidation_not_found", "no such invalidation")
-        invalidation, restored = undone
-        await audit.record(
-            conn,
-            staff.name,
-            "invalidation.undo",
-            petition_id=invalidation.petition_id,
-            details={"invalidation": invalidation.id},
-            row_count=restored,
-        )
+        raise InvalidationNotFound
+    invalidation, restored = await moderation.undo_invalidation(
+        db(request), actor=request[STAFF].name, invalidation_id=int(raw)
+    )
     return web.json_response({**_invalidation_schema.dump(invalidation), "restored": restored})
 
 
 @staff_operation(
     "Erase an address's signatures, on every petition",
     body={"application/json": ErasureSchema},
-    responses={200: Reply("What was erased.", ErasedSchema), **JSON_BODY_ERRORS},
+    responses={200: Reply("What was erased.", ErasedSchema)},
+    problems=JSON_BODY,
 )
 async def erase(request: web.Request) -> web.Response:
     fields = load(ErasureSchema(), await json_body(request))
-    email_hash = request.config_dict[keys.HASHER].email(fields["email"])
-    async with db(request).acquire() as conn, conn.transaction():
-        signatures, petitions = await queries.erase_by_email_hash(conn, email_hash)
-        # Neither the address nor its hash: the log must not be a way to find someone.
-        await audit.record(
-            conn,
-            request[STAFF].name,
-            "erasure",
-            details={"petitions": petitions},
-            row_count=signatures,
-        )
-    return web.json_response({"erased": signatures, "petitions": petitions})
+    erased = await moderation.erase_address(
+        db(request), request.config_dict[keys.HASHER], fields["email"], actor=request[STAFF].name
+    )
+    return web.json_response({"erased": erased.signatures, "petitions": erased.petitions})

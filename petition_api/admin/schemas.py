@@ -18,15 +18,12 @@ from marshmallow import (
 )
 
 from countersign_domain import patterns
-from petition_api.schemas import JsonBoolean, PetitionSchema, WholeMatch, storable_text
+from countersign_domain.petitions import NEW_STATUSES, STATUSES
+from petition_api.schemas import JsonBoolean, PetitionSchema, WholeMatch, storable_text, valid_slug
 
 # As the sign endpoint accepts them. Patterns match the whole value, as the OpenAPI
 # document (which apispec writes from them) says.
-SOURCE = WholeMatch(r"^[a-z0-9_-]{1,64}$", error="Use 1-64 of a-z, 0-9, '_' and '-'.")
-SLUG = WholeMatch(
-    r"^[a-z0-9][a-z0-9-]{0,99}$",
-    error="Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit.",
-)
+SOURCE = WholeMatch(patterns.SOURCE_CODE, error="Use 1-64 of a-z, 0-9, '_' and '-'.")
 ORIGIN = WholeMatch(
     r"^(\*|https?://[a-z0-9.-]+(:[0-9]{1,5})?)$",
     error="Use '*' or an origin such as https://example.org (lowercase, no path).",
@@ -62,14 +59,13 @@ class _PetitionFields(StrictSchema):
 
 
 class PetitionCreateSchema(_PetitionFields):
-    slug = fields.String(required=True, validate=SLUG)
+    slug = fields.String(required=True, validate=valid_slug)
     title = fields.String(required=True, validate=[storable_text, validate.Length(1, 300)])
-    # A new petition starts as a draft, or open at once; it cannot be born closed.
-    status = fields.String(load_default="draft", validate=validate.OneOf(["draft", "open"]))
+    status = fields.String(load_default="draft", validate=validate.OneOf(NEW_STATUSES))
 
 
 class PetitionUpdateSchema(_PetitionFields):
-    status = fields.String(validate=validate.OneOf(["draft", "open", "closed"]))
+    status = fields.String(validate=validate.OneOf(STATUSES))
 
 
 class ManagedPetitionSchema(PetitionSchema):

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import pytest
 from _pytest.terminal import TerminalReporter
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from petition_api.app import create_app
-from tests.test_widget_demo import dev as dev  # `countersign dev`, for its partner page
-
-AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
+from tests.support.http import AiohttpServer, Site, serve_site
 
 BROWSER_DIR = Path(__file__).parent
 ARTIFACTS = BROWSER_DIR.parent.parent / "test-artifacts" / "browser"
@@ -83,34 +78,6 @@ async def api(aiohttp_server: AiohttpServer, settings: Settings, petition_id: in
     """The API on its own origin: ``http://127.0.0.1:<port>``."""
     server = await aiohttp_server(create_app(settings))
     return str(server.make_url("")).rstrip("/")
-
-
-@dataclass
-class Site:
-    """A web site on its own origin, serving whatever pages a test gives it."""
-
-    pages: dict[str, str] = field(default_factory=dict)
-    origin: str = ""
-
-    def page(self, name: str, html: str) -> str:
-        self.pages[name] = html
-        return f"{self.origin}/{name}"
-
-
-async def serve_site(aiohttp_server: AiohttpServer) -> Site:
-    site = Site()
-
-    async def page(request: web.Request) -> web.Response:
-        html = site.pages.get(request.match_info["name"])
-        if html is None:
-            raise web.HTTPNotFound()
-        return web.Response(text=html, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{name}", page)
-    server = await aiohttp_server(app)
-    site.origin = str(server.make_url("")).rstrip("/")
-    return site
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
-from petition_api.widget import partner_page
-from tests.browser.conftest import Site
-from tests.mail_support import confirmation_link, parse
-from tests.support import add_signatures, eventually
-from tests.test_api import SLUG
-from tests.test_widget_demo import DevRun
+from petition_api.widget_assets import partner_page
+from tests.support.factories import SLUG, add_signatures
+from tests.support.http import Site
+from tests.support.mail import confirmation_link, parse
+from tests.support.processes import DevRun
+from tests.support.waiting import eventually
 
 expect.set_options(timeout=20_000)
 

@@ -4,13 +4,18 @@ read what it received."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import ssl
 import warnings
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import Any
 
+import asyncpg
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from countersign_core.settings import Settings
 
 _LINK = re.compile(r"https?://\S+/confirm/[\w.-]+")
 
@@ -137,3 +142,29 @@ def confirmation_link(message: EmailMessage) -> str:
     [link] = set(_LINK.findall(text_part(message)))
     assert link in html_part(message)
     return str(link)
+
+
+def with_mail(settings: Settings, **changes: Any) -> Settings:
+    """The settings with these mail settings changed."""
+    return dataclasses.replace(settings, mail=dataclasses.replace(settings.mail, **changes))
+
+
+TEMPORARY = "451 4.3.0 Try again later"
+
+
+async def queue_emails(pool: asyncpg.Pool, petition_id: int, n: int) -> list[int]:
+    """n pending signatures, each with its first confirmation email queued; job ids."""
+    rows = await pool.fetch(
+        """WITH signed AS (
+               INSERT INTO signatures (petition_id, name, email, email_hash, country,
+                                       confirmed_at)
+               SELECT $1, 'Signer', 'pending' || g || '@example.org',
+                      sha256(('pending' || g)::bytea), 'SY', NULL
+               FROM generate_series(1, $2) AS g
+               RETURNING id)
+           INSERT INTO email_jobs (signature_id, sequence, language)
+           SELECT id, 1, 'en' FROM signed ORDER BY id RETURNING id""",
+        petition_id,
+        n,
+    )
+    return sorted(row["id"] for row in rows)

@@ -1,7 +1,7 @@
 """What schemathesis needs to reach past 401 and 404, for tests/test_openapi.py and the
-schemathesis step of .ci/run (``eval "$(python -m tests.schemathesis_data)"``): an admin
-token, a partner key, an invalidation to undo (id 1), a confirmation link and a receipt,
-handed to it as the environment variables tests/schemathesis.toml names.
+schemathesis step of .ci/run (``eval "$(python -m tests.support.schemathesis_data)"``): an
+admin token, a partner key, an invalidation to undo (id 1), a confirmation link and a
+receipt, handed to it as the environment variables tests/schemathesis.toml names.
 
 Run it after the petition refer-syria-to-icc exists, with the API's DATABASE_URL and
 COUNTERSIGN_SECRET_KEY.
@@ -16,26 +16,30 @@ import asyncpg
 
 from countersign_core.connections import create_pg_pool
 from countersign_core.settings import load_settings
-from countersign_domain import moderation as queries
+from countersign_domain import moderation
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.partners import create_partner
 from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
 from countersign_domain.staff import Role, create_token
-
-SLUG = "refer-syria-to-icc"
+from tests.support.factories import SLUG
 
 
 async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:
     petition_id: int = await pool.fetchval("SELECT id FROM petitions WHERE slug = $1", SLUG)
-    staff_token = await create_token(pool, "schemathesis", Role.ADMIN)
+    staff_token = await create_token(
+        pool, actor="schemathesis", name="schemathesis", role=Role.ADMIN
+    )
     _, partner_key = await create_partner(
         pool, name="Schemathesis", source_code="schemathesis", origins=[]
     )
-    async with pool.acquire() as conn:
-        invalidation = await queries.apply_invalidation(
-            conn, petition_id, queries.Criteria(source="nobody"), "for schemathesis", "schemathesis"
-        )
+    invalidation = await moderation.apply_invalidation(
+        pool,
+        actor="schemathesis",
+        petition_id=petition_id,
+        criteria=moderation.Criteria(source="nobody"),
+        reason="for schemathesis",
+    )
     # tests/schemathesis.toml names it: the first of a new database.
     assert invalidation.id == 1, "run on a database without invalidations"
     email = "schemathesis@example.org"

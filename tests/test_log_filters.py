@@ -1,0 +1,130 @@
+"""Every logger of the project passes the privacy filters by construction: found by
+walking the packages, each one's record keeps its own values and loses any email or
+client address. (tests/test_mail.py checks the mail sender's own lines the same way.)"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import io
+import json
+import logging
+import pkgutil
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from countersign_core.logs import is_ours, log_handler, project_packages, redact
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+SECRETS = ("amal.haddad@example.org", "203.0.113.9", "2001:db8:7::9")
+
+
+def shipped_packages() -> list[str]:
+    """What the wheel ships, as pyproject.toml says (a source independent of logs.py)."""
+    config = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    packages: list[str] = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    return packages
+
+
+def project_modules() -> Iterator[str]:
+    for package in shipped_packages():
+        yield package
+        path = importlib.import_module(package).__path__
+        for module in pkgutil.walk_packages(path, prefix=f"{package}."):
+            if module.name.rpartition(".")[2] != "__main__":  # that one runs the process
+                yield module.name
+
+
+def loggers_created_by(module_name: str) -> set[str]:
+    """Names of the loggers a module creates: those it holds, and every
+    ``getLogger("...")`` in its source (inside functions too)."""
+    module = importlib.import_module(module_name)
+    names = {value.name for value in vars(module).values() if isinstance(value, logging.Logger)}
+    source = Path(module.__file__ or "").read_text(encoding="utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "getLogger"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(str(node.args[0].value))
+    return names
+
+
+def reaches_the_root(logger: logging.Logger) -> bool:
+    """Whether the logger's records reach the root logger's handler, where the filters are."""
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.getLogger():
+        if not current.propagate or current.disabled:
+            return False
+        current = current.parent
+    return True
+
+
+def through_the_handler(logger: logging.Logger, message: str, *args: object) -> dict[str, str]:
+    """A record of this logger, as the process's handler writes it. (Handed to the
+    handler itself: the suite's own log check must not see the secrets it carries.)"""
+    out = io.StringIO()
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, message, args, None)
+    log_handler(out).handle(record)
+    line = out.getvalue()
+    assert not [secret for secret in SECRETS if secret in line], (logger.name, line)
+    parsed: dict[str, str] = json.loads(line)
+    return parsed
+
+
+def test_the_project_packages_are_the_shipped_ones() -> None:
+    assert set(shipped_packages()) <= project_packages()
+
+
+def test_every_logger_of_every_module_keeps_its_values_and_loses_personal_data() -> None:
+    found = {name: module for module in project_modules() for name in loggers_created_by(module)}
+    assert {"petition_api", "counter_worker", "mail_sender", "countersign_domain.signatures"} <= (
+        set(found)
+    )
+    for name, module in sorted(found.items()):
+        logger = logging.getLogger(name)
+        assert reaches_the_root(logger), (name, module)
+        record = through_the_handler(logger, "job %s of %s from %s and %s", 7, *SECRETS)
+        assert record["logger"] == name
+        if is_ours(name):
+            # Our own messages keep their values: only what looks personal goes.
+            assert record["message"] == "job 7 of <email> from <address> and <address>", name
+        else:  # a library's logger the project configures: its arguments are dropped
+            assert record["message"] == "job <hidden> of <hidden> from <hidden> and <hidden>"
+
+
+def test_exceptions_keep_their_type_and_frames_never_their_message() -> None:
+    try:
+        raise ValueError(f"duplicate key {SECRETS[0]}")
+    except ValueError:
+        out = io.StringIO()
+        logger = logging.getLogger("petition_api")
+        record = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 1, "signing failed", (), sys.exc_info()
+        )
+        log_handler(out).handle(record)
+    written = json.loads(out.getvalue())
+    assert written["error"] == "ValueError"
+    assert "test_exceptions_keep_their_type" in written["frames"]
+    assert SECRETS[0] not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("from 203.0.113.1:443 and [2001:db8::1]:443", "from <address>:443 and [<address>]:443"),
+        ("::ffff:203.0.113.7 and 2001:db8:1:2::/64", "<address> and <address>/64"),
+        ("mail dup@\uff45xample\uff0eorg and idn@b\u00fccher.example", "mail <email> and <email>"),
+        ("postgresql://user:secret@db:5432/cs", "<email>"),
+        # What identifies nobody stays: times, versions, the machine's own addresses.
+        ("at 12:30:45, v1.2.3.4.5, on 127.0.0.1:8080 and ::", None),
+    ],
+)
+def test_what_is_redacted(text: str, expected: str | None) -> None:
+    assert redact(text) == (expected or text)
