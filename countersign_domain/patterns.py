@@ -160,8 +160,7 @@ SOURCE_CODE = "^[a-z0-9_-]{1,64}$"
 
 POSTAL_CODE = around("[A-Za-z0-9][A-Za-z0-9 \\-]{0,15}", optional=True)
 # A partner's source code (the ``source`` of its signatures), without whitespace around.
-SOURCE_CODE = "[a-z0-9_\\-]{1,64}"
-SOURCE = around(SOURCE_CODE, optional=True)
+SOURCE = around(SOURCE_CODE.removeprefix("^").removesuffix("$"), optional=True)
 # The honeypot: anything up to 500 characters.
 WEBSITE = around(
     f"{any_but(WHITESPACE)}(?:{any_but(())}{{0,498}}{any_but(WHITESPACE)})?", optional=True
@@ -169,6 +168,5 @@ WEBSITE = around(
 # -- language: a BCP 47 tag such as "fr" or "ar-SY", for the confirmation email.
 LANGUAGE = around("[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}", optional=True)
 
-# -- petition slug: the name in its URLs (sql/001_core.sql checks the same pattern).
-SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
+# -- petition slug: the name in its URLs (SLUG above).
 SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."
