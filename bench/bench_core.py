@@ -72,6 +72,7 @@ class Config:
     skip_sign: bool
     skip_lag: bool
     skip_reads: bool
+    signature_log: str
     skip_baseline: bool
     wrk: str
 
@@ -94,6 +95,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--skip-sign", action="store_true", help="skip the sign throughput phase")
     add("--skip-lag", action="store_true", help="skip the lag phase")
     add("--skip-reads", action="store_true", help="skip the counts reads phase")
+    add(
+        "--signature-log",
+        choices=("on", "off"),
+        default="on",
+        help="off: no log triggers on signatures and no appender in the worker",
+    )
     add(
         "--skip-baseline",
         action="store_true",
@@ -423,10 +430,13 @@ async def run(cfg: Config, report: Report) -> None:
     async with contextlib.AsyncExitStack() as exits:
         site = await workspace(exits)
         await open_petition(site.database_url, SLUG)
+        if cfg.signature_log == "off":
+            await without_signature_log(site.database_url)
         say(f"database {site.database_url.rsplit('/', 1)[-1]}, Redis prefix {site.layout.prefix}")
 
         cpu = CpuMeter()
-        env, logs = site.service_env(), site.folder
+        env = site.service_env(COUNTERSIGN_SIGNATURE_LOG=cfg.signature_log)
+        logs = site.folder
         api = await start_api(exits, env, logs, workers=cfg.api_workers, cpu=cpu)
         services: list[ServiceProcess] = [api]
         for n in range(cfg.workers):
@@ -445,6 +455,16 @@ async def run(cfg: Config, report: Report) -> None:
         await wait_ready(stack)
         await run_phases(stack, report)
         say("\nstopping services and removing the database and Redis keys")
+
+
+async def without_signature_log(database_url: str) -> None:
+    """Signing as it was before the signature log: its triggers off (this database only)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for trigger in ("signatures_log_insert", "signatures_log_update", "signatures_log_delete"):
+            await conn.execute(f"ALTER TABLE signatures DISABLE TRIGGER {trigger}")
+    finally:
+        await conn.close()
 
 
 async def wait_ready(stack: Stack) -> None:
@@ -492,6 +512,7 @@ def summary(report: Report) -> str:
         "=" * 100,
         f"countersign core benchmark: {os.cpu_count()} cores (usable {affinity}), "
         f"{cfg.api_workers} API processes, {cfg.workers} counter worker(s), "
+        f"signature log {cfg.signature_log}, "
         f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s",
         "-" * 100,
     ]

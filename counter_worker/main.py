@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from counter_worker.keys import KeyLayout
+from counter_worker.signature_log import appender_for, log_key, with_signature_log
 from counter_worker.worker import CounterWorker
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.metrics import serve_metrics
 from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
+from countersign_domain.signature_log.heads import LogKey, SigningKeyError
 
 log = logging.getLogger("counter_worker")
 
@@ -24,7 +26,7 @@ async def connected_worker(
     on_step: Callable[[str], None] | None = None,
 ) -> AsyncIterator[CounterWorker]:
     """A worker configured from the settings, with its connections open."""
-    pool = await create_pg_pool(database_url, max_size=4, application_name="counter_worker")
+    pool = await create_pg_pool(database_url, max_size=5, application_name="counter_worker")
     redis = create_redis(redis_url)
     try:
         yield CounterWorker(
@@ -41,7 +43,9 @@ async def connected_worker(
         await pool.close()
 
 
-async def serve(settings: Settings, on_step: Callable[[str], None] | None = None) -> None:
+async def serve(
+    settings: Settings, key: LogKey | None = None, on_step: Callable[[str], None] | None = None
+) -> None:
     async with (
         connected_worker(settings, *settings.require_servers(), on_step) as worker,
         worker.heartbeat.watching_the_loop(),
@@ -50,8 +54,10 @@ async def serve(settings: Settings, on_step: Callable[[str], None] | None = None
             serve_metrics(
                 settings.metrics.host, settings.metrics.worker_port, probes=worker.heartbeat
             )
+        appender = appender_for(settings, worker.pool, key, on_step) if key else None
+        work = with_signature_log(worker.run, appender, settings.worker.poll_interval)
         await run_until_signalled(
-            worker.run, grace=settings.worker.shutdown_grace, log=log, in_hand="batch"
+            work, grace=settings.worker.shutdown_grace, log=log, in_hand="batch"
         )
 
 
@@ -60,7 +66,9 @@ def main(on_step: Callable[[str], None] | None = None) -> None:
     try:
         settings = load_settings()
         settings.require_servers()
-    except SettingsError as exc:
+        configure_logging(settings.log_level)
+        key = log_key(settings)
+    except (SettingsError, SigningKeyError) as exc:
         fail(str(exc))
     configure_logging(settings.log_level)
-    run(serve(settings, on_step))
+    run(serve(settings, key, on_step))

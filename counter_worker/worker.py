@@ -46,7 +46,8 @@ log = logging.getLogger("counter_worker")
 
 NOTIFY_CHANNEL = "countersign_events"
 # The points of the protocol where the worker calls its ``on_step`` hook.
-STEPS = ("after_claim", "after_apply", "rebuild_before_write")
+# "log_before_commit" is the signature log appender's (counter_worker/signature_log.py).
+STEPS = ("after_claim", "after_apply", "rebuild_before_write", "log_before_commit")
 MARKER_SWEEP_INTERVAL = 60.0
 
 

@@ -108,6 +108,11 @@ class WorkerConfig:
     # Days a key of the client address hashes lives before the worker destroys it
     # (countersign_domain/ip_keys.py).
     ip_hash_retention_days: int
+    # The signature log (README, "A count anyone can verify"): whether the worker appends
+    # leaves, and the Ed25519 key it signs heads with (PEM or base64 text; None: a key
+    # kept in the data folder).
+    signature_log: bool
+    log_signing_key: str | None
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,8 @@ def load_settings() -> Settings:
                 ip_hash_retention_days=env.int(
                     "COUNTERSIGN_IP_HASH_RETENTION_DAYS", 30, validate=Range(min=1, max=3650)
                 ),
+                signature_log=env.bool("COUNTERSIGN_SIGNATURE_LOG", True),
+                log_signing_key=_secret(secrets, "COUNTERSIGN_LOG_SIGNING_KEY", Length(min=1)),
             ),
             mail=MailConfig(
                 smtp=_smtp(_secret(secrets, "SMTP_URL", _valid_smtp_url)),

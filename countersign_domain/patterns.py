@@ -156,15 +156,17 @@ COUNTRY = around(
 # -- a petition's slug (its address) and a partner's source code: the API's paths and
 # bodies, the command line and the database's CHECK constraints (sql/) say the same.
 SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
-SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."
 SOURCE_CODE = "^[a-z0-9_-]{1,64}$"
 
 POSTAL_CODE = around("[A-Za-z0-9][A-Za-z0-9 \\-]{0,15}", optional=True)
-# A partner's source code (the ``source`` of its signatures), whitespace around allowed.
-SOURCE = around(SOURCE_CODE.strip("^$"), optional=True)
+# A partner's source code (the ``source`` of its signatures), without whitespace around.
+SOURCE = around(SOURCE_CODE.removeprefix("^").removesuffix("$"), optional=True)
 # The honeypot: anything up to 500 characters.
 WEBSITE = around(
     f"{any_but(WHITESPACE)}(?:{any_but(())}{{0,498}}{any_but(WHITESPACE)})?", optional=True
 )
 # -- language: a BCP 47 tag such as "fr" or "ar-SY", for the confirmation email.
 LANGUAGE = around("[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}", optional=True)
+
+# -- petition slug: the name in its URLs (SLUG above).
+SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."

@@ -18,6 +18,7 @@ from marshmallow import ValidationError
 
 from countersign_domain.confirmation_tokens import ConfirmationRef, TokenExpired, TokenInvalid
 from countersign_domain.errors import PayloadTooLarge, ServiceUnavailable
+from countersign_domain.signature_log.receipts import receipt_code
 from petition_api import appkeys as keys
 from petition_api.bodies import FORM_TYPES, read_form
 from petition_api.openapi import Reply, documented
@@ -28,7 +29,8 @@ _request_schema = ConfirmationRequestSchema()
 # What the page for a token says: the petition's title, whether the signature is
 # confirmed, whether the petition is open. No row when the signature is gone.
 STATE = """
-SELECT p.title, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open
+SELECT p.title, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open,
+       p.slug, s.receipt_secret
 FROM signatures s JOIN petitions p ON p.id = s.petition_id
 WHERE s.id = $1 AND s.petition_id = $2 AND s.erased_at IS NULL
 """
@@ -101,7 +103,10 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
     if row is None:  # purged unconfirmed, or erased
         return pages.render(request, "gone", status=410)
     if row["confirmed"]:
-        return pages.render(request, "confirmed", title=row["title"])
+        # The signer's receipt (the signature log): the page is theirs, the link a secret.
+        secret = row["receipt_secret"]
+        receipt = receipt_code(row["slug"], ref.signature_id, secret) if secret else None
+        return pages.render(request, "confirmed", title=row["title"], receipt=receipt)
     if not row["open"]:
         return pages.render(request, "closed", status=409, title=row["title"])
     return pages.render(request, "confirm", title=row["title"])

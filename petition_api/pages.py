@@ -63,6 +63,7 @@ class Pages:
         status: int = 200,
         title: str = "",
         invalid: bool = False,
+        receipt: str | None = None,
     ) -> web.Response:
         """The page in the reader's language (their browser's Accept-Language)."""
         texts = self._catalog.get(
@@ -75,6 +76,7 @@ class Pages:
             form=_FORMS.get(page),
             action=request.path,
             invalid=invalid,
+            receipt=receipt,
             style=self._style,
         )
         return web.Response(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from petition_api import confirmation, docs, live, partners, views, widget
+from petition_api import confirmation, docs, live, partners, signature_log, views, widget
 from petition_api.admin import delivery
 from petition_api.admin import routes as staff
 from petition_api.cors import cross_origin
@@ -34,6 +34,15 @@ PUBLIC = [
     web.get("/widget.js", widget.loader),
     web.get("/widget/{version:[0-9a-f]{1,64}}.js", widget.script),
     web.get("/embed/{slug}", widget.embed),
+    # The signature log (README, "A count anyone can verify").
+    web.get("/v1/log/public-key", signature_log.public_key),
+    web.get("/v1/petitions/{slug}/log/head", signature_log.head),
+    web.get("/v1/petitions/{slug}/log/heads", signature_log.heads),
+    web.get("/v1/petitions/{slug}/log/leaves", signature_log.leaves),
+    web.get("/v1/petitions/{slug}/log/consistency", signature_log.consistency),
+    web.get("/v1/petitions/{slug}/log/inclusion", signature_log.inclusion),
+    web.get("/v1/petitions/{slug}/log/summary", signature_log.summary),
+    web.get("/v1/receipts/{code}", signature_log.check_receipt),
     web.get("/openapi.json", docs.get_openapi),
     web.get("/docs", docs.get_docs),
     web.get("/docs/{asset}", docs.get_docs_asset),

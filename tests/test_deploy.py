@@ -123,7 +123,8 @@ def test_every_pod_is_non_root_read_only_bounded_and_probed(manifests: list[Mani
 def test_secrets_come_from_files_never_from_the_config(manifests: list[Manifest]) -> None:
     [config] = of_kind(manifests, "ConfigMap")
     data = config["data"]
-    for variable in ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY", "SMTP_URL"):
+    secret = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY", "SMTP_URL")
+    for variable in (*secret, "COUNTERSIGN_LOG_SIGNING_KEY"):
         assert variable not in data
         assert data[f"{variable}_FILE"].startswith("/run/secrets/countersign/")
     for _name, template in pod_specs(manifests):
@@ -190,6 +191,7 @@ COMPOSE_ENV = {
     "SMTP_URL": "smtp://relay.example.org:587?starttls=true",
     "COUNTERSIGN_MAIL_FROM": "petitions@example.org",
     "COUNTERSIGN_PUBLIC_URL": "https://sign.example.org",
+    "COUNTERSIGN_LOG_SIGNING_KEY": "Y2ktb25seS1ub3QtYS1zZWNyZXQtMDEyMzQ1Njc4OWE=",
 }
 
 
@@ -205,10 +207,11 @@ def compose_config(*args: str, env: dict[str, str]) -> subprocess.CompletedProce
     )
 
 
-def test_compose_needs_a_postgres_password() -> None:
-    refused = compose_config(env={k: v for k, v in COMPOSE_ENV.items() if k != "POSTGRES_PASSWORD"})
+@pytest.mark.parametrize("variable", ["POSTGRES_PASSWORD", "COUNTERSIGN_LOG_SIGNING_KEY"])
+def test_compose_needs_a_postgres_password_and_a_log_signing_key(variable: str) -> None:
+    refused = compose_config(env={k: v for k, v in COMPOSE_ENV.items() if k != variable})
     assert refused.returncode != 0
-    assert "set POSTGRES_PASSWORD" in refused.stderr
+    assert f"set {variable}" in refused.stderr
 
 
 def test_compose_pins_images_probes_workers_and_rotates_logs() -> None:

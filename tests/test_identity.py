@@ -39,6 +39,8 @@ QUICK_WORKER = WorkerConfig(
     lease_ms=LEASE_MS,
     shutdown_grace=10.0,
     ip_hash_retention_days=30,
+    signature_log=False,
+    log_signing_key=None,
 )
 
 # Each pair made two counted signatures before the canonical form followed the standards.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from countersign.cli import mail, partners, petitions, servers, staff, status, suspects
+from countersign.cli.verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,5 +36,6 @@ for command in (
     mail.purge_pending,
     partners.partner,
     suspects.suspects,
+    verify,
 ):
     main.add_command(command)

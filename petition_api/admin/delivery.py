@@ -21,6 +21,7 @@ from countersign_domain.errors import PetitionNotFound
 from countersign_domain.summary import Summary, summarise
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import SLUG, Reply
+from petition_api.signature_log import delivery_log
 
 TOP_COUNTRIES = 15
 
@@ -105,6 +106,7 @@ async def delivery_page(request: web.Request) -> web.Response:
             "bars": country_bars(figures),
             "nonce": nonce,
             "generated_at": datetime.now(UTC),
+            "signature_log": await delivery_log(db(request), petition.id),
         },
     )
     response.headers.update(

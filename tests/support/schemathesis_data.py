@@ -1,7 +1,7 @@
 """What schemathesis needs to reach past 401 and 404, for tests/test_openapi.py and the
 schemathesis step of .ci/run (``eval "$(python -m tests.support.schemathesis_data)"``): an
-admin token, a partner key, an invalidation to undo (id 1) and a confirmation link, handed to
-it as the environment variables tests/schemathesis.toml names.
+admin token, a partner key, an invalidation to undo (id 1), a confirmation link and a
+receipt, handed to it as the environment variables tests/schemathesis.toml names.
 
 Run it after the petition refer-syria-to-icc exists, with the API's DATABASE_URL and
 COUNTERSIGN_SECRET_KEY.
@@ -19,6 +19,7 @@ from countersign_core.settings import load_settings
 from countersign_domain import moderation
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.partners import create_partner
+from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
 from countersign_domain.staff import Role, create_token
 from tests.support.factories import SLUG
@@ -56,6 +57,13 @@ async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:
         "SCHEMATHESIS_STAFF_TOKEN": staff_token,
         "SCHEMATHESIS_PARTNER_KEY": partner_key,
         "SCHEMATHESIS_CONFIRMATION_TOKEN": token,
+        "SCHEMATHESIS_RECEIPT": Receipt(
+            SLUG,
+            signature_id,
+            await pool.fetchval(
+                "SELECT receipt_secret FROM signatures WHERE id = $1", signature_id
+            ),
+        ).code,
     }
 
 
