@@ -10,7 +10,7 @@ from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.metrics import serve_metrics
-from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
+from countersign_core.runtime import configure_logging, fail, run_or_explain, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("counter_worker")
@@ -59,8 +59,8 @@ def main(on_step: Callable[[str], None] | None = None) -> None:
     """``on_step``: see CounterWorker (tests/worker_with_stop.py uses it)."""
     try:
         settings = load_settings()
-        settings.require_servers()
+        database_url, redis_url = settings.require_servers()
     except SettingsError as exc:
         fail(str(exc))
     configure_logging(settings.log_level)
-    run(serve(settings, on_step))
+    run_or_explain(serve(settings, on_step), database_url, redis_url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +16,7 @@ from typing import IO, Any
 import asyncpg
 import click
 
-from countersign.cli.common import utc, with_connection, with_servers
+from countersign.cli.common import table, utc, when, with_connection, with_servers
 from countersign_core.connections import create_pg_pool
 from countersign_core.runtime import fail
 from countersign_core.settings import Settings
@@ -29,18 +28,6 @@ from countersign_domain.staff import Role, create_token, list_tokens, revoke_tok
 
 ROLES = click.Choice([role.value for role in Role])
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    )
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S%z") if value else "-"
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -81,15 +68,15 @@ def token_list() -> None:
         click.echo("no staff tokens")
         return
     click.echo(
-        _table(
+        table(
             ["name", "role", "created", "last used", "revoked"],
             [
                 [
                     t.name,
                     t.role.value,
-                    _when(t.created_at),
-                    _when(t.last_used_at),
-                    _when(t.revoked_at),
+                    when(t.created_at),
+                    when(t.last_used_at),
+                    when(t.revoked_at),
                 ]
                 for t in tokens
             ],
@@ -125,11 +112,11 @@ def audit(limit: int) -> None:
         click.echo("the audit log is empty")
         return
     click.echo(
-        _table(
+        table(
             ["at", "who", "action", "petition", "rows", "details"],
             [
                 [
-                    _when(e.at),
+                    when(e.at),
                     e.actor,
                     e.action,
                     e.slug or "-",
