@@ -187,7 +187,7 @@ class Child:
 def spawn(
     name: str, args: list[str], env: dict[str, str], logs: Path, sock: socket.socket | None = None
 ) -> Child:
-    log_path = logs / f"{name.replace(' ', '-')}.log"
+    log_path = logs / f"{name.lower().replace(' ', '-')}.log"
     with log_path.open("ab") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             [sys.executable, *args],
