@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from countersign.cli import main
+from petition_api.routes import STAFF, STAFF_PREFIX
 from tests.support.counts import assert_converges
 from tests.support.factories import add_signatures
 from tests.support.processes import COMMAND, SpawnWorker, countersign
@@ -73,6 +74,32 @@ def readme_cells(name: str) -> list[str]:
         for line in README.splitlines()
         if line.startswith(f"| `countersign {name}")
     ]
+
+
+def staff_api_rows() -> dict[tuple[str, str], list[str]]:
+    """The README's staff API table: (method, path) -> the row's cells."""
+    rows = {}
+    for line in README.splitlines():
+        if found := re.match(rf"\| `([A-Z]+) ({STAFF_PREFIX}[^`\[]*)", line):
+            rows[found[1], found[2]] = [cell.strip() for cell in line.strip("|").split(" | ")]
+    return rows
+
+
+@pytest.mark.parametrize(
+    "route",
+    [(route.method, STAFF_PREFIX + route.path) for route in STAFF],
+    ids=" ".join,
+)
+def test_every_staff_api_capability_has_a_command_or_a_reason(route: tuple[str, str]) -> None:
+    cell = staff_api_rows()[route][2]
+    if cell.startswith("none: "):
+        assert len(cell) > len("none: as for `ip-hashes`") - 1, cell  # a reason, at least
+        return
+    first, *others = re.findall(r"`([^`]+)`", cell)
+    path = tuple(first.removeprefix("countersign ").split())
+    assert path in COMMANDS, first
+    for other in others:  # more of the same group: `open`, `close`
+        assert (*path[:-1], other) in COMMANDS, other
 
 
 @pytest.mark.parametrize("name", sorted(main.commands))
