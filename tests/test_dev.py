@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from counter_worker.keys import KeyLayout
-from countersign.dev import DEMO_SLUG, DEMO_TITLE
+from countersign.dev import DEMO_SLUG, DEMO_TITLE, Child
 from tests.support.mail import confirmation_link, parse
 from tests.support.processes import (
     COMMAND,
@@ -312,3 +312,21 @@ async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
 
     async with running_dev(tmp_path, env):
         await eventually(lambda: total_is(1))
+
+
+def test_warnings_in_a_process_log_are_said_in_one_readable_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "counter-worker.log"
+    entry = {"level": "WARNING", "logger": "counter_worker", "message": "back end unavailable"}
+    log.write_text(json.dumps({**entry, "level": "INFO", "message": "started"}) + "\n")
+    child = Child("counter worker", subprocess.Popen(["true"]), log, read_to=0)
+    child.proc.wait()
+    with log.open("a") as more:
+        more.write(json.dumps(entry) + "\n")
+        more.write('{"level": "ERROR", "logger": "counter_worker", "mess')  # being written
+    child.relay_warnings()
+    child.relay_warnings()  # said once
+    assert capsys.readouterr().out == (
+        "countersign: counter worker: warning: back end unavailable (counter_worker)\n"
+    )
