@@ -330,3 +330,14 @@ def test_warnings_in_a_process_log_are_said_in_one_readable_line(
     assert capsys.readouterr().out == (
         "countersign: counter worker: warning: back end unavailable (counter_worker)\n"
     )
+
+
+def test_dev_with_a_database_out_of_reach_says_so(tmp_path: Path, servers: Servers) -> None:
+    port = free_port()
+    env = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/x", "REDIS_URL": servers.redis}
+    result = _start_dev(tmp_path / "here", env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"countersign: error: cannot connect to the database at 127.0.0.1:{port}: "
+        "connection refused (is it running?)\n"
+    )
