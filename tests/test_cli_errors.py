@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
 
@@ -131,14 +130,6 @@ def test_a_worker_on_a_database_never_migrated(empty_database: str, servers: Ser
 
 
 # -- ports ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        yield other.getsockname()[1]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -7,12 +7,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -27,6 +25,7 @@ from tests.support.processes import (
     countersign,
     dev_environment,
     running_dev,
+    spawn_dev,
 )
 from tests.support.servers import Servers, free_port
 from tests.support.waiting import eventually
@@ -76,15 +75,6 @@ def _start_dev(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess
         timeout=30,
         check=False,
     )
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    """A port another program listens on, and never answers on (not HTTP)."""
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        yield other.getsockname()[1]
 
 
 def _assert_refused_at_once(
@@ -227,14 +217,7 @@ async def test_dev_speaks_to_people_and_keeps_its_json_logs_in_files(
 async def test_dev_says_which_process_died_and_stops_the_rest(
     tmp_path: Path, dev_env: dict[str, str]
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *COMMAND,
-        "dev",
-        env=dev_environment(dev_env),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = await spawn_dev(tmp_path, dev_env, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stderr is not None
     try:

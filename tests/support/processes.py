@@ -254,19 +254,27 @@ def dev_environment(env: dict[str, str]) -> dict[str, str]:
     return {**clean, **({} if "COUNTERSIGN_PORT" in env else ports), **env}
 
 
-@asynccontextmanager
-async def running_dev(folder: Path, env: dict[str, str]) -> AsyncIterator[DevRun]:
-    """``countersign dev`` in ``folder``, on free ports (unless ``env`` names them), with
-    only the settings in ``env``; stopped with Ctrl-C (SIGINT) at the end, which must
-    exit 0."""
-    proc = await asyncio.create_subprocess_exec(
+async def spawn_dev(
+    folder: Path, env: dict[str, str], *, stderr: int = subprocess.STDOUT
+) -> asyncio.subprocess.Process:
+    """``countersign dev`` in ``folder`` (see ``dev_environment``), its output piped
+    (stderr with it, unless told)."""
+    return await asyncio.create_subprocess_exec(
         *COMMAND,
         "dev",
         env=dev_environment(env),
         cwd=folder,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
     )
+
+
+@asynccontextmanager
+async def running_dev(folder: Path, env: dict[str, str]) -> AsyncIterator[DevRun]:
+    """``countersign dev`` in ``folder``, on free ports (unless ``env`` names them), with
+    only the settings in ``env``; stopped with Ctrl-C (SIGINT) at the end, which must
+    exit 0."""
+    proc = await spawn_dev(folder, env)
     assert proc.stdout is not None
     banner = ""
     try:
