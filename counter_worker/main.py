@@ -11,7 +11,7 @@ from counter_worker.signature_log import appender_for, log_key, with_signature_l
 from counter_worker.worker import CounterWorker
 from countersign_core.connections import create_pg_pool, create_redis
 from countersign_core.metrics import serve_metrics
-from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
+from countersign_core.runtime import configure_logging, fail, run_or_explain, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_domain.signature_log.heads import LogKey, SigningKeyError
 
@@ -65,10 +65,9 @@ def main(on_step: Callable[[str], None] | None = None) -> None:
     """``on_step``: see CounterWorker (tests/worker_with_stop.py uses it)."""
     try:
         settings = load_settings()
-        settings.require_servers()
-        configure_logging(settings.log_level)
+        database_url, redis_url = settings.require_servers()
         key = log_key(settings)
     except (SettingsError, SigningKeyError) as exc:
         fail(str(exc))
     configure_logging(settings.log_level)
-    run(serve(settings, key, on_step))
+    run_or_explain(serve(settings, key, on_step), database_url, redis_url)

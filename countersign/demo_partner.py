@@ -1,11 +1,13 @@
 """The demo partner page of ``countersign dev``: another origin embedding the widget.
 
-``python -m countersign.demo_partner API_URL HOST PORT SLUG`` serves, on its own port (so on
-another origin than the API), a page that pastes the widget snippet as a partner would.
+``python -m countersign.demo_partner API_URL FD SLUG`` serves, on the listening socket it
+inherits as descriptor FD (``countersign dev`` binds the port), so on another origin than
+the API, a page that pastes the widget snippet as a partner would, and shows it.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from aiohttp import web
@@ -31,8 +33,8 @@ def demo_app(api: str, slug: str) -> web.Application:
 
 
 def main() -> None:
-    api, host, port, slug = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    web.run_app(demo_app(api, slug), host=host, port=port, print=None, access_log=None)
+    api, fd, slug = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    web.run_app(demo_app(api, slug), sock=socket.socket(fileno=fd), print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,57 @@
-"""``countersign dev``: the whole service pair on one machine, in one command."""
+"""``countersign dev``: the whole service pair on one machine, in one command.
+
+What it prints is for people: where everything is, commands that can be pasted as they
+are, each confirmation link caught, warnings, and why it stopped. The processes' JSON logs
+go to files under the data folder (``logs/``).
+
+It binds the API's and the demo page's ports itself, before anything else, and hands the
+sockets to the processes that serve them: a port in use is said at once, and no other
+server answering on it can be taken for ours.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import asyncpg
+import click
 
 from countersign.embedded import EmbeddedServers, resolve_servers
-from countersign_core.migrations import migrate
-from countersign_core.runtime import run
+from countersign_core.connections import backend_trouble
+from countersign_core.migrations import MigrationError, migrate
+from countersign_core.runtime import bound_socket, configure_logging, run
 from countersign_core.settings import Settings
 from countersign_domain.audit import cli_actor
+from countersign_domain.confirmation_tokens import (
+    ConfirmationTokens,
+    TokenExpired,
+    TokenInvalid,
+)
 from countersign_domain.errors import PetitionNotFound
 from countersign_domain.identity_migration import data_steps
-from countersign_domain.petitions import create_petition, managed_petition, update_petition
+from countersign_domain.petitions import (
+    create_petition,
+    managed_petition,
+    petition_by_id,
+    update_petition,
+)
 
 if TYPE_CHECKING:
-    from aiosmtpd.controller import Controller
+    pass
 
 DEMO_SLUG = "refer-syria-to-icc"
 DEMO_TITLE = "Refer Syria to the International Criminal Court"
@@ -40,6 +66,16 @@ DEMO_TEXT = (
     "responsible for war crimes and crimes against humanity can be brought to justice."
 )
 DEMO_GOAL = 100_000
+
+# Signing from this machine, again and again, is what trying it out looks like: the
+# per-address limits would soon hold those signatures back as suspects.
+LOOPBACK = ("127.0.0.0/8", "::1")
+READY_TIMEOUT = 60.0
+LOG_TAIL_LINES = 15
+
+
+class DevStopped(Exception):
+    """dev cannot go on; the message says why, in one line."""
 
 
 def dev_secret_key(data_dir: Path) -> str:
@@ -80,42 +116,152 @@ async def seed_demo_petition(conn: asyncpg.Connection, origins: list[str]) -> No
         )
 
 
-async def prepare(
-    settings: Settings, host: str, demo_port: int
-) -> tuple[str, str, EmbeddedServers | None]:
+@dataclass
+class Prepared:
+    database_url: str
+    redis_url: str
+    embedded: EmbeddedServers | None
+    applied: list[str]
+
+
+async def prepare(settings: Settings, secret_key: str, origins: list[str]) -> Prepared:
+    """The servers, migrated, with the demo petition; DevStopped, in words, if not."""
     database_url, redis_url, embedded = await resolve_servers(
         settings.database.url, settings.redis.url, settings.dev.data_dir
     )
-    conn = await asyncpg.connect(database_url)
     try:
-        secret_key = settings.secret_key or dev_secret_key(settings.dev.data_dir)
-        await migrate(conn, data_steps=data_steps(secret_key))
-        await seed_demo_petition(conn, demo_origins(host, demo_port))
-    finally:
-        await conn.close()
-    return database_url, redis_url, embedded
+        conn = await asyncpg.connect(database_url)
+        try:
+            applied = await migrate(conn, data_steps=data_steps(secret_key))
+            await seed_demo_petition(conn, origins)
+        finally:
+            await conn.close()
+    except MigrationError as exc:
+        _stop_embedded(embedded)
+        raise DevStopped(str(exc)) from None
+    except Exception as exc:
+        _stop_embedded(embedded)
+        if (trouble := await backend_trouble(exc, database_url, redis_url)) is None:
+            raise
+        raise DevStopped(trouble) from None
+    return Prepared(database_url, redis_url, embedded, applied)
+
+
+def _stop_embedded(embedded: EmbeddedServers | None) -> None:
+    if embedded is not None:
+        embedded.stop()
+
+
+@dataclass
+class Child:
+    """A process dev started, and how far its log has been read for warnings."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    read_to: int
+
+    def relay_warnings(self) -> None:
+        """Say each warning or error the process logged since last time, in one line."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.read_to)
+            complete = log.read().rpartition(b"\n")[0]
+        if not complete:
+            return
+        self.read_to += len(complete) + 1
+        for line in complete.decode(errors="replace").splitlines():
+            record = _record(line)
+            if record and record.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+                say(f"{self.name}: {readable(line)}")
+
+    def report_exit(self) -> None:
+        say(
+            f"error: the {self.name} stopped (exit code {self.proc.returncode}); the end of "
+            f"its log, {self.log_path}:",
+            err=True,
+        )
+        lines = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        click.echo("\n".join(f"    {readable(line)}" for line in lines), err=True)
+
+
+def spawn(
+    name: str, args: list[str], env: dict[str, str], logs: Path, sock: socket.socket | None = None
+) -> Child:
+    log_path = logs / f"{name.lower().replace(' ', '-')}.log"
+    with log_path.open("ab") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Own sessions: Ctrl-C reaches dev only, which stops them in order.
+            start_new_session=True,
+            pass_fds=(sock.fileno(),) if sock else (),
+        )
+        return Child(name, proc, log_path, read_to=log.tell())
 
 
 def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
-    settings.dev.data_dir.mkdir(parents=True, exist_ok=True)
-    print("countersign: starting servers and applying migrations...", flush=True)
-    database_url, redis_url, embedded = run(prepare(settings, host, demo_port))
-    mail_dir, smtp_url = settings.dev.data_dir / "mail", None
-    catcher: Controller | None = None
+    another_dev = "(another `countersign dev`?)"
+    api_socket = bound_socket(
+        host, port, change=f"choose another with --port or COUNTERSIGN_PORT {another_dev}"
+    )
+    demo_socket = bound_socket(
+        host,
+        demo_port,
+        change=f"choose another with --demo-port or COUNTERSIGN_DEMO_PORT {another_dev}",
+    )
+    logs = settings.dev.data_dir.absolute() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / "dev.log").open("a", encoding="utf-8") as dev_log:
+        configure_logging(settings.log_level, dev_log)
+        try:
+            return _run(settings, host, api_socket, demo_socket, logs)
+        except DevStopped as exc:
+            say(f"error: {exc}", err=True)
+            return 1
+
+
+def _run(
+    settings: Settings,
+    host: str,
+    api_socket: socket.socket,
+    demo_socket: socket.socket,
+    logs: Path,
+) -> int:
+    port, demo_port = api_socket.getsockname()[1], demo_socket.getsockname()[1]
+    data_dir = logs.parent
+    if settings.api.port == 0 or settings.dev.demo_port == 0:
+        say(f"port 0 asks for free ports: the API got {port}, the partner page {demo_port}")
+    if settings.database.url and settings.redis.url:
+        say("using the servers of DATABASE_URL and REDIS_URL; applying migrations...")
+    else:
+        say(f"starting embedded Postgres and Redis in {data_dir}; applying migrations...")
+    secret_key = settings.secret_key or dev_secret_key(data_dir)
+    prepared = run(prepare(settings, secret_key, demo_origins(host, demo_port)))
+    if prepared.applied:
+        say(f"applied {len(prepared.applied)} migration(s); the demo petition is ready")
+    base = f"http://{_reachable(host)}:{port}"
+    mail_dir, catcher = data_dir / "mail", None
+    smtp_url = None
     if settings.mail.smtp is None:
         from countersign.mailcatcher import start_mail_catcher
 
-        catcher, smtp_port = start_mail_catcher(mail_dir, lambda line: print(line, flush=True))
+        catcher, smtp_port = start_mail_catcher(
+            mail_dir, LinkAnnouncer(prepared.database_url, secret_key, settings).announce
+        )
         smtp_url = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
-    base = f"http://{_reachable(host)}:{port}"
+    allowed = [*LOOPBACK, *(str(network) for network in settings.limits.allow)]
     resolved = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "COUNTERSIGN_SECRET_KEY": settings.secret_key or dev_secret_key(settings.dev.data_dir),
+        "DATABASE_URL": prepared.database_url,
+        "REDIS_URL": prepared.redis_url,
+        "COUNTERSIGN_SECRET_KEY": secret_key,
         "COUNTERSIGN_HOST": host,
         "COUNTERSIGN_PORT": str(port),
         "COUNTERSIGN_PUBLIC_URL": settings.mail.public_url or base,
         "COUNTERSIGN_MAIL_FROM": settings.mail.mail_from or "Countersign <countersign@localhost>",
+        "COUNTERSIGN_RATE_LIMIT_ALLOW": ",".join(allowed),
         **({"SMTP_URL": smtp_url} if smtp_url else {}),
     }
     # What dev resolved replaces the variables it came from, `_FILE` ones included (the
@@ -124,29 +270,29 @@ def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
         **{k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in resolved},
         **resolved,
     }
-    # Own sessions: Ctrl-C reaches this process only, which then stops the API first
-    # (no new signatures), the mail sender (it finishes its message) and the worker last
-    # (it finishes its batch); the partner page goes with them.
+    # Stopped in this order: the API first (no new signatures), the mail sender (it
+    # finishes its message), the worker last (it finishes its batch), the partner page.
     children = [
-        subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
-        for module in ("petition_api", "mail_sender", "counter_worker")
+        spawn(
+            "API",
+            ["-m", "countersign", "api", "--listen-fd", str(api_socket.fileno())],
+            env,
+            logs,
+            api_socket,
+        ),
+        spawn("mail sender", ["-m", "mail_sender"], env, logs),
+        spawn("counter worker", ["-m", "counter_worker"], env, logs),
+        # A partner's page on another origin, embedding the widget as partners do.
+        spawn(
+            "partner page",
+            ["-m", "countersign.demo_partner", base, str(demo_socket.fileno()), DEMO_SLUG],
+            env,
+            logs,
+            demo_socket,
+        ),
     ]
-    # A partner's page on another origin, embedding the widget as partners do.
-    children.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "countersign.demo_partner",
-                base,
-                host,
-                str(demo_port),
-                DEMO_SLUG,
-            ],
-            env=env,
-            start_new_session=True,
-        )
-    )
+    api_socket.close()  # the children have theirs
+    demo_socket.close()
     stop_requested = False
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -155,49 +301,48 @@ def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    demo = f"http://{_reachable(host)}:{demo_port}"
+    status = 0
     try:
-        demo = f"http://{_reachable(host)}:{demo_port}"
-        if all(_wait_ready(url, children, lambda: stop_requested) for url in (base, demo)):
-            _print_banner(
-                base,
-                demo,
-                settings.dev.data_dir if embedded else None,
-                mail_dir if catcher else None,
-            )
-        while not stop_requested and all(child.poll() is None for child in children):
+        deadline, ready = time.monotonic() + READY_TIMEOUT, False
+        while not stop_requested:
+            for child in children:
+                child.relay_warnings()
+            if exited := [child for child in children if child.proc.poll() is not None]:
+                exited[0].report_exit()
+                status = 1
+                break
+            if not ready and _ready(base) and _ready(demo):
+                ready = True
+                embedded = prepared.embedded is not None
+                print_banner(base, demo, data_dir, embedded, catching=catcher is not None)
+            elif not ready and time.monotonic() > deadline:
+                say(
+                    f"error: the API did not become ready within {READY_TIMEOUT:.0f}s; "
+                    f"its log is {children[0].log_path}",
+                    err=True,
+                )
+                status = 1
+                break
             time.sleep(0.2)
     finally:
-        print("countersign: stopping...", flush=True)
+        say("stopping...")
         for child in children:
-            _stop(child)
+            _stop(child.proc)
         if catcher is not None:
             catcher.stop()
-        if embedded is not None:
-            embedded.stop()
-    if stop_requested:
-        print("countersign: stopped.", flush=True)
-        return 0
-    print("countersign: a process exited unexpectedly; see the log above.", file=sys.stderr)
-    return 1
+        _stop_embedded(prepared.embedded)
+    if status == 0:
+        say("stopped.")
+    return status
 
 
-def _wait_ready(
-    base: str, children: list[subprocess.Popen[bytes]], stopping: object, timeout: float = 60
-) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(stopping) and stopping():
-            return False
-        if any(child.poll() is not None for child in children):
-            return False
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as response:  # noqa: S310
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=1) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def _reachable(host: str) -> str:
@@ -205,29 +350,106 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
 
 
-def _print_banner(base: str, demo: str, data_dir: Path | None, mail_dir: Path | None) -> None:
+def say(line: str, *, err: bool = False) -> None:
+    click.echo(f"countersign: {line}", err=err)
+
+
+def _record(line: str) -> dict[str, object] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def readable(line: str) -> str:
+    """A JSON log line as a person reads it; any other line as it is."""
+    record = _record(line)
+    if record is None or "message" not in record:
+        return line
+    level = str(record.get("level", "")).lower()
+    return f"{level}: {record['message']} ({record.get('logger')})"
+
+
+def countersign_command() -> list[str]:
+    """How to run ``countersign`` from another terminal, as this one was run."""
+    script = Path(sys.argv[0]).absolute()
+    if script.name == "countersign" and script.is_file():
+        on_path = shutil.which("countersign")
+        return ["countersign"] if on_path and Path(on_path).absolute() == script else [str(script)]
+    return [sys.executable, "-m", "countersign"]
+
+
+def print_banner(base: str, demo: str, data_dir: Path, embedded: bool, *, catching: bool) -> None:
     petition = f"{base}/v1/petitions/{DEMO_SLUG}"
+    rows = [
+        ("API", base),
+        ("petition", petition),
+        ("live counts", f"{petition}/counts"),
+        ("partner page", f"{demo}/  (the widget, embedded from another origin)"),
+        ("embed", f"{base}/embed/{DEMO_SLUG}"),
+        ("data", f"{data_dir}" + (" (embedded Postgres and Redis)" if embedded else "")),
+        ("logs", f"{data_dir / 'logs'} (JSON lines, a file per process)"),
+    ]
+    if catching:
+        rows.append(("emails", f"caught locally and kept in {data_dir / 'mail'}"))
+    rows.append(("limits", "loopback (127.0.0.1, ::1) is exempt from the per-address limits"))
+    sign = shlex.join(["curl", f"{petition}/signatures", "-H", "Content-Type: application/json"])
+    body = json.dumps({"name": "Your Name", "email": "you@example.org", "country": "FR"})
     lines = [
         "",
-        "countersign is running",
-        f"  API           {base}",
-        f"  petition      {petition}",
-        f"  live counts   {petition}/counts",
-        f"  partner page  {demo}/  (the widget, embedded from another origin)",
-        f"  embed         {base}/embed/{DEMO_SLUG}",
-        f"  sign          curl {petition}/signatures -H 'Content-Type: application/json'",
-        """                  -d '{"name": "Your Name", "email": "you@example.org",""",
-        """                       "country": "FR"}'""",
+        click.style("countersign is running", bold=True),
+        *(f"  {label:<14}{value}" for label, value in rows),
+        "",
+        "Sign the demo petition from a terminal"
+        + (" (its confirmation link is printed below):" if catching else ":"),
+        "",
+        f"{sign} \\",
+        f"  -d {shlex.quote(body)}",
     ]
-    if data_dir is not None:
-        lines.append(f"  data          {data_dir.resolve()} (embedded Postgres and Redis)")
-    if mail_dir is not None:
-        lines += [
-            f"  emails        caught locally and kept in {mail_dir.resolve()}",
-            "                the confirmation links they carry are printed below",
-        ]
-    lines += ["Press Ctrl-C to stop.", ""]
-    print("\n".join(lines), flush=True)
+    if embedded:
+        show = shlex.join(
+            [f"COUNTERSIGN_DATA_DIR={data_dir}", *countersign_command(), "petition", "show"]
+        )
+        lines += ["", "Staff commands work from another terminal, e.g.:", "", f"{show} {DEMO_SLUG}"]
+    lines += ["", "Press Ctrl-C to stop.", ""]
+    click.echo("\n".join(lines))
+
+
+class LinkAnnouncer:
+    """Says each confirmation link caught, with the petition it confirms a signature of."""
+
+    def __init__(self, database_url: str, secret_key: str, settings: Settings) -> None:
+        self._database_url = database_url
+        days = settings.confirmation.link_days
+        self._tokens = ConfirmationTokens(secret_key, max_age_days=days)
+
+    async def announce(self, link: str, email: Path) -> None:
+        petition = await self._petition_of(link)
+        click.echo(
+            "\n".join(
+                [
+                    "",
+                    click.style(f"==> confirmation email for {petition}", bold=True),
+                    "    open this link and press the button to confirm the signature:",
+                    f"    {link}",
+                    f"    (the email is kept as {email})",
+                    "",
+                ]
+            )
+        )
+
+    async def _petition_of(self, link: str) -> str:
+        try:
+            ref = self._tokens.read(link.rpartition("/")[2])
+        except (TokenInvalid, TokenExpired):
+            return "a petition of another server"
+        conn = await asyncpg.connect(self._database_url)
+        try:
+            petition = await petition_by_id(conn, ref.petition_id)
+        finally:
+            await conn.close()
+        return f'"{petition.title}" ({petition.slug})' if petition else "a deleted petition"
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float = 15) -> None:

@@ -1,7 +1,8 @@
 """A local SMTP server for ``countersign dev``: nothing leaves the machine.
 
 Every email the mail sender delivers is kept as an ``.eml`` file under the data folder,
-and each confirmation link in it is printed, since that is what a new user needs to click.
+and each confirmation link in it is announced, since that is what a new user needs to
+click.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -28,23 +29,27 @@ def confirmation_links(raw: bytes) -> list[str]:
     return _CONFIRMATION_LINK.findall(body.get_content()) if body is not None else []
 
 
+# Called with each confirmation link caught and the file its email is kept in.
+Announce = Callable[[str, Path], Awaitable[None]]
+
+
 class MailCatcher:
     """aiosmtpd handler: accepts everything, keeps it as a file, announces the links."""
 
-    def __init__(self, folder: Path, announce: Callable[[str], None]) -> None:
+    def __init__(self, folder: Path, announce: Announce) -> None:
         self.folder = folder
         self._announce = announce
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}.eml"
-        (self.folder / name).write_bytes(raw)
+        path = self.folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid4().hex[:8]}.eml"
+        path.write_bytes(raw)
         for link in confirmation_links(raw):
-            self._announce(f"countersign: confirmation link (email kept as {name}): {link}")
+            await self._announce(link, path)
         return "250 Message accepted for delivery"
 
 
-def start_mail_catcher(folder: Path, announce: Callable[[str], None]) -> tuple[Controller, int]:
+def start_mail_catcher(folder: Path, announce: Announce) -> tuple[Controller, int]:
     """A catcher on a free loopback port, in a thread of its own; returns it and the port."""
     folder.mkdir(parents=True, exist_ok=True)
     # aiosmtpd narrates every SMTP command at INFO; the links printed are what matters.

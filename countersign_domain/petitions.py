@@ -41,10 +41,11 @@ STATUSES = ("draft", "open", "closed")
 # How the staff API and the audit log name a field whose column is named otherwise.
 PUBLIC_FIELD_NAMES = {"body": "text"}
 
-SELECT_BY_SLUG = """
+_SELECT_PUBLIC = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
-FROM petitions WHERE slug = $1
-"""
+FROM petitions"""
+SELECT_BY_SLUG = _SELECT_PUBLIC + " WHERE slug = $1"
+SELECT_BY_ID = _SELECT_PUBLIC + " WHERE id = $1"
 
 _SELECT_MANAGED = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
@@ -145,6 +146,13 @@ class PetitionChanges(TypedDict, total=False):
 
 async def fetch_petition(conn: asyncpg.Pool | asyncpg.Connection, slug: str) -> Petition | None:
     row = await conn.fetchrow(SELECT_BY_SLUG, slug)
+    return Petition.from_row(row) if row else None
+
+
+async def petition_by_id(
+    conn: asyncpg.Pool | asyncpg.Connection, petition_id: int
+) -> Petition | None:
+    row = await conn.fetchrow(SELECT_BY_ID, petition_id)
     return Petition.from_row(row) if row else None
 
 

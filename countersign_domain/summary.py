@@ -46,11 +46,21 @@ class CountryFigure:
     count: int
 
 
+# How signatures without a source code are named: a row of their own, so that the sources
+# add up to the total. No source code can be spelled so (patterns.SOURCE_CODE).
+NO_SOURCE = "(none)"
+
+
 @dataclass(frozen=True)
 class SourceFigure:
     source: str | None  # None: signed without a source code
     cell: str | None  # the same, safe for a spreadsheet cell
     count: int
+
+    @property
+    def label(self) -> str:
+        """The source code, or NO_SOURCE."""
+        return self.source if self.source is not None else NO_SOURCE
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class DayFigure:
 class Summary:
     total: int
     countries: list[CountryFigure]  # largest first
-    sources: list[SourceFigure]  # largest first
+    sources: list[SourceFigure]  # largest first; they add up to the total
     days: list[DayFigure]  # oldest first
     invalidated: int
     erased: int

@@ -8,7 +8,7 @@ import asyncpg
 
 from countersign_core.connections import create_pg_pool
 from countersign_core.metrics import serve_metrics
-from countersign_core.runtime import configure_logging, fail, run, run_until_signalled
+from countersign_core.runtime import configure_logging, fail, run_or_explain, run_until_signalled
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_core.texts import TextCatalog, TextsError
 from countersign_domain.confirmation_tokens import ConfirmationTokens
@@ -66,4 +66,4 @@ def main() -> None:
     except (SettingsError, TextsError) as exc:
         fail(str(exc))
     configure_logging(settings.log_level)
-    run(serve(settings, database_url, catalog))
+    run_or_explain(serve(settings, database_url, catalog), database_url)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import suppress
 
 from aiohttp import web
 
 from counter_worker.counts import KeyLayout
 from countersign_core.connections import create_pg_pool, create_redis
+from countersign_core.runtime import cancel_and_wait
 from countersign_core.settings import Settings
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationTokens
@@ -120,9 +120,7 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
     hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT])
     subscription = asyncio.create_task(hub.run())
     yield
-    subscription.cancel()
-    with suppress(asyncio.CancelledError):
-        await subscription
+    await cancel_and_wait(subscription)
     await hub.close()
     await client.aclose()
 

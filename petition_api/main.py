@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from types import FrameType
@@ -14,8 +15,9 @@ from types import FrameType
 from aiohttp import web
 from prometheus_client import multiprocess
 
+from countersign_core.connections import connection_trouble
 from countersign_core.metrics import MULTIPROCESS_ENV, serve_metrics
-from countersign_core.runtime import configure_logging, event_loop_factory, fail
+from countersign_core.runtime import bound_socket, configure_logging, event_loop_factory, fail
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_core.status import StatusCollector
 from countersign_core.texts import TextCatalog, TextsError
@@ -24,24 +26,47 @@ from petition_api.app import create_app
 log = logging.getLogger("petition_api")
 
 
+CHANGE_PORT = "choose another port with --port or COUNTERSIGN_PORT"
+
+
 def serve_one(
-    settings: Settings, host: str, port: int, reuse_port: bool = False, metrics: bool = True
+    settings: Settings,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    metrics: bool = True,
+    sock: socket.socket | None = None,
 ) -> None:
+    """Serve on ``sock`` (a bound socket handed over, as ``countersign dev`` does), or on
+    host:port. A port in use, or a database that cannot be reached at start, ends the
+    process with one line."""
     configure_logging(settings.log_level)
+    sock = sock or bound_socket(host, port, change=CHANGE_PORT, reuse_port=reuse_port)
     if metrics and settings.metrics.api_port:
         serve_api_metrics(settings, settings.metrics.api_port)
-    log.info("listening on http://%s:%d", host, port)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        reuse_port=reuse_port,
-        # petition_api.observability writes the access log, without client details.
-        access_log=None,
-        print=None,
-        loop=event_loop_factory()(),
-        shutdown_timeout=10,
-    )
+    address = url_of(sock)
+    database_url, redis_url = settings.require_servers()
+    try:
+        web.run_app(
+            create_app(settings),
+            sock=sock,
+            # petition_api.observability writes the access log, without client details.
+            access_log=None,
+            # Called once the socket listens: only then is "listening" true.
+            print=lambda _: log.info("listening on %s", address),
+            loop=event_loop_factory()(),
+            shutdown_timeout=10,
+        )
+    except Exception as exc:
+        # The start-up opens the database pool: what fails there is said in words.
+        if (trouble := connection_trouble(exc, database_url, redis_url)) is None:
+            raise
+        fail(trouble, 1)
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def serve_api_metrics(settings: Settings, port: int) -> None:
@@ -57,6 +82,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         serve_one(settings, host, port)
         return
     configure_logging(settings.log_level)
+    # Each process binds the port itself (SO_REUSEPORT); this one checks first that it can
+    # be had, and fixes the port that 0 (any free port) stands for.
+    with bound_socket(host, port, change=CHANGE_PORT, reuse_port=True) as probe:
+        port = probe.getsockname()[1]
     metrics_dir = None
     if settings.metrics.api_port:
         # Each process writes its samples here; this one serves their sum

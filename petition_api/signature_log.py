@@ -400,7 +400,9 @@ async def check_receipt(request: web.Request) -> web.Response:
 # -- the delivery page's section --------------------------------------------------------------
 
 
-async def delivery_log(pool: asyncpg.Pool, petition_id: int) -> dict[str, Any] | None:
+async def delivery_log(
+    pool: asyncpg.Pool | asyncpg.Connection, petition_id: int
+) -> dict[str, Any] | None:
     """What petition_api/admin/templates/signature_log.html prints: the final signed head,
     the fraud ledger it sums up, and the keys; None while nothing has counted."""
     signed = await store.latest_head(pool, petition_id)

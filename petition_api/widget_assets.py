@@ -35,10 +35,18 @@ class WidgetAssets:
 
 def partner_page(api: str, widgets: Iterable[tuple[str, str | None]]) -> str:
     """A page embedding the widget exactly as a partner would: one ``div`` per (petition
-    slug, source code or None) and the ``<script>`` snippet, loaded from ``api``."""
-    divs = "\n".join(widget_div(slug, source=source) for slug, source in widgets)
+    slug, source code or None) and the ``<script>`` snippet, loaded from ``api``. The page
+    also shows that very snippet, as text to copy."""
+    snippet = partner_snippet(api, widgets)
     template = Template((STATIC / "partner-demo.html").read_text(encoding="utf-8"))
-    return template.substitute(api=html.escape(api.rstrip("/")), widgets=divs)
+    return template.substitute(snippet=snippet, shown=html.escape(snippet))
+
+
+def partner_snippet(api: str, widgets: Iterable[tuple[str, str | None]]) -> str:
+    """What a partner pastes: the widgets' ``div`` elements and the script that fills them."""
+    divs = [widget_div(slug, source=source) for slug, source in widgets]
+    script = f'<script src="{html.escape(api.rstrip("/"))}/widget.js" async></script>'
+    return "\n".join([*divs, script])
 
 
 def widget_div(slug: str, *, source: str | None = None, lang: str | None = None) -> str:

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -384,6 +385,15 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         with contextlib.suppress(Exception):
             server.thaw()  # a test that failed while it was frozen
         server.cleanup()
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port another program listens on, and never answers on (not HTTP)."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from petition_api.app import create_app
 from petition_api.appkeys import DB
 from tests.support.factories import SLUG, StaffTokens, hasher, insert_signature
 from tests.support.http import ADMIN, AiohttpClient, Client, bearer, csv_header, error_of, read_csv
-from tests.support.processes import SpawnApi, countersign
+from tests.support.processes import SpawnApi, countersign, countersign_on_a_terminal
 from tests.support.waiting import eventually
 
 EXPORT = f"{ADMIN}/petitions/{SLUG}/signatures.csv"
@@ -500,3 +501,40 @@ async def test_cli_export_writes_the_file_and_audits_it(
     assert removed.returncode == 2  # --format is gone: there is one format
     assert "No such option '--format'" in removed.stderr
     assert sorted(os.listdir(tmp_path)) == ["delivery.csv", "with-email.csv"]
+
+
+async def test_cli_export_progress_ends_where_its_last_line_says(
+    worker_env: dict[str, str], pool: asyncpg.Pool, petition_id: int, tmp_path: Path
+) -> None:
+    # The bar counted the header line too: "49/49", then "exported 48".
+    await seed(pool, petition_id)
+    out = tmp_path / "all.csv"
+    code, shown = await asyncio.to_thread(
+        countersign_on_a_terminal, "export", SLUG, "--out", str(out), env=worker_env
+    )
+    assert code == 0, shown
+    exported = re.search(r"exported (\d+) signatures", shown)
+    assert exported, shown
+    assert exported[1] == "48"
+    positions = re.findall(r"\b(\d+)/(\d+)\b", shown)
+    assert positions[-1] == ("48", "48"), shown
+
+
+async def test_cli_export_keeps_an_existing_file_unless_forced(
+    worker_env: dict[str, str], pool: asyncpg.Pool, petition_id: int, tmp_path: Path
+) -> None:
+    await seed(pool, petition_id)
+    out = tmp_path / "delivery.csv"
+    out.write_text("yesterday's export")
+    kept = await asyncio.to_thread(countersign, "export", SLUG, "--out", str(out), env=worker_env)
+    assert (kept.returncode, kept.stderr) == (
+        1,
+        f"countersign: error: {out} exists: give --force to replace it\n",
+    )
+    assert out.read_text() == "yesterday's export"
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0  # nothing was exported
+    forced = await asyncio.to_thread(
+        countersign, "export", SLUG, "--out", str(out), "--force", env=worker_env
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert read_csv(out.read_bytes()) == await expected_rows(pool)

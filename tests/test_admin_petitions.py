@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from marshmallow import Schema
 
+from petition_api.admin.schemas import PetitionCreateSchema, PetitionUpdateSchema
 from tests.support.factories import SLUG, StaffTokens
 from tests.support.http import ADMIN, Client, bearer, error_of
 from tests.support.processes import SpawnWorker, countersign
@@ -16,6 +21,8 @@ from tests.support.waiting import eventually
 
 PETITIONS = f"{ADMIN}/petitions"
 ONE = f"{PETITIONS}/{SLUG}"
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def soon(days: int = 30) -> str:
@@ -279,3 +286,112 @@ async def test_cli_close_and_open_keep_closed_at(
     assert await pool.fetchval("SELECT closed_at FROM petitions") is not None
     assert countersign("petition", "open", SLUG, env=worker_env).returncode == 0
     assert await pool.fetchval("SELECT closed_at FROM petitions") is None
+
+
+@pytest.mark.parametrize(
+    ("route", "schema"),
+    [
+        (f"POST {PETITIONS}", PetitionCreateSchema()),
+        (f"PATCH {PETITIONS}/{{slug}}", PetitionUpdateSchema()),
+    ],
+)
+def test_the_readme_names_every_field_a_petition_takes(route: str, schema: Schema) -> None:
+    [row] = [line for line in README.splitlines() if line.startswith(f"| `{route}` |")]
+    fields = {field.data_key or name for name, field in schema.fields.items()}
+    assert "require_confirmation" in fields
+    assert {name for name in fields if f"`{name}`" not in row} == set()
+
+
+async def test_the_command_lists_shows_and_edits_as_the_api_does(
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, worker_env: dict[str, str]
+) -> None:
+    async def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(countersign, "petition", *args, env=worker_env)
+
+    async def api_view() -> dict[str, Any]:
+        return dict(await (await client.get(ONE, headers=bearer(staff.exporter))).json())
+
+    await client.post(
+        PETITIONS, json={"slug": "draft-one", "title": "D"}, headers=bearer(staff.admin)
+    )
+    listed = (await run("list")).stdout.splitlines()
+    assert listed[0].split() == ["slug", "status", "goal", "confirmation", "created", "title"]
+    answer = await (await client.get(PETITIONS, headers=bearer(staff.exporter))).json()
+    assert [line.split()[:2] for line in listed[1:]] == [
+        [p["slug"], p["status"]] for p in answer["petitions"]
+    ]
+
+    edited = await run(
+        "edit",
+        SLUG,
+        "--title",
+        "Refer Syria to the International Criminal Court",
+        "--target",
+        "The UN Security Council",
+        "--goal",
+        "250000",
+        "--closes-at",
+        "2099-01-01",
+        "--no-confirmation",
+        "--origin",
+        "https://Example.org",
+    )
+    assert edited.stdout == (
+        f"petition {SLUG} changed: allowed_origins, closes_at, goal, require_confirmation, "
+        "target, title\n"
+    ), edited.stderr
+    petition = await api_view()
+    assert {key: petition[key] for key in ("title", "target", "goal")} == {
+        "title": "Refer Syria to the International Criminal Court",
+        "target": "The UN Security Council",
+        "goal": 250000,
+    }
+    assert petition["require_confirmation"] is False
+    assert petition["allowed_origins"] == ["https://example.org"]
+    assert datetime.fromisoformat(petition["closes_at"]) == datetime(2099, 1, 1, tzinfo=UTC)
+    [entry] = [e for e in await audit_rows(pool) if e["action"] == "petition.update"]
+    assert entry["actor"].startswith("cli:")
+    assert entry["details"] == {
+        "fields": [
+            "allowed_origins",
+            "closes_at",
+            "goal",
+            "require_confirmation",
+            "target",
+            "title",
+        ]
+    }
+
+    shown = (await run("show", SLUG)).stdout.splitlines()
+    assert shown[:6] == [
+        f"slug          {SLUG}",
+        "title         Refer Syria to the International Criminal Court",
+        "status        open",
+        "target        The UN Security Council",
+        "goal          250,000",
+        "confirmation  off",
+    ]
+    assert shown[6] == "closes at     2099-01-01 00:00:00+0000"
+    assert "origins       https://example.org" in shown
+
+    cleared = await run("edit", SLUG, "--no-closes-at", "--no-origins")
+    assert cleared.stdout == f"petition {SLUG} changed: allowed_origins, closes_at\n"
+    petition = await api_view()
+    assert (petition["closes_at"], petition["allowed_origins"]) == (None, [])
+
+    # What the API refuses, the command refuses in the same words.
+    refused = await error_of(
+        await client.patch(ONE, json={"goal": 0}, headers=bearer(staff.admin)), 422
+    )
+    too_small = await run("edit", SLUG, "--goal", "0")
+    assert (too_small.returncode, too_small.stderr) == (
+        1,
+        f"countersign: error: {refused['message']} ({refused['code']}): "
+        f"goal: {' '.join(refused['fields']['goal'])}\n",
+    )
+    missing = await run("edit", "nope", "--title", "x")
+    assert missing.stderr == "countersign: error: no such petition (petition_not_found)\n"
+    nothing = await run("edit", SLUG)
+    assert nothing.returncode == 2
+    assert "nothing to change" in nothing.stderr
+    assert (await api_view())["goal"] == 250000

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import os
 import re
+import subprocess
+import zlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pycountry
@@ -13,6 +18,7 @@ import pycountry
 from tests.support.counts import postgres_tally
 from tests.support.factories import SLUG, StaffTokens, hasher, insert_signature
 from tests.support.http import ADMIN, Client, bearer, error_of
+from tests.support.processes import countersign
 
 SUMMARY = f"{ADMIN}/petitions/{SLUG}/summary"
 DELIVERY = f"{ADMIN}/petitions/{SLUG}/delivery"
@@ -84,6 +90,7 @@ async def test_summary_json_matches_postgres(
         {"source": None, "count": 4},
         {"source": "-newsroom", "count": 2},
     ]
+    assert sum(source["count"] for source in body["sources"]) == body["total"]
     assert body["days"] == [
         {"date": "2025-05-01", "count": 3},
         {"date": "2025-05-02", "count": 7},
@@ -122,7 +129,7 @@ async def test_summary_as_csv(
         ["country", "RU", name_of("RU"), "2"],
         ["country", "CI", "Côte d'Ivoire", "1"],
         ["source", "partner-a", "", "7"],
-        ["source", "", "", "4"],
+        ["source", "", "(none)", "4"],  # signed without a source code
         ["source", "'-newsroom", "", "2"],  # a spreadsheet would read -newsroom as a formula
         ["day", "2025-05-01", "", "3"],
         ["day", "2025-05-02", "", "7"],
@@ -172,6 +179,11 @@ async def test_delivery_page_has_what_goes_to_the_target(
         assert re.search(r"</td>\s*<td ".join(cells), table), name
     widths = re.findall(r'<rect x="0" y="0" height="10" width="([0-9.]+)">', page)
     assert widths == ["100.00", "66.67", "33.33", "16.67"]
+    # By source, signatures without one included: the rows add up to the total.
+    sources = page[page.index("Signatures by source") :]
+    rows = re.findall(r'<td>([^<]+)</td>\s*<td class="count">(\d+)</td>', sources)
+    assert rows == [("partner-a", "7"), ("(none)", "4"), ("-newsroom", "2")]
+    assert sum(int(count) for _, count in rows) == 13
     assert "@media print" in page
 
 
@@ -216,3 +228,93 @@ async def test_delivery_page_groups_countries_beyond_the_top(
     # The top 15 by name, then one line for the 5 others (5 + 4 + 3 + 2 + 1 signatures).
     assert len(re.findall(r"<rect ", page)) == 16
     assert re.search(r"<td>5 other countries</td>\s*<td class=\"count\">15</td>", page)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+async def test_the_summary_command_gives_the_apis_figures(
+    client: Client,
+    staff: StaffTokens,
+    pool: asyncpg.Pool,
+    petition_id: int,
+    worker_env: dict[str, str],
+) -> None:
+    await seed(pool, petition_id)
+    answer = await client.get(SUMMARY, headers={**bearer(staff.exporter), "Accept": "text/csv"})
+    api_rows = list(csv.reader(io.StringIO((await answer.read()).decode("utf-8-sig"))))
+    as_csv = await asyncio.to_thread(countersign, "summary", SLUG, "--csv", env=worker_env)
+    assert as_csv.stdout.startswith("\ufeff")  # as the API sends it, for spreadsheets
+    assert list(csv.reader(io.StringIO(as_csv.stdout.removeprefix("\ufeff")))) == api_rows
+
+    text = (await asyncio.to_thread(countersign, "summary", SLUG, env=worker_env)).stdout
+    assert text.startswith(f"Refer Syria to the ICC ({SLUG}), open, goal 100,000\n")
+    blocks = {block.split()[0]: block.splitlines() for block in text.split("\n\n")[1:]}
+    assert blocks["total"][1].split()[:3] == ["13", "1", "1"]  # total, invalidated, erased
+    assert [re.split(r"\s{2,}", line) for line in blocks["country"][1:]] == [
+        ["SY", name_of("SY"), "6"],
+        ["FR", "France", "4"],
+        ["RU", name_of("RU"), "2"],
+        ["CI", "Côte d'Ivoire", "1"],
+    ]
+    sources = [line.split() for line in blocks["source"][1:]]
+    assert sources == [["partner-a", "7"], ["(none)", "4"], ["-newsroom", "2"]]
+    assert sum(int(count) for _, count in sources) == 13
+    assert [line.split() for line in blocks["day"][1:]] == [
+        ["2025-05-01", "3"],
+        ["2025-05-02", "7"],
+        ["2025-05-03", "3"],
+    ]
+
+
+def _inflated(pdf: bytes) -> bytes:
+    """A PDF's compressed streams, inflated (its objects are kept in them)."""
+    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL)
+    return b"".join(zlib.decompressobj().decompress(stream) for stream in streams)
+
+
+def _without_the_moment(page: str) -> str:
+    """The page less what differs between two renderings: the nonce and the time."""
+    page = re.sub(r'nonce="[^"]+"', 'nonce=""', page)
+    return re.sub(r"Generated .* UTC\.", "Generated", page)
+
+
+async def test_the_delivery_command_writes_the_apis_page_and_a_pdf(
+    client: Client,
+    staff: StaffTokens,
+    pool: asyncpg.Pool,
+    petition_id: int,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    await seed(pool, petition_id)
+    page = await (await client.get(DELIVERY, headers=bearer(staff.exporter))).text()
+
+    def delivery(out: Path, *more: str) -> subprocess.CompletedProcess[str]:
+        return countersign("delivery", SLUG, "--out", str(out), *more, env=worker_env)
+
+    html = tmp_path / "delivery.html"
+    written = await asyncio.to_thread(delivery, html)
+    assert written.returncode == 0, written.stderr
+    assert _without_the_moment(html.read_text()) == _without_the_moment(page)
+
+    pdf = tmp_path / "delivery.pdf"
+    assert (await asyncio.to_thread(delivery, pdf)).returncode == 0
+    document = pdf.read_bytes()
+    assert document.startswith(b"%PDF-")
+    assert document.rstrip().endswith(b"%%EOF")
+    assert re.search(rb"/Type /Page\b", _inflated(document))  # one page at least
+
+    # An existing file stays unless --force.
+    html.write_text("kept")
+    kept = await asyncio.to_thread(delivery, html)
+    assert (kept.returncode, kept.stderr) == (
+        1,
+        f"countersign: error: {html} exists: give --force to replace it\n",
+    )
+    assert html.read_text() == "kept"
+    assert (await asyncio.to_thread(delivery, html, "--force")).returncode == 0
+    assert "Signatures by source" in html.read_text()
+    other = await asyncio.to_thread(delivery, tmp_path / "delivery.txt")
+    assert other.returncode == 2
+    assert sorted(os.listdir(tmp_path)) == ["delivery.html", "delivery.pdf"]

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,11 +19,11 @@ from redis.asyncio import Redis
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from countersign.cli import main
+from petition_api.routes import STAFF, STAFF_PREFIX
 from tests.support.counts import assert_converges
 from tests.support.factories import add_signatures
-from tests.support.mail import confirmation_link, parse
-from tests.support.processes import COMMAND, SETTING_VARIABLES, SpawnWorker, countersign
-from tests.support.servers import Servers, free_port, throwaway_database
+from tests.support.processes import COMMAND, SpawnWorker, countersign
+from tests.support.servers import Servers, throwaway_database
 from tests.support.waiting import eventually
 
 
@@ -77,6 +74,32 @@ def readme_cells(name: str) -> list[str]:
         for line in README.splitlines()
         if line.startswith(f"| `countersign {name}")
     ]
+
+
+def staff_api_rows() -> dict[tuple[str, str], list[str]]:
+    """The README's staff API table: (method, path) -> the row's cells."""
+    rows = {}
+    for line in README.splitlines():
+        if found := re.match(rf"\| `([A-Z]+) ({STAFF_PREFIX}[^`\[]*)", line):
+            rows[found[1], found[2]] = [cell.strip() for cell in line.strip("|").split(" | ")]
+    return rows
+
+
+@pytest.mark.parametrize(
+    "route",
+    [(route.method, STAFF_PREFIX + route.path) for route in STAFF],
+    ids=" ".join,
+)
+def test_every_staff_api_capability_has_a_command_or_a_reason(route: tuple[str, str]) -> None:
+    cell = staff_api_rows()[route][2]
+    if cell.startswith("none: "):
+        assert len(cell) > len("none: as for `ip-hashes`") - 1, cell  # a reason, at least
+        return
+    first, *others = re.findall(r"`([^`]+)`", cell)
+    path = tuple(first.removeprefix("countersign ").split())
+    assert path in COMMANDS, first
+    for other in others:  # more of the same group: `open`, `close`
+        assert (*path[:-1], other) in COMMANDS, other
 
 
 @pytest.mark.parametrize("name", sorted(main.commands))
@@ -272,128 +295,3 @@ async def test_sigterm_lets_the_worker_finish_its_batch_then_exit_0(
     assert "stopped" in worker.log()
     truth = await assert_converges(pool, redis, layout, petition_id, timeout=1)
     assert truth.total == 50
-
-
-# -- countersign dev ------------------------------------------------------------------------
-
-
-def _http(
-    method: str, url: str, body: dict[str, str] | None = None
-) -> tuple[int, dict[str, object]]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310  (a loopback http URL)
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def _page(method: str, url: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method)  # noqa: S310  (a loopback http URL)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-async def test_dev_runs_the_pair_and_keeps_data_across_a_restart(
-    tmp_path: Path, database_url: str, servers: Servers, layout: KeyLayout
-) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
-    env |= {
-        "COUNTERSIGN_PORT": str(port),
-        "COUNTERSIGN_DEMO_PORT": str(free_port()),
-        "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
-    }
-    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-        # From a file: dev hands its children the URL it read, and not the file as well.
-        (tmp_path / "database_url").write_text(database_url + "\n", encoding="utf-8")
-        env |= {"DATABASE_URL_FILE": str(tmp_path / "database_url"), "REDIS_URL": servers.redis}
-    base = f"http://127.0.0.1:{port}/v1/petitions/refer-syria-to-icc"
-
-    async def start() -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            *COMMAND, "dev", env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        assert proc.stdout is not None
-        seen = ""
-        while "Press Ctrl-C to stop." not in seen:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
-            assert line, f"dev exited early:\n{seen}"
-            seen += line.decode()
-        assert f"live counts   {base}/counts" in seen
-        assert "emails        caught locally" in seen
-        return proc
-
-    async def total_is(expected: int) -> bool:
-        status, body = await asyncio.to_thread(_http, "GET", f"{base}/counts")
-        return status == 200 and body["total"] == expected
-
-    async def stop(proc: asyncio.subprocess.Process) -> str:
-        proc.send_signal(signal.SIGINT)
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, output.decode()
-        assert "countersign: stopped." in output.decode()
-        return output.decode()
-
-    first = await start()
-    try:
-        status, petition = await asyncio.to_thread(_http, "GET", base)
-        assert status == 200
-        assert petition["goal"] == 100000
-        assert "Russian" in str(petition["target"])
-        signer = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
-        signed = await asyncio.to_thread(_http, "POST", f"{base}/signatures", signer)
-        assert signed == (202, {"status": "pending_confirmation"})  # the demo asks to confirm
-        # The email is caught locally, and its confirmation link printed for the user.
-        assert first.stdout is not None
-        line = ""
-        while "confirmation link" not in line:
-            line = (await asyncio.wait_for(first.stdout.readline(), timeout=30)).decode()
-            assert "amal" not in line  # no address in the output
-        [link] = re.findall(r"(http://\S+/confirm/\S+)", line)
-        assert link.startswith(f"http://127.0.0.1:{port}/confirm/")
-        assert (await asyncio.to_thread(_page, "GET", link))[0] == 200
-        status, page = await asyncio.to_thread(_page, "POST", link)
-        assert (status, "your signature is confirmed" in page) == (200, True)
-        await eventually(lambda: total_is(1))
-    finally:
-        output = await stop(first)
-    # The access log shows the GET and the POST by route, not the token: it confirms a
-    # signature, whoever holds it.
-    token = link.rsplit("/", 1)[1]
-    access = [
-        entry
-        for entry in map(_json_or_none, output.splitlines())
-        if entry and entry.get("logger") == "petition_api.access"
-    ]
-    confirmations = [
-        entry["status"]
-        for entry in access
-        if entry.get("method") == "POST" and entry.get("route") == "/confirm/{token}"
-    ]
-    assert confirmations == [200]
-    assert token not in output
-    [email] = (tmp_path / ".countersign" / "mail").glob("*.eml")
-    assert confirmation_link(parse(email.read_bytes())) == link
-    if not os.environ.get("DATABASE_URL"):
-        assert (tmp_path / ".countersign" / "postgres").is_dir()
-
-    second = await start()
-    try:
-        await eventually(lambda: total_is(1))
-    finally:
-        await stop(second)
-
-
-def _json_or_none(line: str) -> dict[str, object] | None:
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return None
-    return entry if isinstance(entry, dict) else None

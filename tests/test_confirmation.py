@@ -33,6 +33,8 @@ SLUG = "free-the-detainees"
 SIGN = f"/v1/petitions/{SLUG}/signatures"
 PENDING = {"status": "pending_confirmation"}
 
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
 
 @pytest.fixture
 async def client(
@@ -474,3 +476,9 @@ async def test_texts_can_be_overridden_and_languages_added(
     assert "Merci d\u2019avoir signé" in text_part(french)  # keys not overridden stay
     assert german["Subject"] == "Bitte bestätigen: Free the detainees"
     assert "Thank you for signing" in text_part(german)  # a new language falls back to English
+
+
+async def test_the_readme_gives_the_status_of_a_damaged_link(client: Client) -> None:
+    status = (await client.get("/confirm/not-a-token")).status
+    [row] = [line for line in README.splitlines() if line.startswith("| `GET /confirm/{token}`")]
+    assert f"{status} for a damaged link" in row

@@ -3,6 +3,7 @@ What it does in a browser is in tests/browser/."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import asyncpg
@@ -11,7 +12,7 @@ from aiohttp import ClientResponse
 
 from countersign_domain.partners import create_partner
 from petition_api.widget import content_security_policy
-from petition_api.widget_assets import STATIC, WidgetAssets, partner_page
+from petition_api.widget_assets import STATIC, WidgetAssets, partner_page, partner_snippet
 from tests.support.factories import SLUG
 from tests.support.http import Client, error_of
 
@@ -164,3 +165,17 @@ def test_the_partner_page_pastes_the_snippet() -> None:
     assert '<div data-countersign-petition="other"></div>' in page
     assert '<script src="http://127.0.0.1:8080/widget.js" async></script>' in page
     assert 'data-countersign-petition="x&quot;y" data-source="&lt;z&gt;"' in page
+
+
+def test_the_partner_page_shows_the_snippet_it_embeds() -> None:
+    widgets = [(SLUG, "daily-example"), ('x"y', "<z>")]
+    page = partner_page("http://127.0.0.1:8080", widgets)
+    shown = re.search(r'<pre id="snippet"><code>(.*?)</code></pre>', page, re.DOTALL)
+    assert shown, page
+    # As text (escaped: the browser shows it, runs nothing), and exactly what the page
+    # itself pastes after it.
+    assert "<" not in shown[1]
+    snippet = html.unescape(shown[1])
+    assert snippet == partner_snippet("http://127.0.0.1:8080", widgets)
+    assert snippet.endswith('<script src="http://127.0.0.1:8080/widget.js" async></script>')
+    assert snippet in page[shown.end() :]

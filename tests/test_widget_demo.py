@@ -25,6 +25,12 @@ async def test_dev_serves_a_partner_page_on_another_origin(dev: DevRun) -> None:
     assert status == 200
     assert f'<script src="{dev.api}/widget.js" async></script>' in page
     assert '<div data-countersign-petition="refer-syria-to-icc" data-source="demo-partner">' in page
+    # And it shows that snippet, to copy.
+    assert (
+        "<code>&lt;div data-countersign-petition=&quot;refer-syria-to-icc&quot; "
+        "data-source=&quot;demo-partner&quot;&gt;&lt;/div&gt;\n"
+        f"&lt;script src=&quot;{dev.api}/widget.js&quot; async&gt;&lt;/script&gt;</code>"
+    ) in page
 
     # The demo petition lets that origin sign from the browser.
     status, headers, _ = await asyncio.to_thread(

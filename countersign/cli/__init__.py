@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import click
 
-from countersign.cli import mail, partners, petitions, servers, staff, status, suspects
+from countersign.cli import (
+    figures,
+    mail,
+    partners,
+    petitions,
+    servers,
+    staff,
+    status,
+    suspects,
+)
 from countersign.cli.verify import verify
 
 
@@ -31,6 +40,8 @@ for command in (
     staff.token,
     staff.audit,
     staff.export,
+    figures.summary,
+    figures.delivery,
     staff.anonymise,
     mail.mailer,
     mail.purge_pending,

@@ -3,14 +3,15 @@ a refusal of the rules is said."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import asyncpg
 import click
 
 from countersign.embedded import resolve_servers
+from countersign_core.connections import backend_trouble
 from countersign_core.runtime import fail, run
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_domain.errors import Problem
@@ -26,12 +27,19 @@ def settings_or_exit() -> Settings:
         fail(str(exc))
 
 
-def with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
+def with_servers(
+    action: Callable[[str, str, Settings], Awaitable[T]], *, creates_data_dir: bool = False
+) -> T:
     """Run ``action(database_url, redis_url, settings)`` against the configured servers,
     or the embedded ones of the data folder when DATABASE_URL / REDIS_URL are unset.
-    A rule's refusal (a ``Problem``) ends the command with status 1 and one line: the
-    message and code the staff API answers with."""
+
+    Only ``dev`` and ``migrate`` (``creates_data_dir``) start embedded servers in a data
+    folder that does not exist yet; any other command refuses, creating nothing. A rule's
+    refusal (a ``Problem``) ends the command with status 1 and one line: the message and
+    code the staff API answers with; so does a server out of reach, in words."""
     settings = settings_or_exit()
+    if not creates_data_dir:
+        require_data_dir(settings)
 
     async def go() -> T:
         database_url, redis_url, embedded = await resolve_servers(
@@ -39,6 +47,12 @@ def with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
         )
         try:
             return await action(database_url, redis_url, settings)
+        except Problem:
+            raise
+        except Exception as exc:
+            if (trouble := await backend_trouble(exc, database_url, redis_url)) is None:
+                raise
+            fail(trouble, 1)
         finally:
             if embedded is not None:
                 embedded.stop()
@@ -46,9 +60,39 @@ def with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
     try:
         return run(go())
     except Problem as exc:
-        fail(_one_line(exc), 1)
-    except (OSError, asyncpg.PostgresError) as exc:
-        fail(f"cannot reach the database ({type(exc).__name__})")
+        refuse(exc)
+
+
+def refuse(problem: Problem) -> NoReturn:
+    """End the command as the staff API refuses: its message and code, on one line."""
+    fail(_one_line(problem), 1)
+
+
+def require_data_dir(settings: Settings) -> None:
+    """Embedded servers only where ``countersign dev`` or ``migrate`` made them: a command
+    run from another folder by mistake says so instead of starting an empty database."""
+    urls = {"DATABASE_URL": settings.database.url, "REDIS_URL": settings.redis.url}
+    unset = [name for name, url in urls.items() if not url]
+    if unset and not settings.dev.data_dir.is_dir():
+        fail(
+            f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set, and there is "
+            f"no data folder {settings.dev.data_dir.absolute()} for embedded servers: run "
+            "this where `countersign dev` runs (or set COUNTERSIGN_DATA_DIR to its data "
+            "folder), or set DATABASE_URL and REDIS_URL"
+        )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned with spaces, a header row first."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S%z") if value else "-"
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -1,27 +1,96 @@
-"""``countersign petition``: create petitions, move them through their statuses, and
-set their allowed origins. The rules and the audit entries are the domain's
-(``countersign_domain.petitions``), the same as the staff API's."""
+"""``countersign petition``: list, show, create and edit petitions, move them through
+their statuses, and set their allowed origins. The rules and the audit entries are the
+domain's (``countersign_domain.petitions``), and the fields are checked by the staff API's
+own schema: what the API refuses, the command refuses alike."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 import asyncpg
 import click
+from marshmallow import ValidationError
 
-from countersign.cli.common import origins_callback, utc, with_connection
+from countersign.cli.common import (
+    origins_callback,
+    refuse,
+    table,
+    utc,
+    when,
+    with_connection,
+)
 from countersign_domain.audit import cli_actor
+from countersign_domain.errors import ValidationFailed
 from countersign_domain.petitions import (
+    PUBLIC_FIELD_NAMES,
     ManagedPetition,
+    PetitionChanges,
     create_petition,
+    list_petitions,
+    managed_petition,
     set_status,
     update_petition,
 )
+from petition_api.admin.schemas import PetitionUpdateSchema
+
+CLOSES_AT = click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
 
 
 @click.group()
 def petition() -> None:
-    """Create petitions, open or close them, and set where they may be signed from."""
+    """List, show, create and edit petitions; open or close them; set where they may be
+    signed from."""
+
+
+@petition.command("list")
+def petition_list() -> None:
+    """Every petition, drafts included, newest first."""
+    found = with_connection(list_petitions)
+    if not found:
+        click.echo("no petitions")
+        return
+    click.echo(
+        table(
+            ["slug", "status", "goal", "confirmation", "created", "title"],
+            [
+                [
+                    p.slug,
+                    p.effective_status,
+                    f"{p.goal:,}",
+                    "on" if p.require_confirmation else "off",
+                    f"{p.created_at:%Y-%m-%d}",
+                    p.title,
+                ]
+                for p in found
+            ],
+        )
+    )
+
+
+@petition.command("show")
+@click.argument("slug")
+def petition_show(slug: str) -> None:
+    """A petition's fields, as the staff API answers them, its text last."""
+
+    async def action(conn: asyncpg.Connection) -> ManagedPetition:
+        return await managed_petition(conn, slug)
+
+    found = with_connection(action)
+    fields = [
+        ("slug", found.slug),
+        ("title", found.title),
+        ("status", found.effective_status),
+        ("target", found.target or "-"),
+        ("goal", f"{found.goal:,}"),
+        ("confirmation", "on" if found.require_confirmation else "off"),
+        ("closes at", when(found.closes_at)),
+        ("closed at", when(found.closed_at)),
+        ("created", when(found.created_at)),
+        ("origins", " ".join(found.allowed_origins) or "-"),
+    ]
+    click.echo("\n".join(f"{name:<14}{value}" for name, value in fields))
+    click.echo(f"text:\n{found.body}" if found.body else "text: -")
 
 
 @petition.command("create")
@@ -32,7 +101,7 @@ def petition() -> None:
 @click.option("--goal", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
     "--closes-at",
-    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+    type=CLOSES_AT,
     default=None,
     help="When it stops taking signatures (UTC if no zone).",
 )
@@ -71,6 +140,83 @@ def petition_create(
 
     created = with_connection(action)
     click.echo(f"created petition {created.slug} ({created.status})")
+
+
+@petition.command("edit")
+@click.argument("slug")
+@click.option("--title", default=None)
+@click.option("--text", default=None, help="The petition's text.")
+@click.option("--target", default=None, help="Who the petition is addressed to.")
+@click.option("--goal", type=int, default=None)
+@click.option(
+    "--closes-at",
+    type=CLOSES_AT,
+    default=None,
+    help="When it stops taking signatures (UTC if no zone); in the future.",
+)
+@click.option("--no-closes-at", is_flag=True, help="Remove the close date.")
+@click.option(
+    "--confirmation/--no-confirmation",
+    default=None,
+    help="Count a signature only once the signer confirms their address by email.",
+)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    callback=origins_callback(allow_any=True),
+    help="A web origin that may embed it and sign from the browser (* for any); "
+    "repeatable; replaces the current ones.",
+)
+@click.option("--no-origins", is_flag=True, help="Remove every origin of its own.")
+def petition_edit(
+    slug: str,
+    title: str | None,
+    text: str | None,
+    target: str | None,
+    goal: int | None,
+    closes_at: datetime | None,
+    no_closes_at: bool,
+    confirmation: bool | None,
+    origins: list[str],
+    no_origins: bool,
+) -> None:
+    """Change the fields given, and only those (audited). Its status changes with
+    `petition open` and `petition close`."""
+    if closes_at and no_closes_at:
+        raise click.UsageError("give --closes-at or --no-closes-at, not both")
+    if origins and no_origins:
+        raise click.UsageError("give --origin or --no-origins, not both")
+    given: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "title": title,
+            "text": text,
+            "target": target,
+            "goal": goal,
+            "require_confirmation": confirmation,
+            "allowed_origins": origins or None,
+        }.items()
+        if value is not None
+    }
+    if closes_at or no_closes_at:
+        stamp = utc(closes_at)
+        given["closes_at"] = stamp.isoformat() if stamp else None
+    if no_origins:
+        given["allowed_origins"] = []
+    if not given:
+        raise click.UsageError("nothing to change: give at least one option")
+    try:
+        changes = cast(PetitionChanges, PetitionUpdateSchema().load(given))
+    except ValidationError as exc:
+        refuse(ValidationFailed(fields=cast(dict[str, Any], exc.messages)))
+
+    async def action(conn: asyncpg.Connection) -> ManagedPetition:
+        return await update_petition(conn, actor=cli_actor(), slug=slug, changes=changes)
+
+    with_connection(action)
+    names = sorted(PUBLIC_FIELD_NAMES.get(name, name) for name in changes)
+    click.echo(f"petition {slug} changed: {', '.join(names)}")
 
 
 def _set_status(slug: str, status: str) -> None:

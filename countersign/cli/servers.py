@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import asyncpg
 import click
 
@@ -12,11 +14,11 @@ from countersign.dev import run_dev
 from countersign_core.migrations import MigrationError
 from countersign_core.migrations import migrate as apply_migrations
 from countersign_core.migrations import pending as pending_migrations
-from countersign_core.runtime import configure_logging, fail
+from countersign_core.runtime import fail
 from countersign_core.settings import Settings, SettingsError
 from countersign_core.texts import TextsError
 from countersign_domain.identity_migration import data_steps
-from petition_api.main import check, serve
+from petition_api.main import check, serve, serve_one
 
 
 @click.command()
@@ -35,9 +37,11 @@ def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
     REDIS_URL are set. Data survives a restart. Ctrl-C stops everything.
     """
     settings = settings_or_exit()
-    configure_logging(settings.log_level)
-    port = port or settings.api.port
-    demo_port = demo_port or settings.dev.demo_port or port + 1
+    port = settings.api.port if port is None else port
+    if demo_port is None:
+        demo_port = settings.dev.demo_port
+    if demo_port is None:
+        demo_port = port + 1 if port else 0  # 0: a free port, as for the API
     raise SystemExit(run_dev(settings, host or settings.api.host, port, demo_port))
 
 
@@ -51,14 +55,22 @@ def dev(host: str | None, port: int | None, demo_port: int | None) -> None:
     show_default=True,
     help="API processes sharing the port (SO_REUSEPORT); one per core is a good start.",
 )
-def api(host: str | None, port: int | None, workers: int) -> None:
-    """Serve the HTTP API (needs DATABASE_URL, REDIS_URL, COUNTERSIGN_SECRET_KEY)."""
+# `countersign dev` binds the port itself and hands the socket over.
+@click.option("--listen-fd", type=int, default=None, hidden=True)
+def api(host: str | None, port: int | None, workers: int, listen_fd: int | None) -> None:
+    """Serve the HTTP API (needs DATABASE_URL, REDIS_URL, COUNTERSIGN_SECRET_KEY).
+    Port 0 takes a free port; the log says which."""
     settings = settings_or_exit()
     try:
         check(settings)
     except (SettingsError, TextsError) as exc:
         fail(str(exc))
-    serve(settings, host or settings.api.host, port or settings.api.port, workers)
+    host = host or settings.api.host
+    port = settings.api.port if port is None else port
+    if listen_fd is not None:
+        serve_one(settings, host, port, sock=socket.socket(fileno=listen_fd))
+    else:
+        serve(settings, host, port, workers)
 
 
 @click.command()
@@ -94,7 +106,7 @@ def migrate(check: bool) -> None:
         finally:
             await conn.close()
 
-    applied = with_servers(action)
+    applied = with_servers(action, creates_data_dir=True)
     click.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +16,7 @@ from typing import IO, Any
 import asyncpg
 import click
 
-from countersign.cli.common import utc, with_connection, with_servers
+from countersign.cli.common import table, utc, when, with_connection, with_servers
 from countersign_core.connections import create_pg_pool
 from countersign_core.runtime import fail
 from countersign_core.settings import Settings
@@ -29,18 +28,6 @@ from countersign_domain.staff import Role, create_token, list_tokens, revoke_tok
 
 ROLES = click.Choice([role.value for role in Role])
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    )
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S%z") if value else "-"
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -81,15 +68,15 @@ def token_list() -> None:
         click.echo("no staff tokens")
         return
     click.echo(
-        _table(
+        table(
             ["name", "role", "created", "last used", "revoked"],
             [
                 [
                     t.name,
                     t.role.value,
-                    _when(t.created_at),
-                    _when(t.last_used_at),
-                    _when(t.revoked_at),
+                    when(t.created_at),
+                    when(t.last_used_at),
+                    when(t.revoked_at),
                 ]
                 for t in tokens
             ],
@@ -125,11 +112,11 @@ def audit(limit: int) -> None:
         click.echo("the audit log is empty")
         return
     click.echo(
-        _table(
+        table(
             ["at", "who", "action", "petition", "rows", "details"],
             [
                 [
-                    _when(e.at),
+                    when(e.at),
                     e.actor,
                     e.action,
                     e.slug or "-",
@@ -158,6 +145,7 @@ class _Progress:
         self.started = time.monotonic()
         self.rows = 0
         self.bytes = 0
+        self._before_header = True  # the first line names the columns: not a row
 
     async def write(self, chunk: bytes) -> None:
         try:
@@ -166,11 +154,21 @@ class _Progress:
             # Not an OSError any more: the command reports those as database trouble.
             raise FileWriteError(exc.strerror or type(exc).__name__) from exc
         self.bytes += len(chunk)
-        # Lines, not rows, if a value holds a line break; only the display is approximate:
-        # the final count comes from the COPY itself.
+        # Lines, not rows, if a value holds a line break: ``done`` settles the count.
         lines = chunk.count(b"\n")
+        if lines and self._before_header:
+            lines -= 1
+            self._before_header = False
         self.rows += lines
         self.bar.update(lines, f"{self.rate():,.0f} rows/s")
+
+    def done(self, rows: int) -> None:
+        """End on the rows the COPY wrote, which the final line reports too (signatures
+        counted since the bar's length was taken included)."""
+        self.bar.length = max(self.bar.length, rows)
+        self.bar.update(rows - self.rows)
+        self.bar.render_progress()  # the length may have changed alone
+        self.rows = rows
 
     def rate(self) -> float:
         return self.rows / max(time.monotonic() - self.started, 1e-6)
@@ -184,6 +182,7 @@ class _Progress:
 @click.option("--signed-after", type=DATES, default=None, help="From this time (UTC if no zone).")
 @click.option("--signed-before", type=DATES, default=None, help="Before this time.")
 @click.option("--include-email", is_flag=True, help="Add the signers' emails.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 def export(
     slug: str,
     out_path: Path,
@@ -192,11 +191,15 @@ def export(
     signed_after: datetime | None,
     signed_before: datetime | None,
     include_email: bool,
+    force: bool,
 ) -> None:
     """Export a petition's counted signatures to a file, as the API does (audited).
 
     The file appears complete or not at all: rows go to FILE.partial, renamed at the end.
+    An existing FILE is replaced only with --force.
     """
+    if out_path.exists() and not force:
+        fail(f"{out_path} exists: give --force to replace it", 1)
     partial = out_path.with_name(out_path.name + ".partial")
 
     async def action(
@@ -214,7 +217,7 @@ def export(
             petition = await managed_petition(pool, slug)
             total = await count_rows(pool, petition.id, filters)
             with click.progressbar(
-                length=total + 1,  # + the header line
+                length=total,
                 label=f"exporting {slug}",
                 file=sys.stderr,
                 show_pos=True,
@@ -232,6 +235,7 @@ def export(
                     sink=progress.write,
                     timeout=settings.export_timeout,
                 )
+                progress.done(rows)
             return rows, progress.bytes, time.monotonic() - progress.started
         finally:
             await pool.close()

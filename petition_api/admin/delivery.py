@@ -12,12 +12,14 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
 from countersign_domain.errors import PetitionNotFound
+from countersign_domain.petitions import ManagedPetition
 from countersign_domain.summary import Summary, summarise
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import SLUG, Reply
@@ -36,16 +38,17 @@ class CountryBar:
     width: float  # of the longest bar, in percent
 
 
+# How the templates are read (autoescaped), by the staff app and by ``delivery_html``.
+TEMPLATE_OPTIONS: dict[str, Any] = {
+    "loader": jinja2.PackageLoader("petition_api.admin", "templates"),
+    "undefined": jinja2.StrictUndefined,
+}
+
+
 async def templates(app: web.Application) -> AsyncIterator[None]:
     """The page's templates, on the staff app (a cleanup context: read as pages need them)."""
-    filters: dict[str, Callable[..., str]] = {"number": number, "long_date": long_date}
     aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("petition_api.admin", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        default_helpers=False,
-        filters=filters,
+        app, autoescape=True, default_helpers=False, filters=FILTERS, **TEMPLATE_OPTIONS
     )
     yield
 
@@ -58,6 +61,37 @@ def long_date(value: datetime) -> str:
     """'1 May 2024', in UTC like every date of the export."""
     day = value.astimezone(UTC)
     return f"{day.day} {day:%B %Y}"
+
+
+FILTERS: dict[str, Callable[..., str]] = {"number": number, "long_date": long_date}
+
+
+def delivery_context(
+    petition: ManagedPetition,
+    figures: Summary,
+    nonce: str,
+    signature_log: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the page shows (with the signature log's final head and ledger, once there
+    is one); its one stylesheet carries ``nonce``."""
+    return {
+        "petition": petition,
+        "figures": figures,
+        "bars": country_bars(figures),
+        "nonce": nonce,
+        "generated_at": datetime.now(UTC),
+        "signature_log": signature_log,
+    }
+
+
+def delivery_html(
+    petition: ManagedPetition, figures: Summary, signature_log: dict[str, Any] | None
+) -> str:
+    """The page as a file to keep or print, away from a request (``countersign delivery``)."""
+    environment = jinja2.Environment(autoescape=True, **TEMPLATE_OPTIONS)
+    environment.filters.update(FILTERS)
+    context = delivery_context(petition, figures, secrets.token_urlsafe(16), signature_log)
+    return environment.get_template("delivery.html").render(context)
 
 
 def country_bars(figures: Summary) -> list[CountryBar]:
@@ -100,14 +134,7 @@ async def delivery_page(request: web.Request) -> web.Response:
     response = aiohttp_jinja2.render_template(
         "delivery.html",
         request,
-        {
-            "petition": petition,
-            "figures": figures,
-            "bars": country_bars(figures),
-            "nonce": nonce,
-            "generated_at": datetime.now(UTC),
-            "signature_log": await delivery_log(db(request), petition.id),
-        },
+        delivery_context(petition, figures, nonce, await delivery_log(db(request), petition.id)),
     )
     response.headers.update(
         {

@@ -267,7 +267,11 @@ def summary_csv(figures: Summary) -> str:
     writer.writerow(["invalidated", "", "", figures.invalidated])
     writer.writerow(["erased", "", "", figures.erased])
     writer.writerows(["country", c.code, c.name, c.count] for c in figures.countries)
-    writer.writerows(["source", s.cell or "", "", s.count] for s in figures.sources)
+    # Signatures without a source: an empty key, named "(none)".
+    writer.writerows(
+        ["source", s.cell or "", s.label if s.source is None else "", s.count]
+        for s in figures.sources
+    )
     writer.writerows(["day", d.date.isoformat(), "", d.count] for d in figures.days)
     return out.getvalue()
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -178,24 +181,100 @@ def countersign(
     )
 
 
-@dataclass(frozen=True)
+def countersign_on_a_terminal(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, str]:
+    """``countersign ARGS`` with its stderr on a terminal (a pseudo-terminal), as a person
+    sees progress bars; returns the exit code and what the terminal showed."""
+    clean = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
+    terminal, end = pty.openpty()
+    proc = subprocess.Popen(
+        [*COMMAND, *args],
+        env={**clean, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=end,
+    )
+    os.close(end)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([terminal], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return proc.wait(timeout=10), shown.decode(errors="replace")
+    finally:
+        os.close(terminal)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
 class DevRun:
     api: str
     partner_page: str
     banner: str
-    mail_dir: Path  # where dev's local SMTP catcher keeps the emails
+    folder: Path  # where it runs; its data folder is ``.countersign`` there
+    proc: asyncio.subprocess.Process
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / ".countersign"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where dev's local SMTP catcher keeps the emails."""
+        return self.data_dir / "mail"
+
+    async def read_until(self, marker: str, timeout: float = 30) -> str:
+        """What dev prints next, up to the line holding ``marker`` (included)."""
+        assert self.proc.stdout is not None
+        seen = ""
+        while True:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), timeout=timeout)).decode()
+            assert line, f"dev exited:\n{seen}"
+            seen += line
+            if marker in line:
+                return seen
+
+
+def dev_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment of ``countersign dev``, with only the settings in ``env``, on free
+    ports unless ``env`` names the API's (the demo page's then follows from it)."""
+    clean = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
+    ports = {"COUNTERSIGN_PORT": str(free_port()), "COUNTERSIGN_DEMO_PORT": str(free_port())}
+    return {**clean, **({} if "COUNTERSIGN_PORT" in env else ports), **env}
+
+
+async def spawn_dev(
+    folder: Path, env: dict[str, str], *, stderr: int = subprocess.STDOUT
+) -> asyncio.subprocess.Process:
+    """``countersign dev`` in ``folder`` (see ``dev_environment``), its output piped
+    (stderr with it, unless told)."""
+    return await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "dev",
+        env=dev_environment(env),
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
 
 
 @asynccontextmanager
 async def running_dev(folder: Path, env: dict[str, str]) -> AsyncIterator[DevRun]:
-    """``countersign dev`` in ``folder``, on free ports, with only the settings in ``env``;
-    stopped with Ctrl-C (SIGINT) at the end, which must exit 0."""
-    port, demo_port = free_port(), free_port()
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_VARIABLES}
-    clean |= {"COUNTERSIGN_PORT": str(port), "COUNTERSIGN_DEMO_PORT": str(demo_port), **env}
-    proc = await asyncio.create_subprocess_exec(
-        *COMMAND, "dev", env=clean, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    """``countersign dev`` in ``folder``, on free ports (unless ``env`` names them), with
+    only the settings in ``env``; stopped with Ctrl-C (SIGINT) at the end, which must
+    exit 0."""
+    proc = await spawn_dev(folder, env)
     assert proc.stdout is not None
     banner = ""
     try:
@@ -203,12 +282,15 @@ async def running_dev(folder: Path, env: dict[str, str]) -> AsyncIterator[DevRun
             line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
             assert line, f"dev exited early:\n{banner}"
             banner += line.decode()
-        found = re.search(r"partner page  (\S+)", banner)
-        assert found, banner
-        yield DevRun(
-            f"http://127.0.0.1:{port}", found.group(1), banner, folder / ".countersign" / "mail"
+        api, partner_page = (
+            re.search(rf"^  {label} +(\S+)", banner, re.MULTILINE)
+            for label in ("API", "partner page")
         )
+        assert api, banner
+        assert partner_page, banner
+        yield DevRun(api.group(1), partner_page.group(1), banner, folder, proc)
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode == 0, output.decode()
