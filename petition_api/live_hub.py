@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from counter_worker.counts import CountsUpdate, KeyLayout, LiveCounts, read_counts
-from countersign_core.connections import TRANSIENT_ERRORS, create_redis
+from countersign_core.connections import TRANSIENT_ERRORS, RedisClient, create_redis
 from countersign_domain.petitions import Petition
 from petition_api import metrics
 from petition_api.counts import counts_json
@@ -88,7 +86,7 @@ class _Audience:
 
 
 class LiveHub:
-    def __init__(self, redis_url: str, reader: Redis, layout: KeyLayout) -> None:
+    def __init__(self, redis_url: str, reader: RedisClient, layout: KeyLayout) -> None:
         # Named, so that operators (and tests) can find it in CLIENT LIST.
         self._subscriber = create_redis(redis_url, client_name=f"{SUBSCRIBER_NAME}:{layout.prefix}")
         self._reader = reader

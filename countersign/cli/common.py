@@ -9,8 +9,10 @@ from typing import TypeVar
 
 import asyncpg
 import click
+import redis.exceptions
 
 from countersign.embedded import resolve_servers
+from countersign_core.connections import connect_pg
 from countersign_core.runtime import fail, run
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_domain.errors import Problem
@@ -45,10 +47,27 @@ def with_servers(action: Callable[[str, str, Settings], Awaitable[T]]) -> T:
 
     try:
         return run(go())
+    except SettingsError as exc:
+        fail(str(exc))
     except Problem as exc:
         fail(_one_line(exc), 1)
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         fail(f"cannot reach the database ({type(exc).__name__})")
+    except redis.exceptions.ConnectionError as exc:
+        fail(f"cannot reach Redis ({type(exc).__name__})")
+    except asyncpg.PostgresError as exc:
+        # It answered, and refused: say what it said (a server's message names the
+        # statement or object at fault, not the values, which stay in its DETAIL).
+        fail(f"the database refused: {type(exc).__name__}: {exc}{_pooler_hint(exc)}")
+
+
+def _pooler_hint(exc: asyncpg.PostgresError) -> str:
+    prepared = (asyncpg.DuplicatePreparedStatementError, asyncpg.InvalidSQLStatementNameError)
+    if isinstance(exc, prepared):
+        return (
+            " (behind PgBouncer in transaction mode? set COUNTERSIGN_DATABASE_POOLER=transaction)"
+        )
+    return ""
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -67,8 +86,10 @@ def _one_line(problem: Problem) -> str:
 
 
 def with_connection(action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def go(database_url: str, _redis_url: str, _settings: Settings) -> T:
-        conn = await asyncpg.connect(database_url)
+    async def go(database_url: str, _redis_url: str, settings: Settings) -> T:
+        conn = await connect_pg(
+            database_url, transaction_pooler=settings.database.pooled(database_url)
+        )
         try:
             return await action(conn)
         finally:

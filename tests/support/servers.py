@@ -23,10 +23,10 @@ from uuid import uuid4
 import asyncpg
 import psutil
 import redis.exceptions
-from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from countersign.embedded import start_embedded, with_database
+from countersign_core.connections import RedisClient
 
 with warnings.catch_warnings():
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -54,7 +54,7 @@ class Servers:
 
 @contextmanager
 def configured_or_embedded(folder: Path) -> Iterator[Servers]:
-    """DATABASE_URL and REDIS_URL when both are set, else embedded Postgres and Redis
+    """DATABASE_URL and REDIS_URL when both are set, else embedded Postgres and RedisClient
     (for the one unset) keeping their data under ``folder``, deleted when done."""
     postgres, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if postgres and redis_url:
@@ -84,7 +84,7 @@ async def throwaway_database(
         await admin.close()
 
 
-async def delete_namespace(client: Redis, layout: KeyLayout) -> int:
+async def delete_namespace(client: RedisClient, layout: KeyLayout) -> int:
     """Delete this layout's keys only: the closest a shared Redis gets to a flush."""
     doomed = [key async for key in client.scan_iter(match=layout.namespace_pattern(), count=500)]
     for start in range(0, len(doomed), 500):
@@ -122,7 +122,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
         )
 
-    async def wait_up(self, client: Redis, timeout: float = 20.0) -> None:
+    async def wait_up(self, client: RedisClient, timeout: float = 20.0) -> None:
         """Wait until ``client`` gets an answer (which also drops its dead connections)."""
         deadline = time.monotonic() + timeout
         while True:
