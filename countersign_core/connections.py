@@ -64,7 +64,9 @@ async def create_pg_pool(
 ) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
-        min_size=min_size,
+        # A pooler's client connections cost the database nothing: open them all at once,
+        # so that a burst does not wait on new connections (and their logins) first.
+        min_size=max_size if transaction_pooler else min_size,
         max_size=max_size,
         # A server that accepts connections but never answers (frozen, or a black-holed
         # address) holds a new connection no longer than this; requests are bounded more
