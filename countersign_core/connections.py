@@ -154,6 +154,18 @@ def create_redis(url: str, *, client_name: str | None = None) -> RedisClient:
     return Redis.from_url(url, client_name=client_name, **_CLIENT_OPTIONS)
 
 
+async def ping_redis(client: RedisClient) -> None:
+    """Return once Redis answers; raise otherwise. A cluster answers only when each of its
+    primaries does and it says it serves every slot."""
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+        state = (await client.cluster_info()).get("cluster_state")
+        if state != "ok":
+            raise redis.exceptions.ClusterDownError(f"cluster_state is {state}")
+    else:
+        await client.ping()
+
+
 def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
 
