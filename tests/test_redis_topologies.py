@@ -33,7 +33,13 @@ from petition_api.ratelimit import Limit, RateLimiter, window_key
 from tests.support.counts import assert_converges
 from tests.support.factories import SLUG, add_signatures, signer
 from tests.support.http import SIGN, AiohttpClient, error_of
-from tests.support.processes import ApiProcess, ServiceProcess, SpawnApi, SpawnWorker
+from tests.support.processes import (
+    ApiProcess,
+    ServiceProcess,
+    SpawnApi,
+    SpawnWorker,
+    countersign,
+)
 from tests.support.servers import RedisClusterServers, RedisSentinelGroup
 from tests.support.waiting import eventually
 
@@ -81,6 +87,7 @@ async def test_a_sentinel_failover_while_signing_converges_by_itself(
     petition_id: int,
     spawn: SpawnWorker,
     run_api: SpawnApi,
+    worker_env: dict[str, str],
     sentinel_group: RedisSentinelGroup,
 ) -> None:
     redis = create_redis(sentinel_group.url)
@@ -106,6 +113,10 @@ async def test_a_sentinel_failover_while_signing_converges_by_itself(
 
         await eventually(api_agrees)
         print("lost applications found and rebuilt:", lost_batches_found(workers))
+        # The command line speaks to Sentinel too.
+        rebuilt = countersign("rebuild", env={**worker_env, "REDIS_URL": sentinel_group.url})
+        assert rebuilt.stdout.strip() == "rebuilt the counters of 1 petition(s)", rebuilt.stderr
+        assert (await assert_converges(pool, redis, layout, petition_id)).total == signed
     finally:
         signing.cancel()
         await redis.aclose()
