@@ -422,6 +422,9 @@ class RedisClusterServers:
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "1000",
+                # A replica takes over however long it lost its primary (tests kill one).
+                "--cluster-replica-validity-factor",
+                "0",
             )
         subprocess.run(
             [
@@ -439,29 +442,40 @@ class RedisClusterServers:
         )
 
     async def wait_healthy(self, timeout: float = 30) -> None:
-        """Until every slot is served and every node agrees the cluster is up."""
+        """Until every node says the cluster is up, every replica is in sync with its
+        primary, and every node sees the dead ones (``kill_primary_of``) as failed."""
 
         async def healthy() -> bool:
             for port in self.processes.procs:
                 node: Any = Redis(port=port, decode_responses=True)
                 try:
                     info = await node.execute_command("CLUSTER INFO")
+                    replication = await node.info("replication")
+                    nodes = await node.execute_command("CLUSTER NODES")
                 except redis.exceptions.RedisError:
                     return False
                 finally:
                     await node.aclose()
                 if info.get("cluster_state") != "ok":
                     return False
+                if replication["role"] == "slave" and replication["master_link_status"] != "up":
+                    return False
+                for address, flags in nodes.items():
+                    port_of = int(address.split(":")[1].split("@")[0])
+                    if port_of not in self.processes.procs and "fail" not in flags["flags"]:
+                        return False
             return True
 
         await eventually(healthy, timeout=timeout, interval=0.1)
 
     async def kill_primary_of(self, client: RedisCluster, key: str) -> int:
-        """SIGKILL the primary serving ``key``'s slot (its replica takes over); its port."""
+        """SIGKILL the primary serving ``key``'s slot, and wait until its replica serves
+        them; its port."""
         await client.initialize()
         node = client.get_node_from_key(key)
         assert node is not None
         self.processes.kill(int(node.port))
+        await self.wait_healthy()
         return int(node.port)
 
     def stop(self) -> None:
