@@ -221,7 +221,7 @@ def _wait_for_port(
         time.sleep(0.05)
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
@@ -282,7 +282,7 @@ class PrivatePgBouncer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        _stop(self.proc)
+        _terminate(self.proc)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -319,7 +319,7 @@ class _RedisProcesses:
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            _stop(proc)
+            _terminate(proc)
         self.procs.clear()
 
 
