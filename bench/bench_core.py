@@ -6,6 +6,7 @@ database and Redis key prefix, drives them with wrk, and prints a summary with t
 Everything it creates is removed at the end, also on Ctrl-C or an error.
 
     python -m bench.bench_core [--duration 15] [--api-workers 2] [--workers 1] ...
+    python -m bench.bench_core --pgbouncer ...   # then again through PgBouncer, same run
 
 Servers: DATABASE_URL / REDIS_URL (server-level URLs) when set, else embedded ones.
 Exit status: 0 when the measurement ran (whether or not targets were met), 1 when the
@@ -43,6 +44,7 @@ from bench.harness.stack import (
 )
 from bench.harness.wrk import DEFAULT_WRK, Wrk, WrkResult
 from tests.support.processes import ApiProcess, ServiceProcess
+from tests.support.servers import PrivatePgBouncer
 
 SIGN_TARGET = 3_000.0  # signatures/s
 READS_TARGET = 10_000.0  # counts reads/s
@@ -74,6 +76,8 @@ class Config:
     skip_reads: bool
     signature_log: str
     skip_baseline: bool
+    pgbouncer: bool
+    pgbouncer_pool: int
     wrk: str
 
 
@@ -106,9 +110,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         action="store_true",
         help=f"measure no baseline ({NAIVE}, {STATIC}) beside sign and reads",
     )
+    add(
+        "--pgbouncer",
+        action="store_true",
+        help="after the direct run, the same phases with the services behind PgBouncer "
+        "(Debian's, transaction mode, started by the bench) on the same database",
+    )
+    add("--pgbouncer-pool", type=int, default=20, help="PgBouncer's default_pool_size")
     add("--wrk", default=DEFAULT_WRK, help="path of wrk")
     args = parser.parse_args(argv)
-    positive = ("duration", "api_workers", "workers", "connections", "threads")
+    positive = ("duration", "api_workers", "workers", "connections", "threads", "pgbouncer_pool")
     for name in (*positive, "lag_rate", "lag_connections", "probes", "probe_interval_ms"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -418,6 +429,7 @@ async def reads_phase(stack: Stack) -> tuple[ReadsResult, list[str]]:
 @dataclass
 class Report:
     cfg: Config
+    route: str = "direct"
     sign: SignResult | None = None
     lag: LagResult | None = None
     reads: ReadsResult | None = None
@@ -426,34 +438,56 @@ class Report:
     failures: list[str] = field(default_factory=list)
 
 
-async def run(cfg: Config, report: Report) -> None:
+async def run(cfg: Config, reports: list[Report]) -> None:
     async with contextlib.AsyncExitStack() as exits:
         site = await workspace(exits)
         await open_petition(site.database_url, SLUG)
         if cfg.signature_log == "off":
             await without_signature_log(site.database_url)
         say(f"database {site.database_url.rsplit('/', 1)[-1]}, Redis prefix {site.layout.prefix}")
+        log = {"COUNTERSIGN_SIGNATURE_LOG": cfg.signature_log}
+        routes = {"direct": site.service_env(**log)}
+        if cfg.pgbouncer:
+            bouncer = PrivatePgBouncer(
+                site.servers.postgres,
+                pool_size=cfg.pgbouncer_pool,
+                min_pool_size=cfg.pgbouncer_pool,
+            )
+            exits.callback(bouncer.stop)
+            say(f"PgBouncer (transaction mode, pool of {cfg.pgbouncer_pool}) on {bouncer.port}")
+            routes["through PgBouncer"] = site.service_env(
+                DATABASE_URL=bouncer.url(site.database_url.rsplit("/", 1)[-1]),
+                DATABASE_DIRECT_URL=site.database_url,
+                COUNTERSIGN_DATABASE_POOLER="transaction",
+                **log,
+            )
 
         cpu = CpuMeter()
-        env = site.service_env(COUNTERSIGN_SIGNATURE_LOG=cfg.signature_log)
-        logs = site.folder
-        api = await start_api(exits, env, logs, workers=cfg.api_workers, cpu=cpu)
-        services: list[ServiceProcess] = [api]
-        for n in range(cfg.workers):
-            services.append(await start_worker(exits, env, logs, f"counter-worker-{n}", cpu=cpu))
         baseline = None
         if not cfg.skip_baseline:
             baseline = await start_baseline(
-                exits, site.database_url, logs, processes=cfg.api_workers, cpu=cpu
+                exits, site.database_url, site.folder, processes=cfg.api_workers, cpu=cpu
             )
         session = await exits.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8))
         )
         db = await asyncpg.connect(site.database_url)
         exits.push_async_callback(db.close)
-        stack = Stack(cfg, api, services, baseline, session, db, cpu, exits)
-        await wait_ready(stack)
-        await run_phases(stack, report)
+        for route, env in routes.items():
+            say(f"\n######## services {route}")
+            report = Report(cfg, route)
+            reports.append(report)
+            async with contextlib.AsyncExitStack() as running:
+                logs = site.folder / route.replace(" ", "-")
+                logs.mkdir()
+                api = await start_api(running, env, logs, workers=cfg.api_workers, cpu=cpu)
+                services: list[ServiceProcess] = [api]
+                for n in range(cfg.workers):
+                    name = f"counter-worker-{n}"
+                    services.append(await start_worker(running, env, logs, name, cpu=cpu))
+                stack = Stack(cfg, api, services, baseline, session, db, cpu, running)
+                await wait_ready(stack)
+                await run_phases(stack, report)
         say("\nstopping services and removing the database and Redis keys")
 
 
@@ -510,10 +544,11 @@ def summary(report: Report) -> str:
     lines = [
         "",
         "=" * 100,
-        f"countersign core benchmark: {os.cpu_count()} cores (usable {affinity}), "
-        f"{cfg.api_workers} API processes, {cfg.workers} counter worker(s), "
-        f"signature log {cfg.signature_log}, "
-        f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s",
+        f"countersign core benchmark, Postgres {report.route}: {os.cpu_count()} cores "
+        f"(usable {affinity}), {cfg.api_workers} API processes, {cfg.workers} counter "
+        f"worker(s), signature log {cfg.signature_log}, "
+        f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s, "
+        f"load average at the end {os.getloadavg()[0]:.1f}",
         "-" * 100,
     ]
     if report.sign:
@@ -565,17 +600,18 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(cfg.wrk).exists():
         print(f"bench: error: wrk not found at {cfg.wrk}", file=sys.stderr)
         return 1
-    report = Report(cfg)
+    reports: list[Report] = []
 
     async def measure() -> int:
-        await run(cfg, report)
+        await run(cfg, reports)
         return 0
 
     status = bench_main(measure, "bench")
     if status:
         return status
-    say(summary(report))
-    return 1 if report.failures else 0
+    for report in reports:
+        say(summary(report))
+    return 1 if any(report.failures for report in reports) else 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 
 from bench.harness.run import bench_main, percentile, say
 from bench.harness.stack import (
@@ -37,7 +36,7 @@ from bench.harness.stack import (
     workspace,
 )
 from counter_worker.keys import KeyLayout
-from countersign_core.connections import create_redis
+from countersign_core.connections import RedisClient, create_redis
 from countersign_core.runtime import run
 
 SLUG = "bench-live"
@@ -158,7 +157,7 @@ async def bench(args: argparse.Namespace) -> int:
 
 
 async def measure(
-    args: argparse.Namespace, base: str, layout: KeyLayout, redis: Redis
+    args: argparse.Namespace, base: str, layout: KeyLayout, redis: RedisClient
 ) -> tuple[list[float], list[dict[str, Any]]]:
     """Open the streams in client processes, then sign; the moment of each 201, and what
     each client process saw."""

@@ -131,8 +131,9 @@ async def sign_rate(signature_log: str, duration: int) -> float:
     """bench_core's sign phase alone (no lag, reads or baseline), with the log on or off."""
     args = ["--skip-lag", "--skip-reads", "--skip-baseline", "--duration", str(duration)]
     cfg = bench_core.parse_args([*args, "--signature-log", signature_log])
-    report = bench_core.Report(cfg)
-    await bench_core.run(cfg, report)
+    reports: list[bench_core.Report] = []
+    await bench_core.run(cfg, reports)
+    [report] = reports
     if report.failures or report.sign is None:
         raise BenchError(f"bench_core --signature-log {signature_log}: {report.failures}")
     return report.sign.rate

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from redis.asyncio import Redis
 
 from bench.harness.run import bench_main
 from bench.harness.stack import (
@@ -45,7 +44,7 @@ from bench.harness.stack import (
 )
 from counter_worker.keys import KeyLayout
 from countersign.embedded import ensure_database
-from countersign_core.connections import create_redis
+from countersign_core.connections import RedisClient, create_redis
 from countersign_core.migrations import migrate
 from countersign_domain.petitions import create_petition
 from tests.support.counts import Tally, converged, postgres_tally, redis_tally
@@ -166,7 +165,7 @@ class Load:
 
 
 async def converge(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, timeout: float
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, timeout: float
 ) -> tuple[Tally, Tally | None, float]:
     """Wait until the workers have converged (tests/support/counts.py); the tallies then,
     or at the deadline, and how long it took."""

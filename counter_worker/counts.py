@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from counter_worker.keys import KeyLayout
+from countersign_core.connections import RedisClient
 
 __all__ = ["CountsUpdate", "KeyLayout", "LiveCounts", "read_counts", "read_source_count"]
 
@@ -53,7 +52,7 @@ class LiveCounts:
         return sorted(self.countries.items(), key=lambda item: (-item[1], item[0]))
 
 
-async def read_counts(redis: Redis, layout: KeyLayout, petition_id: int) -> LiveCounts | None:
+async def read_counts(redis: RedisClient, layout: KeyLayout, petition_id: int) -> LiveCounts | None:
     """The petition's counters in one round trip, or None while they are not built.
 
     None means Redis does not (yet, or any more) hold counters equal to Postgres: a new
@@ -78,7 +77,7 @@ async def read_counts(redis: Redis, layout: KeyLayout, petition_id: int) -> Live
 
 
 async def read_source_count(
-    redis: Redis, layout: KeyLayout, petition_id: int, source: str
+    redis: RedisClient, layout: KeyLayout, petition_id: int, source: str
 ) -> int | None:
     """How many counted signatures carry this source, or None while not built."""
     keys = layout.petition(petition_id)

@@ -19,10 +19,17 @@ class PetitionKeys:
     # Present once the counters equal Postgres as of some rebuild; deltas are applied
     # only on top of a built petition.
     built: str
-    # batch id -> 1 for batches applied but not yet acknowledged in Postgres.
+    # How many times batches were applied here (and rebuilds done): the applied-batch
+    # sequence, checked against what Postgres acknowledged (sql/012_scale.sql).
+    seq: str
+    # batch id -> its number in the sequence, for batches applied but not yet
+    # acknowledged in Postgres (0: covered by a rebuild).
     applied: str
     # Exclusive right to rebuild this petition, held by one worker token at a time.
     rebuild_lease: str
+    # The petition's own update channel, for sharded pub/sub on a cluster (SPUBLISH is
+    # bound to its channel's slot, which the hash tag makes the petition's).
+    updates: str
     _batch_lease_prefix: str
 
     def batch_lease(self, batch_id: str) -> str:
@@ -41,15 +48,17 @@ class KeyLayout:
             sources=base + "source",
             updated_at=base + "updated",
             built=base + "built",
+            seq=base + "seq",
             applied=base + "applied",
             rebuild_lease=base + "rebuild",
+            updates=base + "updates",
             _batch_lease_prefix=base + "lease:",
         )
 
     @property
     def updates_channel(self) -> str:
         """Pub/sub channel carrying an update message (``counts.CountsUpdate``) after every
-        change."""
+        change, on one server; a cluster carries it on each petition's ``updates``."""
         return f"{self.prefix}:updates"
 
     def namespace_pattern(self) -> str:

@@ -25,12 +25,18 @@ async def connected_worker(
     redis_url: str,
     on_step: Callable[[str], None] | None = None,
 ) -> AsyncIterator[CounterWorker]:
-    """A worker configured from the settings, with its connections open."""
-    pool = await create_pg_pool(database_url, max_size=5, application_name="counter_worker")
+    """A worker configured from the settings, with its connections open. ``database_url``
+    is DATABASE_URL's or the embedded server's (which is direct)."""
+    pool = await create_pg_pool(
+        database_url,
+        max_size=5,
+        application_name="counter_worker",
+        transaction_pooler=settings.database.pooled(database_url),
+    )
     redis = create_redis(redis_url)
     try:
         yield CounterWorker(
-            database_url,
+            settings.database.direct(database_url),
             pool,
             redis,
             KeyLayout(settings.redis.prefix),
@@ -66,6 +72,7 @@ def main(on_step: Callable[[str], None] | None = None) -> None:
     try:
         settings = load_settings()
         database_url, redis_url = settings.require_servers()
+        settings.database.session_url()
         key = log_key(settings)
     except (SettingsError, SigningKeyError) as exc:
         fail(str(exc))

@@ -28,3 +28,9 @@ BACKEND_ERRORS = Counter(
     "countersign_worker_backend_errors",
     "Times the worker found Postgres or Redis unavailable and backed off.",
 )
+
+LOST_IN_REDIS = Counter(
+    "countersign_worker_redis_losses",
+    "Times Redis was found to have lost applied batches (a failover, an old snapshot) "
+    "and the petition was rebuilt.",
+)

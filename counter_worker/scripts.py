@@ -6,21 +6,24 @@ Redis Cluster. Results are short status words; ``counter_worker.worker`` acts on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from counter_worker.counts import CountsUpdate
-from counter_worker.keys import PetitionKeys
+from counter_worker.keys import KeyLayout, PetitionKeys
+from countersign_core.connections import RedisClient, is_cluster
 
-# Shared tail: publish the update message (ARGV[1] is the channel, ARGV[2] the petition
-# id) and stamp the time.
+# Every script that changes counts takes the same KEYS:
+#   lease, built, total, countries, sources, updated, applied, seq
+# and begins its ARGV with the publish command (PUBLISH, or SPUBLISH on a cluster), the
+# channel, and the petition id. Shared tail: stamp the time and publish the update.
 _STAMP_AND_PUBLISH = f"""
 local now = redis.call('TIME')
 redis.call('SET', KEYS[6], now[1] .. '.' .. string.format('%06d', now[2]))
 local total = redis.call('GET', KEYS[3]) or '0'
-redis.call('PUBLISH', ARGV[1], {CountsUpdate.lua("ARGV[2]", "total")})
+redis.call(ARGV[1], ARGV[2], {CountsUpdate.lua("ARGV[3]", "total")})
 """
 
 # Adds field deltas from ARGV starting at index `at`: a count, then field/delta pairs.
@@ -36,31 +39,45 @@ local function add_deltas(key, at)
 end
 """
 
-# KEYS: lease, built, total, countries, sources, updated, applied
-# ARGV: channel, petition id, batch id, token, total delta, countries..., sources...
+# The sequence number Redis is at (0 when it has none: new, or emptied).
+_SEQ = "local seq = tonumber(redis.call('GET', KEYS[8]) or '0')\n"
+
+# ARGV: publish, channel, petition id, batch id, token, sequence acknowledged in
+# Postgres, total delta, countries..., sources...
+# Refuses ("behind") when Redis is behind what Postgres acknowledged: it lost applied
+# batches (a failover, an old snapshot), and only a rebuild can say what is missing.
 APPLY = (
     _HASH_DELTAS
     + """
-if redis.call('GET', KEYS[1]) ~= ARGV[4] then return 'not_leaseholder' end
-if redis.call('EXISTS', KEYS[2]) == 0 then return 'needs_rebuild' end
-if redis.call('HEXISTS', KEYS[7], ARGV[3]) == 1 then return 'already_applied' end
-redis.call('INCRBY', KEYS[3], ARGV[5])
-local at = add_deltas(KEYS[4], 6)
+if redis.call('GET', KEYS[1]) ~= ARGV[5] then return {'not_leaseholder', 0} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'needs_rebuild', 0} end
+local done = redis.call('HGET', KEYS[7], ARGV[4])
+if done then return {'already_applied', tonumber(done)} end
+"""
+    + _SEQ
+    + """
+if seq < tonumber(ARGV[6]) then return {'behind', seq} end
+redis.call('INCRBY', KEYS[3], ARGV[7])
+local at = add_deltas(KEYS[4], 8)
 add_deltas(KEYS[5], at)
-redis.call('HSET', KEYS[7], ARGV[3], 1)
+seq = seq + 1
+redis.call('SET', KEYS[8], string.format('%d', seq))
+redis.call('HSET', KEYS[7], ARGV[4], string.format('%d', seq))
 """
     + _STAMP_AND_PUBLISH
-    + "\nreturn 'applied'"
+    + "\nreturn {'applied', seq}"
 )
 
-# KEYS: lease, built, total, countries, sources, updated, applied
-# ARGV: channel, petition id, token, total, countries..., sources..., batch ids...
+# ARGV: publish, channel, petition id, the rebuild's batch id, token, sequence
+# acknowledged in Postgres, total, countries..., sources..., batches in flight...
+# The rebuild takes the next number after both Redis's and Postgres's; the batches in
+# flight are covered by its counts (0: no number of their own).
 REBUILD = (
     """
-if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 'not_leaseholder' end
+if redis.call('GET', KEYS[1]) ~= ARGV[5] then return {'not_leaseholder', 0} end
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
-redis.call('SET', KEYS[3], ARGV[4])
-local at = 5
+redis.call('SET', KEYS[3], ARGV[7])
+local at = 8
 for _, key in ipairs({KEYS[4], KEYS[5]}) do
   local n = tonumber(ARGV[at])
   for i = 1, n do
@@ -69,12 +86,18 @@ for _, key in ipairs({KEYS[4], KEYS[5]}) do
   at = at + 2 * n + 1
 end
 for i = at + 1, at + tonumber(ARGV[at]) do
-  redis.call('HSET', KEYS[7], ARGV[i], 1)
+  redis.call('HSET', KEYS[7], ARGV[i], 0)
 end
+"""
+    + _SEQ
+    + """
+seq = math.max(seq, tonumber(ARGV[6])) + 1
+redis.call('SET', KEYS[8], string.format('%d', seq))
+redis.call('HSET', KEYS[7], ARGV[4], string.format('%d', seq))
 redis.call('SET', KEYS[2], 1)
 """
     + _STAMP_AND_PUBLISH
-    + "\nreturn 'rebuilt'"
+    + "\nreturn {'rebuilt', seq}"
 )
 
 # KEYS: rebuild lease, built.  ARGV: token.
@@ -114,17 +137,33 @@ def _pairs(counts: dict[str, int]) -> list[str | int]:
     return flat
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What an applying script did, and the batch's number in the sequence (0: none)."""
+
+    status: str
+    seq: int
+
+
 class Scripts:
     """The scripts registered on one Redis client, with typed call wrappers."""
 
-    def __init__(self, redis: Redis, channel: str) -> None:
-        self._channel = channel
+    def __init__(self, redis: RedisClient, layout: KeyLayout) -> None:
+        self._layout = layout
+        # A cluster cannot carry one channel for every petition's updates: a script may
+        # only publish on a sharded channel of its own slot.
+        self._sharded = is_cluster(redis)
         self._apply = redis.register_script(APPLY)
         self._rebuild = redis.register_script(REBUILD)
         self._invalidate = redis.register_script(INVALIDATE)
         self._forget = redis.register_script(FORGET_BATCH)
         self._renew = redis.register_script(RENEW_LEASE)
         self._release = redis.register_script(RELEASE_LEASE)
+
+    def _publish_args(self, keys: PetitionKeys, petition_id: int) -> list[str | int]:
+        if self._sharded:
+            return ["SPUBLISH", keys.updates, petition_id]
+        return ["PUBLISH", self._layout.updates_channel, petition_id]
 
     @staticmethod
     def _counter_keys(keys: PetitionKeys, lease: str) -> list[str]:
@@ -136,6 +175,7 @@ class Scripts:
             keys.sources,
             keys.updated_at,
             keys.applied,
+            keys.seq,
         ]
 
     async def apply(
@@ -144,27 +184,33 @@ class Scripts:
         petition_id: int,
         batch_id: str,
         token: str,
+        acked_seq: int,
         countries: dict[str, int],
         sources: dict[str, int],
-    ) -> str:
-        total = sum(countries.values())
-        args = [self._channel, petition_id, batch_id, token, total]
+    ) -> Outcome:
+        args = self._publish_args(keys, petition_id)
+        args += [batch_id, token, acked_seq, sum(countries.values())]
         args += _pairs(countries) + _pairs(sources)
         lease = keys.batch_lease(batch_id)
-        return str(await _call(self._apply, self._counter_keys(keys, lease), args))
+        return _outcome(await _call(self._apply, self._counter_keys(keys, lease), args))
 
     async def rebuild(
         self,
         keys: PetitionKeys,
         petition_id: int,
+        batch_id: str,
         token: str,
+        acked_seq: int,
         countries: dict[str, int],
         sources: dict[str, int],
-        applied_batches: list[str],
-    ) -> str:
-        args = [self._channel, petition_id, token, sum(countries.values())]
-        args += _pairs(countries) + _pairs(sources) + [len(applied_batches), *applied_batches]
-        return str(await _call(self._rebuild, self._counter_keys(keys, keys.rebuild_lease), args))
+        in_flight: list[str],
+    ) -> Outcome:
+        args = self._publish_args(keys, petition_id)
+        args += [batch_id, token, acked_seq, sum(countries.values())]
+        args += _pairs(countries) + _pairs(sources) + [len(in_flight), *in_flight]
+        return _outcome(
+            await _call(self._rebuild, self._counter_keys(keys, keys.rebuild_lease), args)
+        )
 
     async def invalidate(self, keys: PetitionKeys, token: str) -> str:
         return str(await _call(self._invalidate, [keys.rebuild_lease, keys.built], [token]))
@@ -177,6 +223,11 @@ class Scripts:
 
     async def release_lease(self, lease_key: str, token: str) -> None:
         await _call(self._release, [lease_key], [token])
+
+
+def _outcome(reply: Any) -> Outcome:
+    status, seq = reply
+    return Outcome(str(status), int(seq))
 
 
 async def _call(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

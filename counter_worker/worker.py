@@ -7,9 +7,17 @@ The protocol, per batch of one petition's events:
    worker that stalls anywhere after claiming can be fenced off.
 2. Claim: one Postgres statement marks unclaimed events with the batch id, commits.
 3. Apply: one Lua script adds the summed deltas, if and only if this worker still holds
-   the lease, the petition's counters are built, and the batch is not already applied;
-   it marks the batch applied in the same step.
+   the lease, the petition's counters are built, the batch is not already applied, and
+   Redis is not behind Postgres (below); it marks the batch applied in the same step.
 4. Ack: delete the batch's events in Postgres, then forget the applied marker and lease.
+
+The applied-batch sequence (sql/012_scale.sql): each application in Redis takes the next
+number of the petition's sequence, and the ack records it in Postgres. Redis replication
+is asynchronous, so a failover, a restore from an old snapshot or a promoted replica may
+lose applications whose events Postgres has already deleted. Then Redis is behind the
+highest number acknowledged (the apply script refuses, and the worker's regular check
+sees it even when nobody signs), or it hands out a number again, which the ack finds
+already recorded for another batch. Either way the petition is rebuilt, by itself.
 
 Recovery: a batch claimed longer ago than the lease is taken over by whoever wins its
 lease (SET NX); re-applying is a no-op when the applied marker is there.
@@ -25,17 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
+from dataclasses import dataclass, field
 from uuid import uuid4
 
 import asyncpg
-from redis.asyncio import Redis
 
 from counter_worker import metrics, queries
 from counter_worker.keys import KeyLayout
 from counter_worker.scripts import Scripts
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, RedisClient
 from countersign_core.heartbeats import Heartbeat, process_name
 from countersign_core.runtime import in_background
 from countersign_core.settings import WorkerConfig
@@ -49,6 +57,8 @@ NOTIFY_CHANNEL = "countersign_events"
 # "log_before_commit" is the signature log appender's (counter_worker/signature_log.py).
 STEPS = ("after_claim", "after_apply", "rebuild_before_write", "log_before_commit")
 MARKER_SWEEP_INTERVAL = 60.0
+# Acknowledged sequence numbers kept per petition below its highest (see TRIM_ACKS).
+ACKS_KEPT = 1000
 
 
 class CounterWorker:
@@ -56,18 +66,19 @@ class CounterWorker:
         self,
         dsn: str,
         pool: asyncpg.Pool,
-        redis: Redis,
+        redis: RedisClient,
         layout: KeyLayout,
         config: WorkerConfig,
         *,
         on_step: Callable[[str], None] | None = None,
         heartbeat_interval: float = 10.0,
     ) -> None:
+        # A direct connection (never through a transaction pooler): LISTEN needs a session.
         self.dsn = dsn
         self.pool = pool
         self.redis = redis
         self.layout = layout
-        self.scripts = Scripts(redis, layout.updates_channel)
+        self.scripts = Scripts(redis, layout)
         self.config = config
         self.token = process_name()
         self.heartbeat = Heartbeat("counter_worker", self.token, interval=heartbeat_interval)
@@ -98,7 +109,7 @@ class CounterWorker:
         return True
 
     async def _apply_and_ack(
-        self, petition_id: int, batch_id: str, rows: Iterable[asyncpg.Record]
+        self, petition_id: int, batch_id: str, rows: list[asyncpg.Record]
     ) -> None:
         keys = self.layout.petition(petition_id)
         claimed_at = asyncio.get_running_loop().time()
@@ -112,29 +123,45 @@ class CounterWorker:
             oldest_age = max(oldest_age, row["age"])
         countries = {k: v for k, v in countries.items() if v}
         sources = {k: v for k, v in sources.items() if v}
+        acked_seq, diverged = rows[0]["acked_seq"], rows[0]["diverged"]
+        if diverged:
+            await self._rebuild_lost(petition_id, "an acknowledged number came back")
 
         deadline = asyncio.get_running_loop().time() + self.config.lease_ms / 2000
         while True:
-            result = await self.scripts.apply(
-                keys, petition_id, batch_id, self.token, countries, sources
+            outcome = await self.scripts.apply(
+                keys, petition_id, batch_id, self.token, acked_seq, countries, sources
             )
-            if result != "needs_rebuild" or asyncio.get_running_loop().time() > deadline:
+            if outcome.status not in ("needs_rebuild", "behind"):
                 break
-            # Counters missing (Redis flushed or restarted): rebuild, then retry. The
-            # rebuild either covers this batch (then the retry is a no-op) or precedes it.
-            if not await self.rebuild_petition(petition_id):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            # Counters missing (Redis flushed or restarted) or behind Postgres (Redis
+            # lost applied batches): rebuild, then retry. The rebuild either covers this
+            # batch (then the retry is a no-op) or precedes it.
+            if outcome.status == "behind":
+                rebuilt = await self._rebuild_lost(
+                    petition_id, f"Redis is at {outcome.seq}, Postgres acknowledged {acked_seq}"
+                )
+            else:
+                rebuilt = await self.rebuild_petition(petition_id)
+            if not rebuilt:
                 await asyncio.sleep(0.05)  # another worker is rebuilding it
 
-        if result == "applied":
+        if outcome.status == "applied":
             # The age was read at the claim, on the database's clock; the rest is ours.
             applied_after = asyncio.get_running_loop().time() - claimed_at
             metrics.COMMIT_TO_REDIS.observe(oldest_age + applied_after)
             metrics.BATCH_EVENTS.observe(events)
-        if result in ("applied", "already_applied"):
+        if outcome.status in ("applied", "already_applied"):
             self._on_step("after_apply")
-            await self.pool.execute(queries.ACK_BATCH, batch_id)
+            diverged = await self.acknowledge(petition_id, batch_id, outcome.seq)
             await self.scripts.forget_batch(keys, batch_id, self.token)
-        elif result == "not_leaseholder":
+            if diverged:
+                await self._rebuild_lost(
+                    petition_id, f"number {outcome.seq} was handed out for two batches"
+                )
+        elif outcome.status == "not_leaseholder":
             log.warning(
                 "lease on batch %s of petition %s expired before it was applied; "
                 "leaving it to the worker that took it over",
@@ -144,6 +171,18 @@ class CounterWorker:
         else:
             log.warning("petition %s is not rebuilt yet; batch %s waits", petition_id, batch_id)
             await self.scripts.release_lease(keys.batch_lease(batch_id), self.token)
+
+    async def acknowledge(self, petition_id: int, batch_id: str, seq: int) -> bool:
+        """Acknowledge the batch; True if its number shows that Redis lost batches."""
+        diverged: bool = await self.pool.fetchval(queries.ACK_BATCH, batch_id, petition_id, seq)
+        return diverged
+
+    async def _rebuild_lost(self, petition_id: int, evidence: str) -> bool:
+        log.warning(
+            "Redis lost applied batches of petition %s (%s); rebuilding", petition_id, evidence
+        )
+        metrics.LOST_IN_REDIS.inc()
+        return await self.rebuild_petition(petition_id)
 
     async def recover_stale_batches(self) -> int:
         """Finish batches whose worker stopped renewing its lease. Returns how many."""
@@ -155,7 +194,7 @@ class CounterWorker:
             if not await self.redis.set(lease, self.token, nx=True, px=self.config.lease_ms):
                 continue  # its worker is alive (renewing), or someone else took it over
             async with self._keep_lease(lease):
-                rows = await self.pool.fetch(queries.BATCH_DELTAS, batch_id)
+                rows = await self.pool.fetch(queries.BATCH_DELTAS, petition_id, batch_id)
                 if not rows:  # acknowledged meanwhile
                     await self.scripts.forget_batch(
                         self.layout.petition(petition_id), batch_id, self.token
@@ -183,26 +222,35 @@ class CounterWorker:
                 batch_lease = keys.batch_lease(batch_id)
                 await self.redis.set(batch_lease, self.token, nx=True, px=self.config.lease_ms)
                 async with self._keep_lease(batch_lease):
-                    countries, sources, in_flight = await self._snapshot(petition_id, batch_id)
+                    snapshot = await self._snapshot(petition_id, batch_id)
                     self._on_step("rebuild_before_write")
-                    result = await self.scripts.rebuild(
-                        keys, petition_id, self.token, countries, sources, [*in_flight, batch_id]
+                    outcome = await self.scripts.rebuild(
+                        keys,
+                        petition_id,
+                        batch_id,
+                        self.token,
+                        snapshot.acked_seq,
+                        snapshot.countries,
+                        snapshot.sources,
+                        snapshot.in_flight,
                     )
-                    if result != "rebuilt":
+                    if outcome.status != "rebuilt":
                         log.warning("rebuild of petition %s lost its lease", petition_id)
                         return False
-                    await self.pool.execute(queries.ACK_BATCH, batch_id)
+                    # A conflict here is seen at the next check; no rebuild from a rebuild.
+                    await self.acknowledge(petition_id, batch_id, outcome.seq)
                     await self.scripts.forget_batch(keys, batch_id, self.token)
-            log.info("rebuilt petition %s: %d counted", petition_id, sum(countries.values()))
+            log.info(
+                "rebuilt petition %s: %d counted", petition_id, sum(snapshot.countries.values())
+            )
             metrics.REBUILDS.inc()
             return True
         finally:
             await self.scripts.release_lease(keys.rebuild_lease, self.token)
 
-    async def _snapshot(
-        self, petition_id: int, batch_id: str
-    ) -> tuple[dict[str, int], dict[str, int], list[str]]:
-        """Counts, claim of every unclaimed event, and batches in flight: one snapshot."""
+    async def _snapshot(self, petition_id: int, batch_id: str) -> Snapshot:
+        """Counts, claim of every unclaimed event, batches in flight, and the sequence
+        acknowledged: one snapshot."""
         async with self.pool.acquire() as conn:
             for attempt in range(20):
                 try:
@@ -212,18 +260,20 @@ class CounterWorker:
                         in_flight = await conn.fetch(
                             queries.BATCHES_IN_FLIGHT, petition_id, batch_id
                         )
+                        acked_seq = await conn.fetchval(queries.ACKED_SEQ, petition_id)
+                        await conn.execute(queries.CLEAR_DIVERGENCE, petition_id)
                     break
                 except asyncpg.SerializationError:
                     # A worker claimed some of these events after our snapshot began.
                     await asyncio.sleep(0.01 * (attempt + 1))
             else:
                 raise RuntimeError(f"rebuild of petition {petition_id} kept conflicting")
-        countries: dict[str, int] = {}
-        sources: dict[str, int] = {}
+        snapshot = Snapshot(acked_seq, [row["batch_id"] for row in in_flight])
         for row in rows:
+            countries, sources = snapshot.countries, snapshot.sources
             countries[row["country"]] = countries.get(row["country"], 0) + row["n"]
             sources[row["source"]] = sources.get(row["source"], 0) + row["n"]
-        return countries, sources, [row["batch_id"] for row in in_flight]
+        return snapshot
 
     async def rebuild_all(self) -> int:
         """Rebuild every petition (``countersign rebuild``). Returns how many."""
@@ -235,19 +285,31 @@ class CounterWorker:
             rebuilt += 1
         return rebuilt
 
-    async def rebuild_missing(self) -> int:
-        """Rebuild petitions whose counters are not built (new, or Redis lost them)."""
-        ids = [row["id"] for row in await self.pool.fetch(queries.PETITION_IDS)]
-        if not ids:
+    async def rebuild_stale(self) -> int:
+        """Rebuild petitions whose counters are missing (new, or Redis lost them) or
+        behind what Postgres acknowledged (Redis lost batches), even if nobody signs."""
+        petitions = await self.pool.fetch(queries.PETITION_SEQUENCES)
+        if not petitions:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
-            for petition_id in ids:
-                pipe.exists(self.layout.petition(petition_id).built)
-            built = await pipe.execute()
+            for row in petitions:
+                keys = self.layout.petition(row["id"])
+                pipe.exists(keys.built)
+                pipe.get(keys.seq)
+            replies = await pipe.execute()
         rebuilt = 0
-        for petition_id, present in zip(ids, built, strict=True):
-            if not present and await self.rebuild_petition(petition_id):
-                rebuilt += 1
+        for index, row in enumerate(petitions):
+            built, seq = replies[2 * index], int(replies[2 * index + 1] or 0)
+            if not built:
+                done = await self.rebuild_petition(row["id"])
+            elif row["diverged"]:
+                done = await self._rebuild_lost(row["id"], "an acknowledged number came back")
+            elif seq < row["acked_seq"]:
+                evidence = f"Redis is at {seq}, Postgres acknowledged {row['acked_seq']}"
+                done = await self._rebuild_lost(row["id"], evidence)
+            else:
+                continue
+            rebuilt += done
         return rebuilt
 
     async def sweep_applied_markers(self) -> None:
@@ -265,6 +327,7 @@ class CounterWorker:
             alive = {r["batch_id"] for r in await self.pool.fetch(queries.EXISTING_BATCHES, marked)}
             if dead := [batch for batch in marked if batch not in alive]:
                 await self.redis.hdel(keys.applied, *dead)
+        await self.pool.execute(queries.TRIM_ACKS, ACKS_KEPT)
 
     async def close_expired_petitions(self) -> int:
         """Close petitions past their close date. Returns how many."""
@@ -284,7 +347,7 @@ class CounterWorker:
 
     async def drain(self) -> None:
         """Burst mode: build what is missing, recover, and apply until nothing is left."""
-        await self.rebuild_missing()
+        await self.rebuild_stale()
         await self.recover_stale_batches()
         while await self.process_next_batch():
             pass
@@ -305,7 +368,7 @@ class CounterWorker:
                 wake.clear()
                 if self._petitions_changed or loop.time() >= next_maintenance:
                     self._petitions_changed = False
-                    await self.rebuild_missing()
+                    await self.rebuild_stale()
                     await self.recover_stale_batches()
                     await self.close_expired_petitions()
                     metrics.EVENTS_WAITING.set(await self.pool.fetchval(queries.EVENTS_WAITING))
@@ -368,6 +431,16 @@ class CounterWorker:
                     return
 
         return in_background(renew())
+
+
+@dataclass
+class Snapshot:
+    """What a rebuild read from Postgres in one snapshot."""
+
+    acked_seq: int
+    in_flight: list[str]
+    countries: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 async def _close_quietly(conn: asyncpg.Connection | None) -> None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+from countersign_core.redis_url import RedisTarget
+
+# A client of one server (directly or through Sentinel) or of a Redis Cluster: the same
+# commands, scripts and pipelines for what this project does.
+RedisClient = Redis | RedisCluster
 
 # Errors that mean "a server is unreachable or restarting": callers answer 503 or retry
 # with back-off; anything else is a bug and is reported as one.
@@ -26,15 +35,40 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A primary demoted by a failover answers writes with READONLY until the client finds
+    # the new one (through Sentinel, or the cluster's slot map on the next call).
+    redis.exceptions.ReadOnlyError,
+    # A cluster mid-failover or mid-resharding: the client follows MOVED and ASK itself and
+    # raises these only once its retries are spent.
+    redis.exceptions.ClusterError,  # CLUSTERDOWN, MASTERDOWN, retries spent
+    redis.exceptions.AskError,  # and MovedError
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
 )
 
 
+def _pooler_options(transaction_pooler: bool) -> dict[str, Any]:
+    # Behind a pooler in transaction mode (PgBouncer's pool_mode=transaction) each
+    # transaction may run on another server connection: a named prepared statement
+    # asyncpg caches on one is unknown on the next (or already there). Unnamed statements
+    # live only within their own round trip, so turning the cache off is enough.
+    return {"statement_cache_size": 0} if transaction_pooler else {}
+
+
 async def create_pg_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 8, application_name: str = "countersign"
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    application_name: str = "countersign",
+    transaction_pooler: bool = False,
 ) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
-        min_size=min_size,
+        # A pooler's client connections cost the database nothing: open them all at once,
+        # so that a burst does not wait on new connections (and their logins) first.
+        min_size=max_size if transaction_pooler else min_size,
         max_size=max_size,
         # A server that accepts connections but never answers (frozen, or a black-holed
         # address) holds a new connection no longer than this; requests are bounded more
@@ -42,18 +76,100 @@ async def create_pg_pool(
         timeout=5,
         command_timeout=30,
         server_settings={"application_name": application_name},
+        # The reset asyncpg runs when a connection goes back to its pool (UNLISTEN, RESET
+        # ALL, unlock...) undoes session state, which a transaction pooler keeps none
+        # of: through one it would only double the round trips of every query.
+        reset=_no_reset if transaction_pooler else None,
+        **_pooler_options(transaction_pooler),
     )
 
 
-def create_redis(url: str, *, client_name: str | None = None) -> Redis:
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=15,
-        client_name=client_name,
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    return None
+
+
+async def connect_pg(
+    dsn: str, *, transaction_pooler: bool = False, timeout: float = 60
+) -> asyncpg.Connection:
+    """One connection (commands, probes); see ``create_pg_pool`` for ``transaction_pooler``."""
+    conn: asyncpg.Connection = await asyncpg.connect(
+        dsn, timeout=timeout, **_pooler_options(transaction_pooler)
     )
+    return conn
+
+
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "health_check_interval": 15,
+}
+
+
+class SentinelManagedRedis(Redis):
+    """The primary a Sentinel group names, which also closes its Sentinel connections."""
+
+    sentinels: list[Redis]
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.sentinels:
+            await sentinel.aclose()
+
+
+def create_redis(url: str, *, client_name: str | None = None) -> RedisClient:
+    """A client for REDIS_URL (countersign_core/redis_url.py): one server, a Sentinel
+    group's primary (found again after every failover), or a cluster."""
+    target = RedisTarget.parse(url)
+    auth: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.kind == "cluster":
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            ssl=target.tls,
+            client_name=client_name,
+            **auth,
+            **_CLIENT_OPTIONS,
+        )
+    if target.kind == "sentinel":
+        assert target.service is not None
+        sentinel = Sentinel(
+            list(target.nodes),
+            sentinel_kwargs={
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                "ssl": target.tls,
+                **target.sentinel_auth,
+            },
+        )
+        client = sentinel.master_for(
+            target.service,
+            redis_class=SentinelManagedRedis,
+            db=target.db,
+            ssl=target.tls,
+            client_name=client_name,
+            **auth,
+            **_CLIENT_OPTIONS,
+        )
+        assert isinstance(client, SentinelManagedRedis)
+        client.sentinels = sentinel.sentinels
+        return client
+    return Redis.from_url(url, client_name=client_name, **_CLIENT_OPTIONS)
+
+
+async def ping_redis(client: RedisClient) -> None:
+    """Return once Redis answers; raise otherwise. A cluster answers only when each of its
+    primaries does and it says it serves every slot."""
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+        state = (await client.cluster_info()).get("cluster_state")
+        if state != "ok":
+            raise redis.exceptions.ClusterDownError(f"cluster_state is {state}")
+    else:
+        await client.ping()
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 @asynccontextmanager
@@ -101,6 +217,13 @@ def connection_trouble(
     if isinstance(exc, redis.exceptions.RedisError):
         return _redis_trouble(exc, where_is(redis_url)) if redis_url else None
     where = where_is(database_url)
+    if isinstance(
+        exc, asyncpg.DuplicatePreparedStatementError | asyncpg.InvalidSQLStatementNameError
+    ):
+        return (
+            f"{exc} (behind PgBouncer in transaction mode? set COUNTERSIGN_DATABASE_POOLER="
+            "transaction)"
+        )
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc)
     if isinstance(exc, ConnectionRefusedError):

@@ -18,6 +18,7 @@ from environs import Env, EnvError, FileAwareEnv
 from marshmallow import ValidationError
 from marshmallow.validate import Length, OneOf, Range, Regexp
 
+from countersign_core.redis_url import RedisTarget
 from countersign_core.smtp import SmtpServer, parse_smtp_url
 
 
@@ -50,9 +51,40 @@ class Rate:
 # environment, so every variable, default and error message lives in one place.
 
 
+DATABASE_POOLERS = ("none", "transaction")
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str | None
+    # A connection that bypasses the pooler, for what needs a session of its own: LISTEN,
+    # and the migrations' advisory lock. None: ``url`` is direct.
+    direct_url: str | None = None
+    # ``url`` leads to a pooler in transaction mode (PgBouncer's pool_mode=transaction):
+    # no prepared statement may outlive its transaction.
+    transaction_pooler: bool = False
+
+    def pooled(self, url: str) -> bool:
+        """Whether ``url`` leads through the transaction pooler (an embedded server's
+        does not)."""
+        return self.transaction_pooler and url == self.url
+
+    def direct(self, url: str) -> str:
+        """The session URL (below) for ``url``: an embedded server's is direct already."""
+        return self.session_url() if url == self.url else url
+
+    def session_url(self) -> str:
+        """The URL for a session's worth of state (LISTEN, advisory locks)."""
+        if self.direct_url:
+            return self.direct_url
+        if self.transaction_pooler:
+            raise SettingsError(
+                "DATABASE_DIRECT_URL must be set with COUNTERSIGN_DATABASE_POOLER=transaction "
+                "(LISTEN and the migrations' lock need a connection that is not pooled)"
+            )
+        if not self.url:
+            raise SettingsError("DATABASE_URL must be set (or use `countersign dev`)")
+        return self.url
 
 
 @dataclass(frozen=True)
@@ -220,9 +252,14 @@ def load_settings() -> Settings:
         settings = Settings(
             database=DatabaseConfig(
                 url=_secret(secrets, "DATABASE_URL", _url("postgres", "postgresql")),
+                direct_url=_secret(secrets, "DATABASE_DIRECT_URL", _url("postgres", "postgresql")),
+                transaction_pooler=env.str(
+                    "COUNTERSIGN_DATABASE_POOLER", "none", validate=OneOf(DATABASE_POOLERS)
+                )
+                == "transaction",
             ),
             redis=RedisConfig(
-                url=_secret(secrets, "REDIS_URL", _url("redis", "rediss", "unix")),
+                url=_secret(secrets, "REDIS_URL", _valid_redis_url),
                 prefix=env.str(
                     "COUNTERSIGN_REDIS_PREFIX", "cs", validate=Regexp(r"^[A-Za-z0-9_.-]{1,64}$")
                 ),
@@ -390,6 +427,13 @@ def _networks(env: Env, name: str) -> tuple[IPNetwork, ...]:
 def _url(*schemes: str) -> Regexp:
     pattern = rf"^({'|'.join(schemes)})://"
     return Regexp(pattern, error=f"must be a URL starting with {' or '.join(schemes)}://")
+
+
+def _valid_redis_url(value: str) -> None:
+    try:
+        RedisTarget.parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _valid_smtp_url(value: str) -> None:

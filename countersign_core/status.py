@@ -15,6 +15,8 @@ import asyncpg
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from countersign_core.connections import connect_pg
+
 log = logging.getLogger("countersign_core.status")
 
 PROCESS_KINDS = ("counter_worker", "mail_sender")
@@ -91,9 +93,12 @@ class StatusCollector(Collector):
     not involved. Each API instance reports the same figures; aggregate them with max().
     """
 
-    def __init__(self, database_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, database_url: str, *, timeout: float = 5.0, transaction_pooler: bool = False
+    ) -> None:
         self.database_url = database_url
         self.timeout = timeout
+        self.transaction_pooler = transaction_pooler
 
     def describe(self) -> list[GaugeMetricFamily]:
         return self._families(None)  # names only: registering must not query Postgres
@@ -109,7 +114,9 @@ class StatusCollector(Collector):
         return self._families(status)
 
     async def _read(self) -> Status:
-        conn = await asyncpg.connect(self.database_url, timeout=self.timeout)
+        conn = await connect_pg(
+            self.database_url, timeout=self.timeout, transaction_pooler=self.transaction_pooler
+        )
         try:
             return await read_status(conn)
         finally:

@@ -19,14 +19,15 @@ log = logging.getLogger("mail_sender")
 
 
 def build_sender(
-    settings: Settings, database_url: str, pool: asyncpg.Pool, catalog: TextCatalog
+    settings: Settings, direct_url: str, pool: asyncpg.Pool, catalog: TextCatalog
 ) -> MailSender:
+    """``direct_url``: a connection that is not pooled, for LISTEN."""
     delivery = settings.mail.require()
     link_days = settings.confirmation.link_days
     tokens = ConfirmationTokens(settings.require_secret_key(), max_age_days=link_days)
     composer = Composer(catalog, tokens, delivery, link_days=link_days)
     return MailSender(
-        database_url,
+        direct_url,
         pool,
         composer,
         delivery,
@@ -38,10 +39,13 @@ def build_sender(
 
 async def serve(settings: Settings, database_url: str, catalog: TextCatalog) -> None:
     pool = await create_pg_pool(
-        database_url, max_size=settings.mail.connections + 2, application_name="mail_sender"
+        database_url,
+        max_size=settings.mail.connections + 2,
+        application_name="mail_sender",
+        transaction_pooler=settings.database.transaction_pooler,
     )
     try:
-        sender = build_sender(settings, database_url, pool, catalog)
+        sender = build_sender(settings, settings.database.session_url(), pool, catalog)
         async with sender.heartbeat.watching_the_loop():
             if settings.metrics.mail_port:
                 serve_metrics(
@@ -60,6 +64,7 @@ def main() -> None:
         database_url = settings.database.url
         if not database_url:
             raise SettingsError("DATABASE_URL must be set (or use `countersign dev`)")
+        settings.database.session_url()
         settings.mail.require()
         settings.require_secret_key()
         catalog = TextCatalog.load(settings.texts_dir)

@@ -88,7 +88,10 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     database_url, _ = settings.require_servers()
     pool = app[DB] = await create_pg_pool(
-        database_url, max_size=settings.api.db_pool_size, application_name="petition_api"
+        database_url,
+        max_size=settings.api.db_pool_size,
+        application_name="petition_api",
+        transaction_pooler=settings.database.transaction_pooler,
     )
     app[PETITIONS] = PetitionDirectory(pool, timeout=settings.api.backend_timeout)
     app[IP_KEYS] = DailyIpKeys(pool, app[HASHER], timeout=settings.api.backend_timeout)

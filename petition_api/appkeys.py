@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncpg
 from aiohttp import web
-from redis.asyncio import Redis
 
 from counter_worker.counts import KeyLayout
+from countersign_core.connections import RedisClient
 from countersign_core.settings import Settings
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationTokens
@@ -26,7 +26,7 @@ from petition_api.widget_assets import WidgetAssets
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 LAYOUT = web.AppKey("layout", KeyLayout)
 HASHER = web.AppKey("hasher", Hasher)
 IP_KEYS = web.AppKey("ip_keys", DailyIpKeys)

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache, TTLCache
-from redis.asyncio import Redis
 
 from counter_worker.counts import KeyLayout, LiveCounts, read_counts
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, RedisClient
 from countersign_core.logs import OutageNotice
 from countersign_domain.petitions import Petition
 from petition_api import metrics
@@ -69,7 +68,7 @@ def _render(payload: dict[str, Any], *, stale: bool) -> RenderedCounts:
 
 class CountsRenderer:
     def __init__(
-        self, redis: Redis, layout: KeyLayout, *, ttl: float, timeout: float | None = None
+        self, redis: RedisClient, layout: KeyLayout, *, ttl: float, timeout: float | None = None
     ) -> None:
         self._redis = redis
         self._layout = layout

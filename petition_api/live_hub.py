@@ -2,7 +2,10 @@
 Server-Sent Event streams it serves (petition_api/live.py is the HTTP side).
 
 The worker publishes an update message (``counter_worker.counts.CountsUpdate``) on one
-Redis channel after every change. On a message the hub reads the petition's counts once
+Redis channel after every change; on a Redis Cluster, where a script may publish only on a
+sharded channel of its own slot, on each petition's channel (SPUBLISH), to which the hub
+subscribes (SSUBSCRIBE) while it has streams of that petition. On a message the hub reads
+the petition's counts once
 and hands the same event to every stream of that petition. Reads are coalesced: while
 one is in flight, more messages only mark the petition to be read once more, so a burst
 of changes costs two reads however many streams are open. A stream keeps only the latest
@@ -18,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from counter_worker.counts import CountsUpdate, KeyLayout, LiveCounts, read_counts
-from countersign_core.connections import TRANSIENT_ERRORS, create_redis
+from countersign_core.connections import TRANSIENT_ERRORS, RedisClient, create_redis
 from countersign_domain.petitions import Petition
 from petition_api import metrics
 from petition_api.counts import counts_json
@@ -33,6 +37,8 @@ log = logging.getLogger("petition_api.live")
 
 SUBSCRIBER_NAME = "countersign-live"
 _MAX_BACKOFF = 5.0
+# How long a read of sharded messages waits before the hub looks at who joined or left.
+_SHARD_POLL = 0.25
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,14 @@ class _Audience:
 
 
 class LiveHub:
-    def __init__(self, redis_url: str, reader: Redis, layout: KeyLayout) -> None:
+    def __init__(self, redis_url: str, reader: RedisClient, layout: KeyLayout) -> None:
         # Named, so that operators (and tests) can find it in CLIENT LIST.
         self._subscriber = create_redis(redis_url, client_name=f"{SUBSCRIBER_NAME}:{layout.prefix}")
         self._reader = reader
         self._layout = layout
         self._audiences: dict[int, _Audience] = {}
+        self._audiences_changed = asyncio.Event()
+        self._backoff = 0.1
         self._closing = False
         # How many times counts were read for streams (tests check the coalescing).
         self.reads = 0
@@ -102,29 +110,64 @@ class LiveHub:
 
     async def run(self) -> None:
         """Hold the subscription until cancelled, reconnecting with back-off."""
-        backoff = 0.1
         while True:
             try:
-                async with self._subscriber.pubsub() as pubsub:
-                    await pubsub.subscribe(self._layout.updates_channel)
-                    while True:
-                        message = await pubsub.get_message(timeout=10.0)
-                        if message is None:
-                            continue
-                        if message["type"] == "subscribe":
-                            # (Re)subscribed, redis-py's own reconnects included: what
-                            # was published meanwhile is lost, so read everything again.
-                            backoff = 0.1
-                            for audience in self._audiences.values():
-                                self._refresh(audience)
-                        elif message["type"] == "message":
-                            self._published(message["data"])
+                if isinstance(self._subscriber, RedisCluster):
+                    await self._follow_petition_channels(self._subscriber)
+                else:
+                    await self._follow_updates_channel(self._subscriber)
             except TRANSIENT_ERRORS as exc:
                 log.warning(
-                    "live subscription lost (%s); retrying in %.1fs", type(exc).__name__, backoff
+                    "live subscription lost (%s); retrying in %.1fs",
+                    type(exc).__name__,
+                    self._backoff,
                 )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+
+    async def _follow_updates_channel(self, subscriber: Redis) -> None:
+        async with subscriber.pubsub() as pubsub:
+            await pubsub.subscribe(self._layout.updates_channel)
+            while True:
+                message = await pubsub.get_message(timeout=10.0)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # (Re)subscribed, redis-py's own reconnects included: what was
+                    # published meanwhile is lost, so read everything again.
+                    self._backoff = 0.1
+                    for audience in self._audiences.values():
+                        self._refresh(audience)
+                elif message["type"] == "message":
+                    self._published(message["data"])
+
+    async def _follow_petition_channels(self, subscriber: RedisCluster) -> None:
+        channels: dict[str, int] = {}  # subscribed channel -> its petition
+        async with subscriber.pubsub() as pubsub:
+            while True:
+                wanted = {self._layout.petition(p).updates: p for p in self._audiences}
+                if joined := [channel for channel in wanted if channel not in channels]:
+                    await pubsub.ssubscribe(*joined)
+                if left := [channel for channel in channels if channel not in wanted]:
+                    await pubsub.sunsubscribe(*left)
+                channels = wanted
+                self._audiences_changed.clear()
+                if not channels:
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._audiences_changed.wait(), 10.0)
+                    continue
+                # redis-py follows the channels' slots to their new owners after a
+                # failover, and subscribes there again (an "ssubscribe" message).
+                message = await pubsub.get_sharded_message(timeout=_SHARD_POLL)
+                if message is None:
+                    continue
+                if message["type"] == "ssubscribe":  # as above, per channel
+                    self._backoff = 0.1
+                    audience = self._audiences.get(channels.get(message["channel"], 0))
+                    if audience is not None:
+                        self._refresh(audience)
+                elif message["type"] == "smessage":
+                    self._published(message["data"])
 
     def _published(self, data: str) -> None:
         update = CountsUpdate.decode(data)
@@ -178,6 +221,7 @@ class LiveHub:
         audience = self._audiences.get(petition.id)
         if audience is None:
             audience = self._audiences[petition.id] = _Audience(petition)
+            self._audiences_changed.set()
         audience.petition = petition
         audience.streams.add(stream)
         if audience.latest is not None:
@@ -190,6 +234,7 @@ class LiveHub:
             audience.streams.discard(stream)
             if not audience.streams and self._audiences.get(petition.id) is audience:
                 del self._audiences[petition.id]
+                self._audiences_changed.set()
 
     def stream_count(self) -> int:
         return sum(len(audience.streams) for audience in self._audiences.values())

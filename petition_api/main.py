@@ -72,7 +72,10 @@ def url_of(sock: socket.socket) -> str:
 def serve_api_metrics(settings: Settings, port: int) -> None:
     """The API's metrics, and the status of the workers and senders (read at each scrape)."""
     assert settings.database.url
-    serve_metrics(settings.metrics.host, port, collectors=[StatusCollector(settings.database.url)])
+    status = StatusCollector(
+        settings.database.url, transaction_pooler=settings.database.transaction_pooler
+    )
+    serve_metrics(settings.metrics.host, port, collectors=[status])
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:

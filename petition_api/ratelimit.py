@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, RedisClient
 from countersign_core.logs import OutageNotice
 from countersign_core.settings import Rate
 from petition_api import metrics
@@ -81,7 +81,7 @@ def _gcra_args(rate: Rate) -> tuple[float, float]:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, prefix: str, *, timeout: float) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, *, timeout: float) -> None:
         self._prefix = prefix
         self._timeout = timeout
         self._script = redis.register_script(GCRA)
@@ -107,10 +107,22 @@ class RateLimiter:
         return WITHIN_LIMITS
 
     async def _run(self, limits: Sequence[Limit]) -> list[tuple[int, int]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for limit in limits:
-                keys = [window_key(self._prefix, limit.subject, name) for name, _ in limit.windows]
-                args = [value for _, rate in limit.windows for value in _gcra_args(rate)]
-                await self._script(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
+        calls = [
+            (
+                [window_key(self._prefix, limit.subject, name) for name, _ in limit.windows],
+                [value for _, rate in limit.windows for value in _gcra_args(rate)],
+            )
+            for limit in limits
+        ]
+        if isinstance(self._redis, Redis):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await self._script(keys=keys, args=args, client=pipe)
+                results = await pipe.execute()
+        else:
+            # A cluster: each subject on its own node, in parallel (a cluster pipeline
+            # cannot load a script that a node lacks, as after a failover).
+            results = await asyncio.gather(
+                *(self._script(keys=keys, args=args) for keys, args in calls)
+            )
         return [(int(allowed), int(wait)) for allowed, wait in results]

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, ping_redis
 from countersign_domain.errors import (
     CountsUnavailable,
     InvalidForm,
@@ -238,7 +238,7 @@ async def readyz(request: web.Request) -> web.Response:
 
     status = {
         "postgres": await check(request.app[keys.DB].fetchval("SELECT 1")),
-        "redis": await check(request.app[keys.REDIS].ping()),
+        "redis": await check(ping_redis(request.app[keys.REDIS])),
     }
     ready = all(value == "ok" for value in status.values())
     return web.json_response(status, status=200 if ready else 503)

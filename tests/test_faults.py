@@ -14,12 +14,11 @@ import aiohttp
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
 from countersign.embedded import ensure_database
-from countersign_core.connections import create_redis
+from countersign_core.connections import RedisClient, create_redis
 from countersign_core.migrations import migrate
 from countersign_core.settings import Settings
 from countersign_domain.petitions import create_petition
@@ -170,7 +169,7 @@ async def test_redis_down_signing_goes_on_counts_go_stale_and_the_worker_catches
     spawn: SpawnWorker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    redis: Redis = create_redis(private_redis.url)
+    redis: RedisClient = create_redis(private_redis.url)
     await private_redis.wait_up(redis)
     in_process = CounterWorker(database_url, pool, redis, layout, settings.worker)
     on_private_redis = on_redis(settings, private_redis.url)
@@ -233,7 +232,7 @@ async def test_redis_hanging_does_not_hang_signing_or_counts(
     petition_id: int,
     private_redis: PrivateRedis,
 ) -> None:
-    redis: Redis = create_redis(private_redis.url)
+    redis: RedisClient = create_redis(private_redis.url)
     await private_redis.wait_up(redis)
     await CounterWorker(database_url, pool, redis, layout, settings.worker).drain()
     signing = Signer(await aiohttp_client(create_app(on_redis(settings, private_redis.url))))

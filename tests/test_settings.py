@@ -23,6 +23,10 @@ SECRETS: dict[str, tuple[str, Callable[[Settings], object]]] = {
         f"postgresql://countersign:{LEAKED}@db.example.org:5432/countersign",
         lambda settings: settings.database.url,
     ),
+    "DATABASE_DIRECT_URL": (
+        f"postgresql://countersign:{LEAKED}@db-primary.example.org:5432/countersign",
+        lambda settings: settings.database.direct_url,
+    ),
     "REDIS_URL": (
         f"redis://:{LEAKED}@cache.example.org:6379/0",
         lambda settings: settings.redis.url,

@@ -11,7 +11,7 @@ import asyncpg
 import click
 
 from countersign.embedded import resolve_servers
-from countersign_core.connections import backend_trouble
+from countersign_core.connections import backend_trouble, connect_pg
 from countersign_core.runtime import fail, run
 from countersign_core.settings import Settings, SettingsError, load_settings
 from countersign_domain.errors import Problem
@@ -59,6 +59,8 @@ def with_servers(
 
     try:
         return run(go())
+    except SettingsError as exc:
+        fail(str(exc))
     except Problem as exc:
         refuse(exc)
 
@@ -111,8 +113,10 @@ def _one_line(problem: Problem) -> str:
 
 
 def with_connection(action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def go(database_url: str, _redis_url: str, _settings: Settings) -> T:
-        conn = await asyncpg.connect(database_url)
+    async def go(database_url: str, _redis_url: str, settings: Settings) -> T:
+        conn = await connect_pg(
+            database_url, transaction_pooler=settings.database.pooled(database_url)
+        )
         try:
             return await action(conn)
         finally:

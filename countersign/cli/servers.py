@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 
-import asyncpg
 import click
 
 from counter_worker.main import connected_worker
 from counter_worker.main import main as worker_main
 from countersign.cli.common import settings_or_exit, with_connection, with_servers
 from countersign.dev import run_dev
+from countersign_core.connections import connect_pg
 from countersign_core.migrations import MigrationError
 from countersign_core.migrations import migrate as apply_migrations
 from countersign_core.migrations import pending as pending_migrations
@@ -98,7 +98,8 @@ def migrate(check: bool) -> None:
         return
 
     async def action(database_url: str, _redis_url: str, settings: Settings) -> list[str]:
-        conn = await asyncpg.connect(database_url)
+        # Direct, never through a transaction pooler: the lock is held for the session.
+        conn = await connect_pg(settings.database.direct(database_url))
         try:
             return await apply_migrations(conn, data_steps=data_steps(settings.secret_key))
         except MigrationError as exc:

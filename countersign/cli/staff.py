@@ -212,7 +212,12 @@ def export(
             signed_before=utc(signed_before),
         )
         # A pool: the audit log is written beside the COPY, and after it if it fails.
-        pool = await create_pg_pool(database_url, max_size=2, application_name="export")
+        pool = await create_pg_pool(
+            database_url,
+            max_size=2,
+            application_name="export",
+            transaction_pooler=settings.database.pooled(database_url),
+        )
         try:
             petition = await managed_petition(pool, slug)
             total = await count_rows(pool, petition.id, filters)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
+from countersign_core.connections import RedisClient
 from tests.support.waiting import eventually
 
 
@@ -37,7 +37,7 @@ async def postgres_tally(pool: asyncpg.Pool, petition_id: int) -> Tally:
     return Tally(sum(countries.values()), countries, sources)
 
 
-async def redis_tally(redis: Redis, layout: KeyLayout, petition_id: int) -> Tally | None:
+async def redis_tally(redis: RedisClient, layout: KeyLayout, petition_id: int) -> Tally | None:
     counts = await read_counts(redis, layout, petition_id)
     if counts is None:
         return None
@@ -45,7 +45,7 @@ async def redis_tally(redis: Redis, layout: KeyLayout, petition_id: int) -> Tall
 
 
 async def converged(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int
 ) -> tuple[Tally, Tally | None] | None:
     """Redis equals Postgres and no event is waiting; else None (for ``eventually``)."""
     pending = await pool.fetchval("SELECT count(*) FROM counter_events")
@@ -57,7 +57,7 @@ async def converged(
 
 
 async def assert_converges(
-    pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int, timeout: float = 30
+    pool: asyncpg.Pool, redis: RedisClient, layout: KeyLayout, petition_id: int, timeout: float = 30
 ) -> Tally:
     try:
         found = await eventually(

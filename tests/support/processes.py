@@ -31,7 +31,13 @@ from tests.support.waiting import eventually
 
 COMMAND = [sys.executable, "-m", "countersign"]
 # Settings a test passes explicitly: the caller's own values must not leak in.
-SETTING_VARIABLES = ("DATABASE_URL", "REDIS_URL", "COUNTERSIGN_SECRET_KEY", "SMTP_URL")
+SETTING_VARIABLES = (
+    "DATABASE_URL",
+    "DATABASE_DIRECT_URL",
+    "REDIS_URL",
+    "COUNTERSIGN_SECRET_KEY",
+    "SMTP_URL",
+)
 
 
 def _launch(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
