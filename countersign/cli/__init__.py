@@ -28,6 +28,7 @@ for command in (
     status.status,
     petitions.petition,
     staff.token,
+    staff.staff,
     staff.audit,
     staff.export,
     staff.anonymise,

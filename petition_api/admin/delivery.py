@@ -18,6 +18,7 @@ import jinja2
 from aiohttp import web
 
 from countersign_domain.errors import PetitionNotFound
+from countersign_domain.petitions import ManagedPetition
 from countersign_domain.summary import Summary, summarise
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import SLUG, Reply
@@ -94,18 +95,21 @@ def country_bars(figures: Summary) -> list[CountryBar]:
 )
 async def delivery_page(request: web.Request) -> web.Response:
     petition = await petition_of(request)
-    figures = await summarise(db(request), petition.id)
+    return await delivery_response(request, petition)
+
+
+async def delivery_response(
+    request: web.Request,
+    petition: ManagedPetition,
+    *,
+    app_key: web.AppKey[jinja2.Environment] = aiohttp_jinja2.APP_KEY,
+) -> web.Response:
+    """The page, from the templates of the app ``app_key`` names (the console shows it
+    too)."""
     nonce = secrets.token_urlsafe(16)
-    response = aiohttp_jinja2.render_template(
-        "delivery.html",
-        request,
-        {
-            "petition": petition,
-            "figures": figures,
-            "bars": country_bars(figures),
-            "nonce": nonce,
-            "generated_at": datetime.now(UTC),
-        },
+    response = web.Response(
+        text=await delivery_html(request, petition, nonce, app_key=app_key),
+        content_type="text/html",
     )
     response.headers.update(
         {
@@ -119,3 +123,25 @@ async def delivery_page(request: web.Request) -> web.Response:
         }
     )
     return response
+
+
+async def delivery_html(
+    request: web.Request,
+    petition: ManagedPetition,
+    nonce: str,
+    *,
+    app_key: web.AppKey[jinja2.Environment] = aiohttp_jinja2.APP_KEY,
+) -> str:
+    figures = await summarise(db(request), petition.id)
+    return aiohttp_jinja2.render_string(
+        "delivery.html",
+        request,
+        {
+            "petition": petition,
+            "figures": figures,
+            "bars": country_bars(figures),
+            "nonce": nonce,
+            "generated_at": datetime.now(UTC),
+        },
+        app_key=app_key,
+    )
