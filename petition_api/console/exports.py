@@ -50,7 +50,7 @@ def export_query(typed: dict[str, str]) -> dict[str, Any]:
         try:
             day_after = date.fromisoformat(typed["signed_to"]) + timedelta(days=1)
         except ValueError:
-            raise ValidationError(["Not a date."], "signed_to") from None
+            raise ValidationError({"signed_to": ["Not a date."]}) from None
         query["signed_before"] = f"{day_after.isoformat()}T00:00:00Z"
     return cast(dict[str, Any], ExportQuerySchema().load(query))
 

@@ -18,7 +18,7 @@ _SIGN_IN_LINK = re.compile(r"https?://\S+/admin/sign-in/[\w-]+")
 
 def csrf_of(html: str) -> str:
     """The CSRF token the page's forms carry (every form of a page carries the same)."""
-    tokens = set(_CSRF.findall(html))
+    tokens: set[str] = set(_CSRF.findall(html))
     assert len(tokens) == 1, tokens
     return tokens.pop()
 
@@ -44,8 +44,16 @@ def sign_in_link(message: EmailMessage) -> str:
     """The one sign-in link of the email, the same in both parts."""
     [link] = set(_SIGN_IN_LINK.findall(text_part(message)))
     assert link in html_part(message)
-    return link
+    return str(link)
 
 
 def path_of(link: str) -> str:
     return URL(link).path
+
+
+async def submit(client: Client, path: str, data: dict[str, str]) -> str:
+    """Send a console form (following its redirect) and read the page it leads to."""
+    response = await client.post(path, data=data)
+    page: str = await response.text()
+    assert response.status < 500, page
+    return page
