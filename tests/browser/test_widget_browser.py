@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
 from petition_api.widget_assets import partner_page
+from tests.support.accessibility import axe_violations, describe
 from tests.support.factories import SLUG, add_signatures
 from tests.support.http import Site
 from tests.support.mail import confirmation_link, parse
@@ -496,19 +497,6 @@ async def test_texts_can_be_overridden_per_language(
 
 
 # -- accessibility ------------------------------------------------------------------------
-
-
-async def axe_violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
-    await page.add_script_tag(content=axe_source)
-    result: dict[str, Any] = await page.evaluate("axe.run(document)")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
-def describe(violations: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
-        for v in violations
-    )
 
 
 @pytest.mark.parametrize("locale", ["en-GB", "ar-EG"])
