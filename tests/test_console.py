@@ -21,11 +21,11 @@ from mail_sender.sender import MailSender
 from petition_api.app import create_app
 from tests.support.console import (
     CONSOLE,
+    console_sign_in,
     csrf_of,
+    link_path,
     page_csrf,
-    path_of,
     sign_in_link,
-    sign_in_with_token,
     submit,
 )
 from tests.support.factories import SLUG, StaffTokens, add_signatures, hasher, insert_signature
@@ -76,13 +76,13 @@ async def test_a_staff_member_signs_in_once_with_the_emailed_link(
     assert message["To"] == "amal@example.org"
     link = sign_in_link(message)
     stored = await pool.fetchrow("SELECT token_hash, nonce FROM staff_sign_in_links")
-    assert path_of(link).rsplit("/", 1)[1].encode() not in (stored["token_hash"], stored["nonce"])
+    assert link_path(link).rsplit("/", 1)[1].encode() not in (stored["token_hash"], stored["nonce"])
 
     # Opening the link changes nothing (a mail scanner may fetch it); pressing the button does.
-    page = await console.get(path_of(link))
+    page = await console.get(link_path(link))
     assert page.status == 200
     response = await console.post(
-        path_of(link), data={"csrf": csrf_of(await page.text())}, allow_redirects=False
+        link_path(link), data={"csrf": csrf_of(await page.text())}, allow_redirects=False
     )
     assert response.status == 303
     cookie = SimpleCookie(response.headers["Set-Cookie"])["cs_console"]
@@ -95,7 +95,7 @@ async def test_a_staff_member_signs_in_once_with_the_emailed_link(
 
     # Single use: the same link again is refused, in words, and the failure audited.
     again = await console.post(
-        path_of(link), data={"csrf": csrf_of(await home.text())}, allow_redirects=False
+        link_path(link), data={"csrf": csrf_of(await home.text())}, allow_redirects=False
     )
     assert again.status == 401
     assert "does not work" in await again.text()
@@ -133,7 +133,7 @@ async def test_a_staff_token_signs_in_and_a_wrong_one_is_refused_and_audited(
     )
     assert wrong.status == 401
     assert "does not work" in await wrong.text()
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     home = await console.get(f"{CONSOLE}/")
     assert home.status == 200
     assert "admin-test" in await home.text()
@@ -171,7 +171,7 @@ async def test_repeated_sign_in_attempts_are_rate_limited(
 async def test_every_form_needs_the_csrf_token(
     console: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     forged = await console.post(
         f"{CONSOLE}/petitions", data={"slug": "forged", "title": "Forged"}, allow_redirects=False
     )
@@ -190,7 +190,7 @@ async def test_every_form_needs_the_csrf_token(
 async def test_an_idle_or_expired_session_is_refused(
     console: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     csrf = csrf_of(await (await console.get(f"{CONSOLE}/")).text())
     await pool.execute("UPDATE staff_sessions SET last_seen_at = now() - interval '31 minutes'")
     page = await console.get(f"{CONSOLE}/", allow_redirects=False)
@@ -201,7 +201,7 @@ async def test_an_idle_or_expired_session_is_refused(
     )
     assert post.status == 401
     # The absolute expiry holds however busy the session is.
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     await pool.execute("UPDATE staff_sessions SET expires_at = now() WHERE ended_at IS NULL")
     assert (await console.get(f"{CONSOLE}/", allow_redirects=False)).status == 303
 
@@ -226,7 +226,7 @@ async def test_cookies_are_secure_when_the_public_url_is_https(
 async def test_an_exporter_is_refused_admin_pages_and_forged_actions_are_audited(
     console: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
-    await sign_in_with_token(console, staff.exporter)
+    await console_sign_in(console, staff.exporter)
     home = await console.get(f"{CONSOLE}/")
     assert home.status == 200
     html = await home.text()
@@ -259,7 +259,7 @@ async def test_an_exporter_is_refused_admin_pages_and_forged_actions_are_audited
 async def test_petitions_are_created_edited_and_moved_through_the_domain_rules(
     console: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     csrf = await page_csrf(console, f"{CONSOLE}/petitions/new")
     created = await console.post(
         f"{CONSOLE}/petitions",
@@ -315,7 +315,7 @@ async def test_the_dashboard_shows_the_figures_and_their_updates(
     await pool.execute(
         "UPDATE signatures SET suspect_reason = 'rate_limit_address' WHERE email LIKE 'held@%'"
     )
-    await sign_in_with_token(console, staff.exporter)
+    await console_sign_in(console, staff.exporter)
     page = await console.get(f"{CONSOLE}/petitions/{SLUG}")
     html = await page.text()
     assert page.status == 200
@@ -346,7 +346,7 @@ async def test_the_export_filters_and_the_pdf(
     console: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
 ) -> None:
     await add_signatures(pool, petition_id, 20)
-    await sign_in_with_token(console, staff.exporter)
+    await console_sign_in(console, staff.exporter)
     response = await console.get(
         f"{CONSOLE}/petitions/{SLUG}/signatures.csv", params={"country": "FR", "signed_to": ""}
     )
@@ -387,7 +387,7 @@ async def test_suspects_invalidations_erasure_and_the_audit_log(
     await pool.execute(
         "UPDATE signatures SET suspect_reason = 'rate_limit_address' WHERE id = ANY($1)", held
     )
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     listed = await console.get(f"{CONSOLE}/petitions/{SLUG}/suspects")
     html = await listed.text()
     assert "bot0@spam.example" not in html  # no emails unless asked
@@ -450,7 +450,7 @@ async def test_suspects_invalidations_erasure_and_the_audit_log(
 async def test_partners_get_their_key_once_and_can_be_revoked(
     console: Client, staff: StaffTokens, pool: asyncpg.Pool
 ) -> None:
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     csrf = await page_csrf(console, f"{CONSOLE}/partners")
     created = await console.post(
         f"{CONSOLE}/partners",
@@ -490,7 +490,7 @@ async def test_staff_accounts_from_the_console_and_the_command(
     assert "lina@example.org" in listed.output
     assert "exporter" in listed.output
 
-    await sign_in_with_token(console, staff.admin)
+    await console_sign_in(console, staff.admin)
     csrf = await page_csrf(console, f"{CONSOLE}/staff")
     await submit(
         console,

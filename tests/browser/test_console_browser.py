@@ -18,8 +18,8 @@ from countersign_core.settings import Settings
 from countersign_domain.staff import Role, invite_staff
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
-from tests.support.accessibility import axe_violations, describe
-from tests.support.console import CONSOLE, path_of, sign_in_link
+from tests.support.accessibility import axe_violations, describe_violations
+from tests.support.console import CONSOLE, link_path, sign_in_link
 from tests.support.factories import StaffTokens
 from tests.support.http import AiohttpServer, read_csv
 from tests.support.mail import SmtpSink
@@ -46,7 +46,7 @@ async def new_page(browser: Browser, locale: str = "en-GB") -> tuple[BrowserCont
 async def accessible(page: Page, axe_source: str, artifacts: Path, name: str) -> None:
     await page.screenshot(path=str(artifacts / f"console-{name}.png"), full_page=True)
     found = await axe_violations(page, axe_source, EVERY_IMPACT)
-    assert found == [], describe(found)
+    assert found == [], describe_violations(found)
 
 
 async def sign(api: str, email: str, country: str) -> None:
@@ -86,7 +86,7 @@ async def test_a_staff_member_runs_a_petition_from_the_console(
         return bool(smtp_sink.received)
 
     await eventually(emailed)
-    await page.goto(console_api + path_of(sign_in_link(smtp_sink.received[0])))
+    await page.goto(console_api + link_path(sign_in_link(smtp_sink.received[0])))
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_text("Signed in as Amal (admin)")).to_be_visible()
 

@@ -29,7 +29,7 @@ async def page_csrf(client: Client, path: str = f"{CONSOLE}/sign-in") -> str:
     return csrf_of(await response.text())
 
 
-async def sign_in_with_token(client: Client, token: str) -> None:
+async def console_sign_in(client: Client, token: str) -> None:
     """Sign the client's browser in with a staff token; its cookie jar keeps the session."""
     csrf = await page_csrf(client)
     response = await client.post(
@@ -47,7 +47,7 @@ def sign_in_link(message: EmailMessage) -> str:
     return str(link)
 
 
-def path_of(link: str) -> str:
+def link_path(link: str) -> str:
     return URL(link).path
 
 
