@@ -22,6 +22,7 @@ from petition_api.console.pages import (
     form,
     problem_message,
     render,
+    render_form_page,
     see_other,
     staff_of,
 )
@@ -95,13 +96,13 @@ async def _invalidations_page(
 ) -> web.Response:
     petition = await petition_of(request)
     found = await moderation.list_invalidations(db(request), petition.id)
-    page = {"petition": petition, "invalidations": found, "typed": {}, "errors": {}, **context}
-    return render(request, "invalidations.html", page, status=status)
+    listed = {"petition": petition, "invalidations": found}
+    return render_form_page(request, "invalidations.html", listed, context, status=status)
 
 
 @console_page(Access.ADMIN)
 async def invalidations_page(request: web.Request) -> web.Response:
-    return await _invalidations_page(request, {"done": request.query.get("done")})
+    return await _invalidations_page(request, {})
 
 
 @console_page(Access.ADMIN)

@@ -186,6 +186,20 @@ def render(
     return aiohttp_jinja2.render_template(template, request, page, status=status, app_key=TEMPLATES)
 
 
+def render_form_page(
+    request: web.Request,
+    template: str,
+    listed: Mapping[str, Any],
+    context: Mapping[str, Any],
+    *,
+    status: int = 200,
+) -> web.Response:
+    """A page that lists things and has a form: what was typed and refused (nothing by
+    default), and the notice of what was just done (``?done=`` after a redirect)."""
+    page = {"typed": {}, "errors": {}, "done": request.query.get("done"), **listed, **context}
+    return render(request, template, page, status=status)
+
+
 def problem_message(texts: Texts, problem: Problem) -> str:
     """The problem in the reader's language when the console has words for it."""
     key = f"error_{problem.code}"

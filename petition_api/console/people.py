@@ -21,7 +21,7 @@ from petition_api.console.pages import (
     db,
     form,
     problem_message,
-    render,
+    render_form_page,
     see_other,
     settings_of,
     staff_of,
@@ -41,13 +41,13 @@ async def _partners_page(
 ) -> web.Response:
     found = await partners.list_partners(db(request))
     figures = await dashboard.partner_figures(db(request))
-    page = {"partners": found, "figures": figures, "typed": {}, "errors": {}, **context}
-    return render(request, "partners.html", page, status=status)
+    listed = {"partners": found, "figures": figures}
+    return render_form_page(request, "partners.html", listed, context, status=status)
 
 
 @console_page(Access.ADMIN)
 async def partners_page(request: web.Request) -> web.Response:
-    return await _partners_page(request, {"done": request.query.get("done")})
+    return await _partners_page(request, {})
 
 
 @console_page(Access.ADMIN)
@@ -95,14 +95,13 @@ async def revoke_partner(request: web.Request) -> web.Response:
 async def _staff_page(
     request: web.Request, context: Mapping[str, object], *, status: int = 200
 ) -> web.Response:
-    accounts = await staff.list_staff(db(request))
-    page = {"accounts": accounts, "typed": {}, "errors": {}, "roles": list(Role), **context}
-    return render(request, "staff.html", page, status=status)
+    listed = {"accounts": await staff.list_staff(db(request)), "roles": list(Role)}
+    return render_form_page(request, "staff.html", listed, context, status=status)
 
 
 @console_page(Access.ADMIN)
 async def staff_page(request: web.Request) -> web.Response:
-    return await _staff_page(request, {"done": request.query.get("done")})
+    return await _staff_page(request, {})
 
 
 @console_page(Access.ADMIN)
