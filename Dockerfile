@@ -59,6 +59,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
+# Pango (and its fonts) for WeasyPrint: the console's delivery page as a PDF.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 countersign \
     && useradd --system --uid 10001 --gid countersign \
         --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin countersign

@@ -205,6 +205,17 @@ class DevConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The staff console (``/admin/``): sign-in links and sessions."""
+
+    link_minutes: int
+    idle_minutes: int
+    session_hours: int
+    # Failed sign-ins (and link requests) per client address.
+    sign_in_limit: Rate | None
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseConfig
     redis: RedisConfig
@@ -215,6 +226,7 @@ class Settings:
     mail: MailConfig
     metrics: MetricsConfig
     dev: DevConfig
+    console: ConsoleConfig
     # Shared by several processes.
     secret_key: str | None
     log_level: str
@@ -342,6 +354,18 @@ def load_settings() -> Settings:
             dev=DevConfig(
                 data_dir=env.path("COUNTERSIGN_DATA_DIR", Path(".countersign")),
                 demo_port=env.int("COUNTERSIGN_DEMO_PORT", None, validate=Range(min=1, max=65535)),
+            ),
+            console=ConsoleConfig(
+                link_minutes=env.int(
+                    "COUNTERSIGN_CONSOLE_LINK_MINUTES", 15, validate=Range(min=1, max=1440)
+                ),
+                idle_minutes=env.int(
+                    "COUNTERSIGN_CONSOLE_IDLE_MINUTES", 30, validate=Range(min=1, max=1440)
+                ),
+                session_hours=env.int(
+                    "COUNTERSIGN_CONSOLE_SESSION_HOURS", 12, validate=Range(min=1, max=720)
+                ),
+                sign_in_limit=_rate(env, "COUNTERSIGN_CONSOLE_SIGN_IN_LIMIT", "10/900"),
             ),
             secret_key=_secret(secrets, "COUNTERSIGN_SECRET_KEY", Length(min=32)),
             log_level=env.str(

@@ -1,6 +1,7 @@
 """What signers read in their language: the confirmation email and pages.
 
-The built-in texts are ``countersign/texts/<language>.json``. A deployment changes any
+The built-in texts are ``countersign_core/texts/<language>.json`` (the staff console's in
+``countersign_core/texts/console/``). A deployment changes any
 of them, or adds a language, with files of the same name in ``COUNTERSIGN_TEXTS_DIR``:
 their keys replace the built-in ones; a key missing in a language falls back to English.
 ``{title}`` and ``{days}`` in a text are replaced by the petition's title and the number
@@ -44,8 +45,14 @@ class TextCatalog:
         self._languages = dict(languages)
 
     @classmethod
-    def load(cls, override_dir: Path | None = None) -> TextCatalog:
-        raw = _read_folder(Path(str(resources.files("countersign_core") / "texts")))
+    def load(cls, override_dir: Path | None = None, *, part: str | None = None) -> TextCatalog:
+        """The texts of signers (``part`` None) or of another audience: ``console``, the
+        staff console's, read from a ``console/`` subfolder of each of the two folders
+        (optional in the override folder)."""
+        builtin = Path(str(resources.files("countersign_core") / "texts"))
+        raw = _read_folder(builtin / part if part else builtin)
+        if override_dir is not None and part:
+            override_dir = override_dir / part if (override_dir / part).is_dir() else None
         if override_dir is not None:
             for language, strings in _read_folder(override_dir).items():
                 raw[language] = {**raw.get(language, {}), **strings}

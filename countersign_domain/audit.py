@@ -28,9 +28,14 @@ COMPLETE_ENTRY = """
 UPDATE audit_log SET row_count = $2, details = details || $3::jsonb WHERE id = $1
 """
 
+# Filters are optional: NULL matches everything. An action filter ending in "." matches
+# every action of that family ("console." for sign-ins and sign-outs).
 RECENT_ENTRIES = """
 SELECT a.id, a.at, a.actor, a.action, p.slug, a.details::text AS details, a.row_count
 FROM audit_log a LEFT JOIN petitions p ON p.id = a.petition_id
+WHERE ($2::text IS NULL OR a.actor = $2)
+  AND ($3::text IS NULL OR a.action = $3 OR (right($3, 1) = '.' AND starts_with(a.action, $3)))
+  AND ($4::text IS NULL OR p.slug = $4)
 ORDER BY a.at DESC, a.id DESC
 LIMIT $1
 """
@@ -92,7 +97,15 @@ async def complete(
     await conn.execute(COMPLETE_ENTRY, entry, row_count, json.dumps(details))
 
 
-async def recent(conn: asyncpg.Pool | asyncpg.Connection, limit: int) -> list[AuditEntry]:
+async def recent(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    limit: int,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    slug: str | None = None,
+) -> list[AuditEntry]:
+    """The newest entries first, those matching every filter given."""
     return [
         AuditEntry(
             id=row["id"],
@@ -103,5 +116,5 @@ async def recent(conn: asyncpg.Pool | asyncpg.Connection, limit: int) -> list[Au
             details=json.loads(row["details"]),
             row_count=row["row_count"],
         )
-        for row in await conn.fetch(RECENT_ENTRIES, limit)
+        for row in await conn.fetch(RECENT_ENTRIES, limit, actor, action, slug)
     ]

@@ -73,6 +73,16 @@ class InvalidToken(Problem):
     description = "the staff token is unknown or revoked"
 
 
+class SignInFailed(Problem):
+    status, code = 401, "sign_in_failed"
+    description = "this sign-in link or token does not work: unknown, used, expired or revoked"
+
+
+class SessionExpired(Problem):
+    status, code = 401, "session_expired"
+    description = "the console session has ended: sign in again"
+
+
 class Forbidden(Problem):
     status, code = 403, "forbidden"
     description = "this is not allowed"
@@ -81,6 +91,11 @@ class Forbidden(Problem):
 class InsufficientRole(Problem):
     status, code = 403, "insufficient_role"
     description = "this needs a role the caller does not have"
+
+
+class CsrfRejected(Problem):
+    status, code = 403, "csrf_rejected"
+    description = "this form did not come from the console page, or is too old: reload and retry"
 
 
 class OriginNotAllowed(Problem):
@@ -111,6 +126,11 @@ class StaffTokenNotFound(Problem):
     description = "no active staff token has this name"
 
 
+class StaffAccountNotFound(Problem):
+    status, code = 404, "staff_account_not_found"
+    description = "no active staff account has this address"
+
+
 class MethodNotAllowed(Problem):
     status, code = 405, "method_not_allowed"
     description = "this method is not allowed here"
@@ -132,6 +152,11 @@ class PetitionExists(Problem):
 class StaffNameTaken(Problem):
     status, code = 409, "staff_name_taken"
     description = "a staff token with this name exists already (names are never reused)"
+
+
+class StaffAccountExists(Problem):
+    status, code = 409, "staff_account_exists"
+    description = "an active staff account has this address, or an account (even removed) this name"
 
 
 class InvalidStatusTransition(Problem):

@@ -54,6 +54,7 @@ RETURNING s.id
 """
 
 PETITION_EXISTS = "SELECT 1 FROM petitions WHERE slug = $1"
+PETITION_ID = "SELECT id FROM petitions WHERE slug = $1"
 
 
 @dataclass(frozen=True)
@@ -88,25 +89,68 @@ async def list_suspects(
     ]
 
 
+async def suspects_with_contact(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, slug: str, limit: int
+) -> list[Suspect]:
+    """``list_suspects`` for someone who asked to see names and emails too: the
+    ``suspects.contact`` entry says who saw how many."""
+    async with transaction(db) as conn:
+        found = await list_suspects(conn, slug, limit)
+        await audit.record(
+            conn,
+            actor,
+            "suspects.contact",
+            petition_id=await conn.fetchval(PETITION_ID, slug),
+            row_count=len(found),
+        )
+    return found
+
+
 async def release_suspects(
-    conn: asyncpg.Pool | asyncpg.Connection, *, ids: list[int] | None, slug: str | None
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    actor: str,
+    ids: list[int] | None,
+    slug: str | None,
 ) -> list[int]:
     """Clear the suspect flag of these (or all of a petition's) suspects awaiting review;
-    returns the ids released. Pass ids, or slug with ids=None for all of one petition."""
+    returns the ids released, and writes ``suspects.release``. Pass ids, or slug with
+    ids=None for all of one petition."""
     _require_selection(ids, slug)
-    return [row["id"] for row in await conn.fetch(RELEASE_SUSPECTS, ids, slug)]
+    async with transaction(db) as conn:
+        released = [row["id"] for row in await conn.fetch(RELEASE_SUSPECTS, ids, slug)]
+        await _record_review(conn, actor, "suspects.release", slug, released)
+    return released
 
 
 async def invalidate_suspects(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Pool | asyncpg.Connection,
     *,
+    actor: str,
     ids: list[int] | None,
     slug: str | None,
     reason: str,
 ) -> list[int]:
-    """Mark suspects awaiting review invalid (they never count); returns the ids."""
+    """Mark suspects awaiting review invalid (they never count); returns the ids, and
+    writes ``suspects.invalidate``."""
     _require_selection(ids, slug)
-    return [row["id"] for row in await conn.fetch(INVALIDATE_SUSPECTS, ids, slug, reason)]
+    async with transaction(db) as conn:
+        rows = await conn.fetch(INVALIDATE_SUSPECTS, ids, slug, reason)
+        invalidated = [row["id"] for row in rows]
+        await _record_review(conn, actor, "suspects.invalidate", slug, invalidated)
+    return invalidated
+
+
+async def _record_review(
+    conn: asyncpg.Connection, actor: str, action: str, slug: str | None, ids: list[int]
+) -> None:
+    await audit.record(
+        conn,
+        actor,
+        action,
+        petition_id=await conn.fetchval(PETITION_ID, slug) if slug else None,
+        row_count=len(ids),
+    )
 
 
 def _require_selection(ids: list[int] | None, slug: str | None) -> None:

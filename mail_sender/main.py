@@ -24,8 +24,17 @@ def build_sender(
     """``direct_url``: a connection that is not pooled, for LISTEN."""
     delivery = settings.mail.require()
     link_days = settings.confirmation.link_days
-    tokens = ConfirmationTokens(settings.require_secret_key(), max_age_days=link_days)
-    composer = Composer(catalog, tokens, delivery, link_days=link_days)
+    secret_key = settings.require_secret_key()
+    tokens = ConfirmationTokens(secret_key, max_age_days=link_days)
+    composer = Composer(
+        catalog,
+        tokens,
+        delivery,
+        link_days=link_days,
+        console_catalog=TextCatalog.load(settings.texts_dir, part="console"),
+        secret_key=secret_key,
+        sign_in_minutes=settings.console.link_minutes,
+    )
     return MailSender(
         direct_url,
         pool,

@@ -1,11 +1,14 @@
-"""The confirmation email: a plain-text and an HTML part, in the signer's language.
+"""The emails: a plain-text and an HTML part each, in the reader's language.
 
-It carries the petition's title and the link, and nothing the signer typed: not even
-their name, so that nobody can use the form to send chosen words to someone else.
+The confirmation email carries the petition's title and the link, and nothing the
+signer typed: not even their name, so that nobody can use the form to send chosen words
+to someone else. The staff sign-in email carries the one-time link to the console and
+nothing else either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -14,8 +17,9 @@ import asyncpg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from countersign_core.settings import MailDelivery
-from countersign_core.texts import TextCatalog
+from countersign_core.texts import TextCatalog, Texts
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
+from countersign_domain.sessions import sign_in_secret
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,12 @@ class ClaimedJob:
     """An email job a sender holds, with what the email needs."""
 
     id: int
-    signature_id: int
-    petition_id: int
+    kind: str  # 'confirmation' or 'staff_sign_in'
+    signature_id: int | None  # a confirmation's, and its petition's id and title
+    petition_id: int | None
     email: str
-    title: str
+    title: str | None
+    sign_in_nonce: bytes | None  # a sign-in link's
     language: str
     message_id: str
     # This claim's number: outcomes are recorded only while no other claim followed it.
@@ -50,8 +56,14 @@ class Composer:
         delivery: MailDelivery,
         *,
         link_days: int,
+        console_catalog: TextCatalog,
+        secret_key: str,
+        sign_in_minutes: int,
     ) -> None:
         self._catalog = catalog
+        self._console_catalog = console_catalog
+        self._secret_key = secret_key
+        self._sign_in_minutes = sign_in_minutes
         self._tokens = tokens
         self._public_url = delivery.public_url
         self._mail_from = delivery.mail_from
@@ -63,7 +75,14 @@ class Composer:
             keep_trailing_newline=True,
         )
 
+    def message(self, job: ClaimedJob) -> EmailMessage:
+        if job.kind == "staff_sign_in":
+            return self.sign_in(job)
+        return self.confirmation(job)
+
     def confirmation(self, job: ClaimedJob) -> EmailMessage:
+        assert job.signature_id is not None
+        assert job.petition_id is not None
         texts = self._catalog.get(job.language)
         token = self._tokens.make(ConfirmationRef(job.signature_id, job.petition_id))
         context = {
@@ -72,18 +91,40 @@ class Composer:
             "days": self._link_days,
             "link": f"{self._public_url}/confirm/{token}",
         }
+        subject = texts("email_subject", title=job.title)
+        return self._compose(job, texts, "confirmation", subject, context)
+
+    def sign_in(self, job: ClaimedJob) -> EmailMessage:
+        assert job.sign_in_nonce is not None
+        texts = self._console_catalog.get(job.language)
+        secret = sign_in_secret(self._secret_key, job.sign_in_nonce)
+        context = {
+            "t": texts,
+            "minutes": self._sign_in_minutes,
+            "link": f"{self._public_url}/admin/sign-in/{secret}",
+        }
+        return self._compose(job, texts, "sign_in", texts("email_subject"), context)
+
+    def _compose(
+        self,
+        job: ClaimedJob,
+        texts: Texts,
+        template: str,
+        subject: str,
+        context: Mapping[str, object],
+    ) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._mail_from
         message["To"] = job.email
         # One line, whatever the title holds: a header cannot break.
-        message["Subject"] = " ".join(texts("email_subject", title=job.title).split())
+        message["Subject"] = " ".join(subject.split())
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = job.message_id
         # Tells auto-responders (holiday replies) not to answer.
         message["Auto-Submitted"] = "auto-generated"
-        message.set_content(self._env.get_template("confirmation.txt").render(context))
+        message.set_content(self._env.get_template(f"{template}.txt").render(context))
         message.add_alternative(
-            self._env.get_template("confirmation.html").render(context), subtype="html"
+            self._env.get_template(f"{template}.html").render(context), subtype="html"
         )
         message["Content-Language"] = texts.language  # after the parts: set_content drops it
         return message

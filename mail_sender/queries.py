@@ -4,21 +4,31 @@
 # lease of $2 seconds (a sender that dies holding them loses nothing: they come due
 # again then), and each gets its Message-ID at its first claim, kept for every later
 # one. SKIP LOCKED lets several senders claim disjoint batches. Jobs with nothing left
-# to confirm (confirmed meanwhile, erased, or the petition closed) are closed instead.
+# to do are closed instead: a confirmation confirmed meanwhile, erased, or whose petition
+# closed; a staff sign-in link used, expired, or whose account was removed.
 CLAIM = """
 WITH due AS (
-    SELECT j.id,
-           s.confirmed_at IS NULL AND s.erased_at IS NULL
-           AND countersign_petition_open(p) AS deliverable
+    SELECT j.id, j.kind,
+           CASE j.kind
+               WHEN 'confirmation' THEN
+                   s.confirmed_at IS NULL AND s.erased_at IS NULL
+                   AND countersign_petition_open(p)
+               ELSE l.used_at IS NULL AND l.expires_at > now() AND a.removed_at IS NULL
+           END AS deliverable
     FROM email_jobs j
-    JOIN signatures s ON s.id = j.signature_id
-    JOIN petitions p ON p.id = s.petition_id
+    LEFT JOIN signatures s ON s.id = j.signature_id
+    LEFT JOIN petitions p ON p.id = s.petition_id
+    LEFT JOIN staff_sign_in_links l ON l.id = j.sign_in_link_id
+    LEFT JOIN staff_accounts a ON a.id = l.account_id
     WHERE j.sent_at IS NULL AND j.failed_at IS NULL AND j.next_attempt_at <= now()
     ORDER BY j.next_attempt_at, j.id
     LIMIT $1
     FOR UPDATE OF j SKIP LOCKED
 ), closed AS (
-    UPDATE email_jobs j SET failed_at = now(), last_error = 'nothing_to_confirm'
+    UPDATE email_jobs j
+    SET failed_at = now(),
+        last_error = CASE due.kind WHEN 'confirmation' THEN 'nothing_to_confirm'
+                                   ELSE 'link_unusable' END
     FROM due WHERE j.id = due.id AND NOT due.deliverable
 ), claimed AS (
     UPDATE email_jobs j
@@ -28,13 +38,16 @@ WITH due AS (
             j.message_id, '<' || replace(gen_random_uuid()::text, '-', '') || '@' || $3 || '>'
         )
     FROM due WHERE j.id = due.id AND due.deliverable
-    RETURNING j.id, j.signature_id, j.language, j.message_id, j.attempts
+    RETURNING j.id, j.kind, j.signature_id, j.sign_in_link_id, j.language, j.message_id,
+              j.attempts
 )
-SELECT c.id, c.signature_id, s.petition_id, s.email, p.title, c.language, c.message_id,
-       c.attempts
+SELECT c.id, c.kind, c.signature_id, s.petition_id, coalesce(s.email, a.email) AS email,
+       p.title, l.nonce AS sign_in_nonce, c.language, c.message_id, c.attempts
 FROM claimed c
-JOIN signatures s ON s.id = c.signature_id
-JOIN petitions p ON p.id = s.petition_id
+LEFT JOIN signatures s ON s.id = c.signature_id
+LEFT JOIN petitions p ON p.id = s.petition_id
+LEFT JOIN staff_sign_in_links l ON l.id = c.sign_in_link_id
+LEFT JOIN staff_accounts a ON a.id = l.account_id
 ORDER BY c.id
 """
 

@@ -129,7 +129,7 @@ class MailSender:
                     await self._connection_failed(jobs[index:], exc)
                     break
                 try:
-                    await client.send_message(self.composer.confirmation(job))
+                    await client.send_message(self.composer.message(job))
                 except Exception as exc:
                     answer = refusal(exc)
                     if answer is None and isinstance(exc, _CONNECTION_ERRORS):

@@ -34,6 +34,7 @@ from petition_api.appkeys import (
     HASHER,
     IP_KEYS,
     LAYOUT,
+    LIMITER,
     LIVE,
     ORIGINS,
     PAGES,
@@ -46,6 +47,7 @@ from petition_api.appkeys import (
     WIDGET,
     WRITER,
 )
+from petition_api.console.app import create_console_app
 from petition_api.cors import add_cors_headers
 from petition_api.counts import CountsRenderer
 from petition_api.errors import error_middleware
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_live_streams)
     app.add_routes(routes.PUBLIC)
     app.add_subapp(routes.STAFF_PREFIX, create_staff_app())
+    app.add_subapp(routes.CONSOLE_PREFIX, create_console_app(settings.texts_dir))
     return app
 
 
@@ -118,7 +121,9 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
         ttl=settings.api.counts_cache_ms / 1000,
         timeout=settings.api.backend_timeout,
     )
-    limiter = RateLimiter(client, settings.redis.prefix, timeout=settings.api.backend_timeout)
+    limiter = app[LIMITER] = RateLimiter(
+        client, settings.redis.prefix, timeout=settings.api.backend_timeout
+    )
     app[ABUSE] = AbuseChecks(settings.limits, limiter, app[IP_KEYS])
     hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT])
     subscription = asyncio.create_task(hub.run())

@@ -22,6 +22,7 @@ from petition_api.abuse import AbuseChecks
 from petition_api.counts import CountsRenderer
 from petition_api.live_hub import LiveHub
 from petition_api.pages import Pages
+from petition_api.ratelimit import RateLimiter
 from petition_api.widget_assets import WidgetAssets
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -41,3 +42,4 @@ ORIGINS = web.AppKey("origins", OriginPolicy)
 LIVE = web.AppKey("live", LiveHub)
 WIDGET = web.AppKey("widget", WidgetAssets)
 ABUSE = web.AppKey("abuse", AbuseChecks)
+LIMITER = web.AppKey("limiter", RateLimiter)

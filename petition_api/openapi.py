@@ -175,6 +175,15 @@ def documented(
     return register
 
 
+# Handlers of pages for people (the staff console): routes, but not operations of the API.
+_NOT_API: set[Callable[..., object]] = set()
+
+
+def not_api(handler: H) -> H:
+    _NOT_API.add(handler)
+    return handler
+
+
 def operation_of(route: web.AbstractRoute) -> Operation | None:
     return _OPERATIONS.get(route.handler)
 
@@ -186,6 +195,8 @@ def documented_routes(app: web.Application) -> list[tuple[str, str, web.Abstract
     found = []
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS") or route.resource is None:
+            continue
+        if route.handler in _NOT_API:
             continue
         found.append((route.method, route.resource.canonical, route))
     return found

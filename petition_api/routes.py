@@ -1,6 +1,7 @@
-"""Every route of the API, in one table: the public app's, and the staff app's (mounted at
-``STAFF_PREFIX``). Each handler is documented beside it (``@documented``), and
-tests/test_openapi.py checks that every route here is."""
+"""Every route of the API, in one table: the public app's, the staff app's (mounted at
+``STAFF_PREFIX``) and the staff console's (``CONSOLE_PREFIX``, pages for people). Each API
+handler is documented beside it (``@documented``), and tests/test_openapi.py checks that
+every route here but the console's is."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ from aiohttp import web
 from petition_api import confirmation, docs, live, partners, signature_log, views, widget
 from petition_api.admin import delivery
 from petition_api.admin import routes as staff
+from petition_api.console import exports as console_exports
+from petition_api.console import moderation as console_moderation
+from petition_api.console import people as console_people
+from petition_api.console import petitions as console_petitions
+from petition_api.console import signing_in
 from petition_api.cors import cross_origin
 
 STAFF_PREFIX = "/v1/admin"
+CONSOLE_PREFIX = "/admin"
 
 PUBLIC = [
     web.get("/healthz", views.healthz),
@@ -62,4 +69,45 @@ STAFF = [
     web.post("/petitions/{slug}/invalidations", staff.create_invalidation),
     web.delete("/invalidations/{id}", staff.undo_invalidation),
     web.post("/erasures", staff.erase),
+]
+
+# Who may open each page is declared on its handler (petition_api/console/pages.py).
+CONSOLE = [
+    web.get("/", console_petitions.petition_list),
+    web.get("/sign-in", signing_in.sign_in_page),
+    web.post("/sign-in/link", signing_in.request_link),
+    web.post("/sign-in/token", signing_in.use_token),
+    web.get("/sign-in/{secret}", signing_in.link_page),
+    web.post("/sign-in/{secret}", signing_in.use_link),
+    web.post("/sign-out", signing_in.sign_out_now),
+    web.post("/language", signing_in.choose_language),
+    web.get("/static/{name}", signing_in.static_file),
+    web.get("/petitions/new", console_petitions.new_petition),
+    web.post("/petitions", console_petitions.create_petition),
+    web.get("/petitions/{slug}", console_petitions.petition_dashboard),
+    web.get("/petitions/{slug}/figures", console_petitions.petition_figures),
+    web.get("/petitions/{slug}/edit", console_petitions.edit_petition),
+    web.post("/petitions/{slug}/edit", console_petitions.update_petition),
+    web.post("/petitions/{slug}/status", console_petitions.change_status),
+    web.get("/petitions/{slug}/export", console_exports.export_page),
+    web.get("/petitions/{slug}/signatures.csv", console_exports.download, allow_head=False),
+    web.get("/petitions/{slug}/delivery", console_exports.delivery_page),
+    web.get("/petitions/{slug}/delivery.pdf", console_exports.delivery_pdf, allow_head=False),
+    web.get("/petitions/{slug}/suspects", console_moderation.suspects_page),
+    web.post("/petitions/{slug}/suspects", console_moderation.review_suspects),
+    web.get("/petitions/{slug}/invalidations", console_moderation.invalidations_page),
+    web.post("/petitions/{slug}/invalidations", console_moderation.invalidate),
+    web.post(
+        "/petitions/{slug}/invalidations/{id:[0-9]{1,18}}/undo",
+        console_moderation.undo_invalidation,
+    ),
+    web.get("/erasure", console_moderation.erasure_page),
+    web.post("/erasure", console_moderation.erase),
+    web.get("/audit", console_moderation.audit_page),
+    web.get("/partners", console_people.partners_page),
+    web.post("/partners", console_people.create_partner),
+    web.post("/partners/{code}/revoke", console_people.revoke_partner),
+    web.get("/staff", console_people.staff_page),
+    web.post("/staff", console_people.invite),
+    web.post("/staff/{id:[0-9]{1,18}}/remove", console_people.remove),
 ]

@@ -38,6 +38,7 @@ for command in (
     status.status,
     petitions.petition,
     staff.token,
+    staff.staff,
     staff.audit,
     staff.export,
     figures.summary,

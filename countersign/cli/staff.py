@@ -24,7 +24,16 @@ from countersign_domain import audit as audit_log  # `audit` is a command here
 from countersign_domain.export import ExportFilters, audited_export, count_rows
 from countersign_domain.moderation import Anonymised, anonymise_closed
 from countersign_domain.petitions import managed_petition
-from countersign_domain.staff import Role, create_token, list_tokens, revoke_token
+from countersign_domain.staff import (
+    Role,
+    StaffAccount,
+    create_token,
+    invite_staff,
+    list_staff,
+    list_tokens,
+    remove_staff,
+    revoke_token,
+)
 
 ROLES = click.Choice([role.value for role in Role])
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])
@@ -94,6 +103,62 @@ def token_revoke(name: str) -> None:
 
     with_connection(action)
     click.echo(f"revoked token {name}")
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+@click.group()
+def staff() -> None:
+    """Staff accounts: people who sign in to the console (/admin/) with an emailed link."""
+
+
+@staff.command("invite")
+@click.argument("email")
+@click.option("--name", required=True, help="As the console and the audit log show it.")
+@click.option(
+    "--role",
+    type=ROLES,
+    default="exporter",
+    show_default=True,
+    help="admin: everything; exporter: figures and exports without emails.",
+)
+def staff_invite(email: str, name: str, role: str) -> None:
+    """Create an account; its holder signs in at /admin/ with a link sent to EMAIL."""
+
+    async def action(conn: asyncpg.Connection) -> StaffAccount:
+        return await invite_staff(
+            conn, actor=audit_log.cli_actor(), name=name, email=email, role=Role(role)
+        )
+
+    account = with_connection(action)
+    click.echo(f"invited {account.name} ({account.role.value}): sign in at /admin/ with {email}")
+
+
+@staff.command("list")
+def staff_list() -> None:
+    """Active accounts: name, email, role, since when."""
+    accounts = with_connection(list_staff)
+    if not accounts:
+        click.echo("no staff accounts")
+        return
+    click.echo(
+        table(
+            ["name", "email", "role", "created"],
+            [[a.name, a.email, a.role.value, when(a.created_at)] for a in accounts],
+        )
+    )
+
+
+@staff.command("remove")
+@click.argument("email")
+def staff_remove(email: str) -> None:
+    """Remove an account: its console sessions end and its links stop working at once."""
+
+    async def action(conn: asyncpg.Connection) -> StaffAccount:
+        return await remove_staff(conn, actor=audit_log.cli_actor(), email=email)
+
+    click.echo(f"removed {with_connection(action).name}")
 
 
 # -- audit log -------------------------------------------------------------------------------

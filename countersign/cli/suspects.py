@@ -10,11 +10,13 @@ import asyncpg
 import click
 
 from countersign.cli.common import with_connection
+from countersign_domain.audit import cli_actor
 from countersign_domain.moderation import (
     Suspect,
     invalidate_suspects,
     list_suspects,
     release_suspects,
+    suspects_with_contact,
 )
 
 
@@ -26,11 +28,15 @@ def suspects() -> None:
 @suspects.command("list")
 @click.option("--petition", "slug", required=True, help="The petition's slug.")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--with-contact", is_flag=True, help="Also show each signer's name and email.")
+@click.option(
+    "--with-contact", is_flag=True, help="Also show each signer's name and email (audited)."
+)
 def list_command(slug: str, limit: int, with_contact: bool) -> None:
     """Suspects awaiting review, oldest first."""
 
     async def action(conn: asyncpg.Connection) -> list[Suspect]:
+        if with_contact:
+            return await suspects_with_contact(conn, actor=cli_actor(), slug=slug, limit=limit)
         return await list_suspects(conn, slug, limit)
 
     found = with_connection(action)
@@ -69,7 +75,7 @@ def release(ids: tuple[int, ...], all_of_petition: bool, slug: str | None) -> No
     selection = _selection(ids, all_of_petition, slug)
 
     async def action(conn: asyncpg.Connection) -> list[int]:
-        return await release_suspects(conn, ids=selection, slug=slug)
+        return await release_suspects(conn, actor=cli_actor(), ids=selection, slug=slug)
 
     _report("released", with_connection(action), selection)
 
@@ -84,7 +90,9 @@ def invalidate(ids: tuple[int, ...], all_of_petition: bool, slug: str | None, re
     selection = _selection(ids, all_of_petition, slug)
 
     async def action(conn: asyncpg.Connection) -> list[int]:
-        return await invalidate_suspects(conn, ids=selection, slug=slug, reason=reason)
+        return await invalidate_suspects(
+            conn, actor=cli_actor(), ids=selection, slug=slug, reason=reason
+        )
 
     _report("invalidated", with_connection(action), selection)
 

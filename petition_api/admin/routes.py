@@ -40,7 +40,7 @@ from countersign_domain.errors import (
 from countersign_domain.export import UTF8_BOM, ExportFilters, audited_export
 from countersign_domain.moderation import Criteria
 from countersign_domain.petitions import ManagedPetition, PetitionChanges
-from countersign_domain.staff import Role
+from countersign_domain.staff import Role, Staff
 from countersign_domain.summary import Summary, summarise
 from petition_api import appkeys as keys
 from petition_api.admin.auth import STAFF, require_role
@@ -299,9 +299,16 @@ def _iso(value: datetime | None) -> str | None:
     problems=(InsufficientRole, PetitionNotFound, ValidationFailed),
 )
 async def export_signatures(request: web.Request) -> web.StreamResponse:
-    staff = request[STAFF]
     petition = await petition_of(request)
     query = load(ExportQuerySchema(), query_fields(request))
+    return await send_export(request, request[STAFF], petition, query)
+
+
+async def send_export(
+    request: web.Request, staff: Staff, petition: ManagedPetition, query: dict[str, Any]
+) -> web.StreamResponse:
+    """Stream the export ``query`` (ExportQuerySchema's fields) asks for, audited: for
+    the staff API and for the console's download."""
     include_email = query.pop("include", None) == "email"
     if include_email and not staff.may(Role.ADMIN):
         raise InsufficientRole("emails are exported for the admin role only")
@@ -317,7 +324,7 @@ async def export_signatures(request: web.Request) -> web.StreamResponse:
 
     async def send(chunk: bytes) -> None:
         # Headers go with the first bytes, once the export is on record: a failure
-        # before that is still an ordinary JSON error.
+        # before that is still an ordinary error answer.
         if not response.prepared:
             await response.prepare(request)
         await response.write(chunk)

@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
 from petition_api.widget_assets import partner_page
+from tests.support.accessibility import axe_violations, describe_violations
 from tests.support.factories import SLUG, add_signatures
 from tests.support.http import Site
 from tests.support.mail import confirmation_link, parse
@@ -498,19 +499,6 @@ async def test_texts_can_be_overridden_per_language(
 # -- accessibility ------------------------------------------------------------------------
 
 
-async def axe_violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
-    await page.add_script_tag(content=axe_source)
-    result: dict[str, Any] = await page.evaluate("axe.run(document)")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
-def describe(violations: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
-        for v in violations
-    )
-
-
 @pytest.mark.parametrize("locale", ["en-GB", "ar-EG"])
 async def test_no_serious_accessibility_violations(
     browser: Browser,
@@ -526,18 +514,18 @@ async def test_no_serious_accessibility_violations(
     page = await open_page(browser, partner.page("article", snippet_page(api)), locale=locale)
     box = widget(page)
     await shows_total(box, 5)
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], describe_violations(found)
 
     # With errors on display.
     await box.get_by_role("button").click()
     await expect(box.locator("[aria-invalid=true]").first).to_be_visible()
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], describe_violations(found)
 
     # The thank-you state.
     await fill_form_any_language(box)
     await box.get_by_role("button").click()
     await expect(box.locator(".thanks")).to_be_visible()
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], describe_violations(found)
 
 
 async def fill_form_any_language(box: Locator) -> None:
@@ -552,7 +540,7 @@ async def test_the_embed_page_has_no_serious_accessibility_violations(
     # The page's CSP forbids injected scripts; axe needs it lifted to run.
     page = await open_page(browser, f"{api}/embed/{SLUG}", bypass_csp=True)
     await shows_total(widget(page), 0)
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], describe_violations(found)
 
 
 # -- countersign dev ----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The staff console at ``/admin/``: server-rendered pages on the domain's rules."""
