@@ -124,6 +124,7 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
     with suppress(asyncio.CancelledError):
         await subscription
     await hub.close()
+    await limiter.close()
     await client.aclose()
 
 
