@@ -198,19 +198,12 @@ async def get_counts(request: web.Request) -> web.Response:
     rendered = await request.app[keys.COUNTS].render(petition)
     if rendered is None:
         raise CountsUnavailable()
-    if rendered.stale:
-        return web.Response(
-            body=rendered.body,
-            content_type="application/json",
-            headers={"Cache-Control": "no-store"},
-        )
-    headers = {
-        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].api.counts_max_age}",
-        "ETag": f'"{rendered.etag}"',
-    }
-    if any(candidate.value == rendered.etag for candidate in request.if_none_match or ()):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=rendered.body, content_type="application/json", headers=headers)
+    # Body and headers were made once for every reader of these figures.
+    if not rendered.stale and any(
+        candidate.value == rendered.etag for candidate in request.if_none_match or ()
+    ):
+        return web.Response(status=304, headers=rendered.not_modified_headers)
+    return web.Response(body=rendered.body, headers=rendered.headers)
 
 
 @documented("The process is up", tags=("health",), responses={200: Reply("Up.", HealthSchema)})
