@@ -207,6 +207,9 @@ class SignatureWriter:
         self._batcher: Batcher[NewSignature, SignStatus | None] = Batcher(
             self._write_batch, max_batch=max_batch, tasks=writers
         )
+        # Connections kept from one batch to the next: the pool resets a connection it
+        # gets back (a round trip), and the writer leaves no session state to reset.
+        self._held: list[asyncpg.Connection] = []
 
     async def write(self, signature: NewSignature) -> SignStatus | None:
         """Record a signature. Once it is committed (or the address had already signed):
@@ -226,6 +229,8 @@ class SignatureWriter:
         """Finish what is queued, then stop."""
         if left := await self._batcher.close(timeout):
             log.warning("signature writer closed with %d queued", left)
+        while self._held:
+            await self._pool.release(self._held.pop())
 
     async def _write_batch(
         self, batch: Sequence[NewSignature]
@@ -252,7 +257,13 @@ class SignatureWriter:
         """Ordinals of the signatures whose petition was open -> what became of each."""
         columns = list(zip(*map(_COLUMNS, signatures), strict=True))
         async with asyncio.timeout(self._timeout):
-            rows = await self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+            conn = self._held.pop() if self._held else await self._pool.acquire()
+            try:
+                rows = await conn.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+            except BaseException:
+                await self._pool.release(conn)  # reset, or dropped if it broke
+                raise
+            self._held.append(conn)
         return {
             row["ord"]: Written(
                 "pending_confirmation" if row["require_confirmation"] else "counted", row["new"]
