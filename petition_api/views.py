@@ -35,6 +35,7 @@ from petition_api.openapi import SLUG, Reply, documented
 from petition_api.partners import authenticated_partner
 from petition_api.petitions import public_petition
 from petition_api.schemas import (
+    CompiledLoad,
     CountsSchema,
     HealthSchema,
     PendingConfirmationSchema,
@@ -46,6 +47,7 @@ from petition_api.schemas import (
 )
 
 _signature_schema = SignatureSchema()
+_signature_json = CompiledLoad(_signature_schema)
 _signature_form_schema = SignatureFormSchema()
 _petition_schema = PetitionSchema()
 
@@ -124,8 +126,10 @@ async def _sign(request: web.Request) -> web.Response:
     if partner is not None:
         # A partner's signatures carry its own code, whatever the body says.
         data.pop("source", None)
-    schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
-    fields = schema.load(data)
+    if request.content_type in FORM_TYPES:
+        fields = _signature_form_schema.load(data)
+    else:
+        fields = _signature_json.load(data)
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         count_signature("rejected", "honeypot")
