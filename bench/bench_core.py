@@ -82,6 +82,7 @@ class Config:
     skip_reads: bool
     skip_baseline: bool
     wrk: str
+    setting: list[str]
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -122,7 +123,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help=f"measure no baseline ({NAIVE}, {STATIC}) beside sign and reads",
     )
     add("--wrk", default=DEFAULT_WRK, help="path of wrk")
+    add(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the services for this run, over the profile's (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if any("=" not in setting for setting in args.setting):
+        parser.error("--setting takes NAME=VALUE")
     positive = ("duration", "rounds", "api_workers", "workers", "connections", "threads")
     for name in (*positive, "lag_rate", "lag_connections", "probes", "probe_interval_ms"):
         if getattr(args, name) < 1:
@@ -560,7 +570,8 @@ async def run(cfg: Config, report: Report) -> None:
         say(f"database {site.database_url.rsplit('/', 1)[-1]}, Redis prefix {site.layout.prefix}")
 
         cpu = CpuMeter()
-        env, logs = site.service_env(profile=cfg.profile), site.folder
+        settings = dict(setting.split("=", 1) for setting in cfg.setting)
+        env, logs = site.service_env(profile=cfg.profile, **settings), site.folder
         api = await start_api(exits, env, logs, workers=cfg.api_workers, cpu=cpu)
         services: list[ServiceProcess] = [api]
         for n in range(cfg.workers):
@@ -632,7 +643,8 @@ def summary(report: Report) -> str:
         f"countersign core benchmark, profile {cfg.profile}: {os.cpu_count()} cores (usable "
         f"{affinity}, load average now {load}), {cfg.api_workers} API processes, "
         f"{cfg.workers} counter worker(s), {cfg.rounds} rounds of wrk -t{cfg.threads} "
-        f"-c{cfg.connections} -d{cfg.duration}s",
+        f"-c{cfg.connections} -d{cfg.duration}s"
+        + "".join(f", {setting}" for setting in cfg.setting),
         "-" * 100,
     ]
     if report.sign:
