@@ -8,6 +8,7 @@ signatures. Under light load a batch is a single signature and adds no delay.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -42,6 +43,7 @@ def count_signature(outcome: str, reason: str = "") -> None:
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function; signers' domains repeat a lot
 def canonical_domain(domain: str) -> str:
     """The domain as DNS sees it: IDNA 2008 with the UTS #46 mapping (case, full-width
     forms and ignored characters such as the soft hyphen folded), in its ASCII form, so
