@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Histogram
 
-from countersign_core.logs import REQUEST_ID
+from countersign_core.logs import REQUEST_ID, trusted_info
 from petition_api import metrics
 
 access_log = logging.getLogger("petition_api.access")
@@ -77,14 +77,14 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         method = request.method if request.method in _METHODS else "other"
         route = route_of(request)
         _duration_of(method, route, status).observe(duration)
-        access_log.info(
+        # Route pattern, method, status and duration only: trusted_info's kind of line.
+        trusted_info(
+            access_log,
             "request",
-            extra={
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration": round(duration, 4),
-            },
+            method=method,
+            route=route,
+            status=status,
+            duration=round(duration, 4),
         )
 
 

@@ -15,16 +15,19 @@ import select
 import sys
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from countersign_core.logs import (
+    REQUEST_ID,
     is_ours,
     log_handler,
     process_log_handler,
     project_packages,
     redact,
+    trusted_info,
 )
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -177,3 +180,50 @@ def test_without_an_event_loop_a_process_writes_each_line_at_once() -> None:
     handler = process_log_handler(out)
     handler.handle(access_record(1))
     assert json.loads(out.getvalue())["n"] == 1
+
+
+@contextmanager
+def root_handlers(*handlers: logging.Handler) -> Iterator[None]:
+    saved = logging.root.handlers[:]
+    logging.root.handlers[:] = handlers
+    try:
+        yield
+    finally:
+        logging.root.handlers[:] = saved
+
+
+def test_a_trusted_line_is_written_as_its_record_would_be() -> None:
+    logger = logging.getLogger("petition_api.access")
+    fields: dict[str, str | int] = {
+        "method": "GET",
+        "route": "/v1/petitions/{slug}/counts",
+        "status": 200,
+    }
+    as_record, as_line = io.StringIO(), io.StringIO()
+    token = REQUEST_ID.set("0123456789abcdef0123")
+    try:
+        with root_handlers(log_handler(as_record)):
+            trusted_info(logger, "request", **fields)  # another handler: a record
+        with root_handlers(process_log_handler(as_line)):
+            trusted_info(logger, "request", **fields)  # the process's own: a line
+    finally:
+        REQUEST_ID.reset(token)
+    record, line = json.loads(as_record.getvalue()), json.loads(as_line.getvalue())
+    assert record.keys() == line.keys()
+    assert {key: value for key, value in line.items() if key != "time"} == {
+        key: value for key, value in record.items() if key != "time"
+    }
+    assert line["request_id"] == "0123456789abcdef0123"
+
+
+def test_a_trusted_line_goes_as_a_record_where_a_logger_has_handlers_of_its_own() -> None:
+    logger = logging.getLogger("petition_api.access")
+    own = io.StringIO()
+    mine = log_handler(own)
+    logger.addHandler(mine)
+    try:
+        with root_handlers(process_log_handler(io.StringIO())):
+            trusted_info(logger, "request", status=200)
+    finally:
+        logger.removeHandler(mine)
+    assert json.loads(own.getvalue())["status"] == 200
