@@ -1,11 +1,14 @@
 """Core benchmark: sign throughput, 201 -> /counts lag at ~1,000 signatures/s, counts reads,
-each throughput beside a plain-aiohttp baseline measured in the same run.
+each throughput beside a plain-aiohttp baseline measured in the same run, in turns.
 
 Runs the real processes (``countersign api`` and ``counter_worker``) against a throwaway
-database and Redis key prefix, drives them with wrk, and prints a summary with targets.
-Everything it creates is removed at the end, also on Ctrl-C or an error.
+database and Redis key prefix, configured as deployed (``--profile deployed``: behind a
+trusted proxy, a client address per request, every safeguard on) or with the abuse
+limits, access log and metrics out of the way (``--profile shortcut``), drives them with
+wrk, and prints a summary with the goals. Everything it creates is removed at the end,
+also on Ctrl-C or an error.
 
-    python -m bench.bench_core [--duration 15] [--api-workers 2] [--workers 1] ...
+    python -m bench.bench_core [--profile deployed] [--duration 10] [--rounds 3] ...
     python -m bench.bench_core --pgbouncer ...   # then again through PgBouncer, same run
 
 Servers: DATABASE_URL / REDIS_URL (server-level URLs) when set, else embedded ones.
@@ -32,8 +35,9 @@ import asyncpg
 
 from bench.harness.baseline import start_baseline
 from bench.harness.cpu import CpuMeter
-from bench.harness.run import BenchError, bench_main, beside, percentile, say, wait_until
+from bench.harness.run import BenchError, bench_main, percentile, say, wait_until
 from bench.harness.stack import (
+    PROFILES,
     alive,
     http_status,
     open_petition,
@@ -46,9 +50,11 @@ from bench.harness.wrk import DEFAULT_WRK, Wrk, WrkResult
 from tests.support.processes import ApiProcess, ServiceProcess
 from tests.support.servers import PrivatePgBouncer
 
-SIGN_TARGET = 3_000.0  # signatures/s
-READS_TARGET = 10_000.0  # counts reads/s
-LAG_P99_TARGET_MS = 250.0
+# Goals (issue 11): ratios to the baselines measured in the same run, and latencies.
+SIGN_RATIO_GOAL = 2.0  # signatures/s, times the naive app's
+READS_RATIO_GOAL = 0.8  # counts reads/s, times the bare static JSON's
+LAG_P99_GOAL_MS = 100.0  # 201 -> visible in /counts, at ~1,000 signatures/s
+PACED_P99_GOAL_MS = 50.0  # signing latency at ~1,000 signatures/s
 
 SLUG = "bench-core"
 LOAD_COUNTRIES = ("GB", "FR", "DE", "US", "SY", "BR", "IN", "NG")
@@ -62,7 +68,9 @@ STATIC = "bare aiohttp static JSON"
 
 @dataclass(frozen=True)
 class Config:
+    profile: str
     duration: int
+    rounds: int
     api_workers: int
     workers: int
     connections: int
@@ -79,6 +87,7 @@ class Config:
     pgbouncer: bool
     pgbouncer_pool: int
     wrk: str
+    setting: list[str]
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -87,7 +96,21 @@ def parse_args(argv: list[str] | None = None) -> Config:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--duration", type=int, default=15, help="seconds of the sign and reads phases")
+    add(
+        "--profile",
+        choices=PROFILES,
+        default="deployed",
+        help="deployed: behind a trusted proxy, a client address per request, abuse limits, "
+        "global ceiling, access log at INFO, metrics; shortcut: load allow-listed, no global "
+        "ceiling, logs at WARNING, no metrics",
+    )
+    add("--duration", type=int, default=10, help="seconds of each sign and reads round")
+    add(
+        "--rounds",
+        type=int,
+        default=3,
+        help="sign and reads rounds, each countersign then its baseline (alternating order)",
+    )
     add("--api-workers", type=int, default=2, help="API processes (countersign api --workers)")
     add("--workers", type=int, default=1, help="counter worker processes")
     add("--connections", type=int, default=64, help="wrk connections, sign and reads phases")
@@ -118,8 +141,25 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     add("--pgbouncer-pool", type=int, default=20, help="PgBouncer's default_pool_size")
     add("--wrk", default=DEFAULT_WRK, help="path of wrk")
+    add(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the services for this run, over the profile's (repeatable)",
+    )
     args = parser.parse_args(argv)
-    positive = ("duration", "api_workers", "workers", "connections", "threads", "pgbouncer_pool")
+    if any("=" not in setting for setting in args.setting):
+        parser.error("--setting takes NAME=VALUE")
+    positive = (
+        "duration",
+        "rounds",
+        "api_workers",
+        "workers",
+        "connections",
+        "threads",
+        "pgbouncer_pool",
+    )
     for name in (*positive, "lag_rate", "lag_connections", "probes", "probe_interval_ms"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -162,6 +202,18 @@ class Stack:
 
     async def rows(self) -> int:
         return int(await self.db.fetchval("SELECT count(*) FROM signatures"))
+
+    async def counted_rows(self) -> int:
+        """Rows that count: not the ones held for review (over the global ceiling, say)."""
+        return int(await self.db.fetchval("SELECT count(*) FROM signatures WHERE counted"))
+
+    async def held_rows(self) -> dict[str, int]:
+        """Rows held for review, by reason (the rate limits' reasons, disposable...)."""
+        rows = await self.db.fetch(
+            "SELECT suspect_reason, count(*) AS n FROM signatures "
+            "WHERE suspect_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+        )
+        return {row["suspect_reason"]: int(row["n"]) for row in rows}
 
     async def pending_events(self) -> int:
         return int(await self.db.fetchval("SELECT count(*) FROM counter_events"))
@@ -207,8 +259,108 @@ class Stack:
 
 
 def sign_args(phase: str) -> dict[str, str]:
-    """bench/wrk/sign.lua's arguments: a tag no other run or phase uses, the countries."""
-    return {"tag": f"{phase}{secrets.token_hex(3)}", "countries": ",".join(LOAD_COUNTRIES)}
+    """bench/wrk/sign.lua's arguments: a tag no other run or phase uses, the countries, and
+    where its client addresses start (each phase its own, as far as chance goes)."""
+    return {
+        "tag": f"{phase}{secrets.token_hex(3)}",
+        "countries": ",".join(LOAD_COUNTRIES),
+        "addresses": str(secrets.randbelow(1 << 24)),
+    }
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round: countersign's load, and the baseline's, one right after the other."""
+
+    ours: WrkResult
+    baseline: WrkResult | None
+    sign: bool  # a sign round (rates are 201s/s), else a reads round (answers/s)
+
+    @property
+    def rate(self) -> float:
+        return self.ours.created_rate if self.sign else self.ours.rate
+
+    @property
+    def baseline_rate(self) -> float | None:
+        if self.baseline is None:
+            return None
+        return self.baseline.created_rate if self.sign else self.baseline.rate
+
+    @property
+    def ratio(self) -> float | None:
+        base = self.baseline_rate
+        return self.rate / base if base else None
+
+
+@dataclass(frozen=True)
+class Rounds:
+    rounds: list[Round]
+
+    @property
+    def rate(self) -> float:
+        return median([r.rate for r in self.rounds])
+
+    @property
+    def baseline_rate(self) -> float | None:
+        rates = [r.baseline_rate for r in self.rounds if r.baseline_rate is not None]
+        return median(rates) if rates else None
+
+    @property
+    def ratio(self) -> float | None:
+        ratios = [r.ratio for r in self.rounds if r.ratio is not None]
+        return median(ratios) if ratios else None
+
+    @property
+    def middle(self) -> WrkResult:
+        """countersign's run of the median rate (its latencies are the ones shown)."""
+        ordered = sorted(self.rounds, key=lambda r: r.rate)
+        return ordered[len(ordered) // 2].ours
+
+    @property
+    def errors(self) -> int:
+        return sum(r.ours.errors for r in self.rounds)
+
+    def beside_baseline(self, name: str) -> str:
+        if self.baseline_rate is None or self.ratio is None:
+            return ""
+        each = ", ".join(f"{r.ratio:.2f}x" for r in self.rounds if r.ratio is not None)
+        return (
+            f"{name}: {self.baseline_rate:,.0f}/s (median); countersign "
+            f"{self.ratio:.2f}x of it (median of the rounds: {each})"
+        )
+
+
+async def measure_rounds(
+    stack: Stack, path: str, script: str, baseline_path: str, *, sign: bool, phase: str
+) -> list[Round]:
+    """``--rounds`` rounds of countersign and its baseline, alternating which goes first,
+    so that neither always runs on a machine just warmed up (or just busied) by the other."""
+    cfg = stack.cfg
+
+    def args() -> dict[str, str]:
+        return sign_args(phase) if sign else {}
+
+    async def baseline() -> WrkResult:
+        return await stack.baseline_load(baseline_path, NAIVE if sign else STATIC, script, **args())
+
+    rounds = []
+    for n in range(cfg.rounds):
+        say(f"   round {n + 1} of {cfg.rounds}:")
+        theirs = await baseline() if stack.baseline is not None and n % 2 else None
+        cpu_before = stack.cpu.snapshot()
+        ours = await stack.full_load(path, script, **args())
+        say(f"   countersign: {ours.describe()}")
+        say_cpu(stack.cpu.report(cpu_before))
+        if stack.baseline is not None and not n % 2:
+            theirs = await baseline()
+        rounds.append(Round(ours, theirs, sign))
+    return rounds
 
 
 # -- phases --------------------------------------------------------------------------------
@@ -216,83 +368,89 @@ def sign_args(phase: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SignResult:
-    wrk: WrkResult
-    rows: int
+    rounds: Rounds
+    sent: int  # requests sent, over every round
+    created: int  # 201s, over every round
+    rows: int  # rows written meanwhile
+    held: dict[str, int]  # of which held for review, by reason
     drain_s: float
-    baseline: WrkResult | None
-
-    @property
-    def rate(self) -> float:
-        return self.wrk.created_rate
 
     @property
     def rows_match(self) -> bool:
         # Every 201 must be a row. Requests in flight when wrk stopped are still recorded
         # by the API (the writer finishes a batch whose client hung up), so rows may
         # exceed the 201s by those, and never by more: each request has its own email.
-        return self.wrk.created <= self.rows <= self.wrk.sent
+        return self.created <= self.rows <= self.sent
 
     def rows_text(self) -> str:
         return f"rows in Postgres == 201s: {'yes' if self.rows_match else 'NO'}"
 
     def rows_detail(self) -> str:
-        rows, created, sent = self.rows, self.wrk.created, self.wrk.sent
+        rows, created, sent = self.rows, self.created, self.sent
         if not self.rows_match:
             return f"({rows:,} rows, {created:,} 201s, {sent:,} requests sent)"
-        in_flight = sent - self.wrk.requests
+        in_flight = sent - sum(r.ours.requests for r in self.rounds.rounds)
         return (
             f"({rows:,} rows = {created:,} 201s + {rows - created} of the {in_flight} "
             "requests in flight when wrk stopped)"
         )
 
-    def beside_baseline(self) -> str:
-        return beside(NAIVE, self.baseline.created_rate, self.rate) if self.baseline else ""
+    def held_text(self) -> str:
+        if not self.held:
+            return "none held for review"
+        return "held for review: " + ", ".join(f"{n:,} {why}" for why, n in self.held.items())
 
 
 async def sign_phase(stack: Stack) -> tuple[SignResult, list[str]]:
     cfg = stack.cfg
-    say(f"\n== sign throughput: wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s")
+    say(
+        f"\n== sign throughput: {cfg.rounds} rounds of wrk -t{cfg.threads} -c{cfg.connections} "
+        f"-d{cfg.duration}s"
+    )
     rows_before = await stack.rows()
-    cpu_before = stack.cpu.snapshot()
-    result = await stack.full_load(stack.sign_url, "sign", **sign_args("s"))
-    say(f"   {result.describe()}")
-    say_cpu(stack.cpu.report(cpu_before))
+    held_before = await stack.held_rows()
+    rounds = await measure_rounds(stack, stack.sign_url, "sign", "/sign", sign=True, phase="s")
+    sent = sum(r.ours.sent for r in rounds)
 
     # Requests left in flight when wrk stopped are still being written; give them a moment.
     async def settled() -> bool:
-        return await stack.rows() - rows_before >= result.sent
+        return await stack.rows() - rows_before >= sent
 
     with contextlib.suppress(BenchError):
         await wait_until(settled, timeout=5, what="in-flight signatures")
     rows = await stack.rows() - rows_before
+    held = {
+        why: n - held_before.get(why, 0)
+        for why, n in (await stack.held_rows()).items()
+        if n > held_before.get(why, 0)
+    }
     drain_s = await wait_converged(stack, timeout=120)
-    baseline = None
-    if stack.baseline is not None:
-        baseline = await stack.baseline_load("/sign", NAIVE, "sign", **sign_args("b"))
-    sign = SignResult(result, rows, drain_s, baseline)
-    say(f"   {sign.rows_text()} {sign.rows_detail()}")
+    created = sum(r.ours.created for r in rounds)
+    sign = SignResult(Rounds(rounds), sent, created, rows, held, drain_s)
+    say(f"   {sign.rows_text()} {sign.rows_detail()}; {sign.held_text()}")
     say(f"   live counts caught up with Postgres {drain_s:.2f}s after the load stopped")
     failures = []
-    if result.errors or result.created != result.requests:
-        failures.append(
-            f"sign phase: {result.non_2xx} non-2xx, {result.requests - result.created} "
-            f"responses not 201, socket errors {result.socket_errors}"
-        )
+    for n, r in enumerate(rounds, start=1):
+        if r.ours.errors or r.ours.created != r.ours.requests:
+            failures.append(
+                f"sign round {n}: {r.ours.non_2xx} non-2xx, {r.ours.requests - r.ours.created} "
+                f"responses not 201, socket errors {r.ours.socket_errors}"
+            )
+        if r.baseline is not None and r.baseline.errors:
+            failures.append(f"sign round {n} baseline: {r.baseline.describe()}")
     if not sign.rows_match:
         failures.append(f"sign phase: {sign.rows_text()} {sign.rows_detail()}")
-    if baseline is not None and baseline.errors:
-        failures.append(f"sign phase baseline: {baseline.describe()}")
     return sign, failures
 
 
 async def wait_converged(stack: Stack, timeout: float) -> float:
-    """Until no counter event is waiting and /counts' total equals the rows in Postgres."""
+    """Until no counter event is waiting and /counts' total equals the rows that count."""
 
     async def converged() -> bool:
         if await stack.pending_events():
             return False
         counts = await stack.counts()
-        return counts is not None and counts["total"] == await stack.rows()
+        return counts is not None and counts["total"] == await stack.counted_rows()
 
     return await wait_until(
         converged,
@@ -329,7 +487,10 @@ async def probe_once(stack: Stack, seq: int, expected: int, tag: str) -> float:
         "email": f"probe-{tag}-{seq}@bench.example.org",
         "country": PROBE_COUNTRY,
     }
-    async with stack.session.post(stack.sign_url, json=body) as response:
+    # A client address of its own (believed in the deployed profile, ignored otherwise).
+    address = f"10.255.{seq // 256 % 256}.{seq % 256}"
+    headers = {"X-Forwarded-For": address}
+    async with stack.session.post(stack.sign_url, json=body, headers=headers) as response:
         await response.read()
         if response.status != 201:
             raise BenchError(f"probe signature answered {response.status}")
@@ -398,29 +559,20 @@ async def run_probes(stack: Stack, load: Wrk, start_count: int) -> list[float]:
     return lags
 
 
-@dataclass(frozen=True)
-class ReadsResult:
-    wrk: WrkResult
-    baseline: WrkResult | None
-
-    def beside_baseline(self) -> str:
-        return beside(STATIC, self.baseline.rate, self.wrk.rate) if self.baseline else ""
-
-
-async def reads_phase(stack: Stack) -> tuple[ReadsResult, list[str]]:
+async def reads_phase(stack: Stack) -> tuple[Rounds, list[str]]:
     cfg = stack.cfg
-    say(f"\n== counts reads: wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s")
-    cpu_before = stack.cpu.snapshot()
-    result = await stack.full_load(stack.counts_url, "read")
-    say(f"   {result.describe()}")
-    say_cpu(stack.cpu.report(cpu_before))
-    baseline = None
-    if stack.baseline is not None:
-        baseline = await stack.baseline_load("/static", STATIC, "read")
-    failures = [f"reads phase: {result.describe()}"] if result.errors else []
-    if baseline is not None and baseline.errors:
-        failures.append(f"reads phase baseline: {baseline.describe()}")
-    return ReadsResult(result, baseline), failures
+    say(
+        f"\n== counts reads: {cfg.rounds} rounds of wrk -t{cfg.threads} -c{cfg.connections} "
+        f"-d{cfg.duration}s"
+    )
+    rounds = await measure_rounds(stack, stack.counts_url, "read", "/static", sign=False, phase="r")
+    failures = []
+    for n, r in enumerate(rounds, start=1):
+        if r.ours.errors:
+            failures.append(f"reads round {n}: {r.ours.describe()}")
+        if r.baseline is not None and r.baseline.errors:
+            failures.append(f"reads round {n} baseline: {r.baseline.describe()}")
+    return Rounds(rounds), failures
 
 
 # -- the run and its summary -----------------------------------------------------------------
@@ -432,7 +584,7 @@ class Report:
     route: str = "direct"
     sign: SignResult | None = None
     lag: LagResult | None = None
-    reads: ReadsResult | None = None
+    reads: Rounds | None = None
     final_total: int | None = None
     final_rows: int | None = None
     failures: list[str] = field(default_factory=list)
@@ -445,8 +597,9 @@ async def run(cfg: Config, reports: list[Report]) -> None:
         if cfg.signature_log == "off":
             await without_signature_log(site.database_url)
         say(f"database {site.database_url.rsplit('/', 1)[-1]}, Redis prefix {site.layout.prefix}")
-        log = {"COUNTERSIGN_SIGNATURE_LOG": cfg.signature_log}
-        routes = {"direct": site.service_env(**log)}
+        settings = dict(setting.split("=", 1) for setting in cfg.setting)
+        settings["COUNTERSIGN_SIGNATURE_LOG"] = cfg.signature_log
+        routes = {"direct": site.service_env(profile=cfg.profile, **settings)}
         if cfg.pgbouncer:
             bouncer = PrivatePgBouncer(
                 site.servers.postgres,
@@ -459,7 +612,8 @@ async def run(cfg: Config, reports: list[Report]) -> None:
                 DATABASE_URL=bouncer.url(site.database_url.rsplit("/", 1)[-1]),
                 DATABASE_DIRECT_URL=site.database_url,
                 COUNTERSIGN_DATABASE_POOLER="transaction",
-                **log,
+                profile=cfg.profile,
+                **settings,
             )
 
         cpu = CpuMeter()
@@ -531,63 +685,77 @@ async def run_phases(stack: Stack, report: Report) -> None:
         report.failures.append(str(exc))
     counts = await stack.counts()
     report.final_total = None if counts is None else int(counts["total"])
-    report.final_rows = await stack.rows()
+    report.final_rows = await stack.counted_rows()
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def goal(ok: bool, text: str) -> str:
+    return f"   [goal {text}: {'PASS' if ok else 'MISS'}]"
+
+
 def summary(report: Report) -> str:
     cfg = report.cfg
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         "",
         "=" * 100,
-        f"countersign core benchmark, Postgres {report.route}: {os.cpu_count()} cores "
-        f"(usable {affinity}), {cfg.api_workers} API processes, {cfg.workers} counter "
-        f"worker(s), signature log {cfg.signature_log}, "
-        f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration}s, "
-        f"load average at the end {os.getloadavg()[0]:.1f}",
+        f"countersign core benchmark, profile {cfg.profile}, Postgres {report.route}: "
+        f"{os.cpu_count()} cores (usable {affinity}, load average now {load}), "
+        f"{cfg.api_workers} API processes, {cfg.workers} counter worker(s), signature log "
+        f"{cfg.signature_log}, {cfg.rounds} rounds of wrk -t{cfg.threads} "
+        f"-c{cfg.connections} -d{cfg.duration}s"
+        + "".join(f", {setting}" for setting in cfg.setting),
         "-" * 100,
     ]
     if report.sign:
-        s = report.sign
+        s, ours = report.sign, report.sign.rounds.middle
         lines.append(
-            f"sign throughput:   {s.rate:,.0f} signatures/s sustained, {s.wrk.errors} errors "
-            f"(p50 {s.wrk.p50_ms:.1f} ms, p99 {s.wrk.p99_ms:.1f} ms), {s.rows_text()}"
-            f"   [target >= {SIGN_TARGET:,.0f}/s: {verdict(s.rate >= SIGN_TARGET)}]"
+            f"sign throughput:   {s.rounds.rate:,.0f} signatures/s (median round), "
+            f"{s.rounds.errors} errors (p50 {ours.p50_ms:.1f} ms, p99 {ours.p99_ms:.1f} ms), "
+            f"{s.rows_text()}"
         )
-        lines.append(f"{'':19}{s.rows_detail()}")
-        if s.baseline is not None:
-            lines.append(f"{'':19}beside the {s.beside_baseline()}")
+        lines.append(f"{'':19}{s.rows_detail()}; {s.held_text()}")
+        if (ratio_ := s.rounds.ratio) is not None:
+            lines.append(
+                f"{'':19}beside the {s.rounds.beside_baseline(NAIVE)}"
+                + goal(ratio_ >= SIGN_RATIO_GOAL, f">= {SIGN_RATIO_GOAL:.1f}x")
+            )
     if report.lag:
         lag = report.lag
-        ok = lag.stat(99) < LAG_P99_TARGET_MS
         lines.append(
             f"lag 201->/counts at ~{cfg.lag_rate:,}/s: p50 {lag.stat(50):.1f} ms, "
             f"p99 {lag.stat(99):.1f} ms, max {lag.stat(100):.1f} ms"
-            f"   [target p99 < {LAG_P99_TARGET_MS:.0f} ms: {verdict(ok)}]"
+            + goal(lag.stat(99) <= LAG_P99_GOAL_MS, f"p99 <= {LAG_P99_GOAL_MS:.0f} ms")
+        )
+        lines.append(
+            f"{'':19}signing at that rate: p50 {lag.load.p50_ms:.1f} ms, "
+            f"p99 {lag.load.p99_ms:.1f} ms"
+            + goal(lag.load.p99_ms <= PACED_P99_GOAL_MS, f"p99 <= {PACED_P99_GOAL_MS:.0f} ms")
         )
         lines.append(
             f"{'':19}({len(lag.lags_ms)} probes; load achieved {lag.achieved_rate:,.0f} "
             f"signatures/s, {lag.load.errors} errors)"
         )
     if report.reads:
-        r = report.reads.wrk
+        r = report.reads.middle
         lines.append(
-            f"counts reads:      {r.rate:,.0f} req/s (p50 {r.p50_ms:.1f} ms, "
-            f"p99 {r.p99_ms:.1f} ms), {r.non_2xx} non-2xx, "
-            f"{sum(r.socket_errors.values())} socket errors"
-            f"   [target >= {READS_TARGET:,.0f}/s: {verdict(r.rate >= READS_TARGET)}]"
+            f"counts reads:      {report.reads.rate:,.0f} req/s (median round; p50 "
+            f"{r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms), {report.reads.errors} errors"
         )
-        if report.reads.baseline is not None:
-            lines.append(f"{'':19}beside the {report.reads.beside_baseline()}")
+        if (ratio_ := report.reads.ratio) is not None:
+            lines.append(
+                f"{'':19}beside the {report.reads.beside_baseline(STATIC)}"
+                + goal(ratio_ >= READS_RATIO_GOAL, f">= {READS_RATIO_GOAL:.1f}x")
+            )
     if report.final_rows is not None:
         same = "yes" if report.final_total == report.final_rows else "NO"
         lines.append(
-            f"live counts at the end: total {report.final_total} == {report.final_rows} rows "
-            f"in Postgres: {same}"
+            f"live counts at the end: total {report.final_total} == {report.final_rows} "
+            f"counted rows in Postgres: {same}"
         )
     for failure in report.failures:
         lines.append(f"FAILED: {failure}")

@@ -136,7 +136,7 @@ async def sign_rate(signature_log: str, duration: int) -> float:
     [report] = reports
     if report.failures or report.sign is None:
         raise BenchError(f"bench_core --signature-log {signature_log}: {report.failures}")
-    return report.sign.rate
+    return report.sign.rounds.rate
 
 
 async def sign_phase(duration: int) -> list[str]:

@@ -86,6 +86,7 @@ class CounterWorker:
         # there to kill or freeze it at an exact step of the protocol).
         self._on_step = on_step or (lambda _step: None)
         self._petitions_changed = True
+        self._next_batch_at = 0.0  # loop time; see WorkerConfig.pace
 
     # -- the batch path ---------------------------------------------------------------
 
@@ -378,7 +379,7 @@ class CounterWorker:
                     await self.destroy_expired_ip_keys()
                     next_sweep = loop.time() + MARKER_SWEEP_INTERVAL
                 await self._beat_if_due()
-                while not stopping.is_set() and await self.process_next_batch():
+                while not stopping.is_set() and await self._paced_batch(stopping):
                     await self._beat_if_due()  # a long drain is progress too
                 backoff = 0.1
             except TRANSIENT_ERRORS as exc:
@@ -397,6 +398,20 @@ class CounterWorker:
         await _close_quietly(listener)
         await self.heartbeat.forget(self.pool)
         log.info("worker %s stopped", self.token)
+
+    async def _paced_batch(self, stopping: asyncio.Event) -> bool:
+        """``process_next_batch``, at most one per ``pace``: a busy worker claims what
+        arrived meanwhile in one batch (a few large batches cost far less than many
+        small ones), and an idle one starts at once."""
+        loop = asyncio.get_running_loop()
+        if (wait := self._next_batch_at - loop.time()) > 0:
+            await _wait_any(stopping, timeout=wait)
+            if stopping.is_set():
+                return False
+        started = loop.time()
+        if claimed := await self.process_next_batch():
+            self._next_batch_at = started + self.config.pace
+        return claimed
 
     async def _beat_if_due(self) -> None:
         # From the work loop itself, so a worker stuck anywhere stops beating; and only

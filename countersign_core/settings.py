@@ -135,6 +135,9 @@ class ConfirmationConfig:
 class WorkerConfig:
     batch_size: int
     poll_interval: float
+    # Least time between the starts of two batches (seconds): under load, changes that
+    # arrive meanwhile wait and go in one batch; a change after a quiet spell goes at once.
+    pace: float
     lease_ms: int
     shutdown_grace: float
     # Days a key of the client address hashes lives before the worker destroys it
@@ -311,6 +314,8 @@ def load_settings() -> Settings:
                 poll_interval=env.float(
                     "COUNTERSIGN_WORKER_POLL_INTERVAL", 1.0, validate=Range(min=0.01)
                 ),
+                pace=env.int("COUNTERSIGN_WORKER_PACE_MS", 25, validate=Range(min=0, max=1000))
+                / 1000,
                 lease_ms=env.int("COUNTERSIGN_WORKER_LEASE_MS", 10_000, validate=Range(min=100)),
                 shutdown_grace=_shutdown_grace(env),
                 ip_hash_retention_days=env.int(

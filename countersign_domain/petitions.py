@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import asyncpg
-from cachetools import TTLCache
 
+from countersign_core.caching import FreshValues
 from countersign_core.connections import transaction
 from countersign_domain import audit, patterns
 from countersign_domain.errors import (
@@ -304,7 +304,8 @@ async def set_status(
 
 
 class PetitionDirectory:
-    """Petitions by slug, cached for a few seconds (unknown slugs too)."""
+    """Petitions by slug, cached for a few seconds (unknown slugs too); a slug missing
+    from the cache is read once however many requests ask for it meanwhile."""
 
     def __init__(
         self,
@@ -315,15 +316,12 @@ class PetitionDirectory:
         timeout: float | None = None,
     ) -> None:
         self._pool = pool
-        self._cache: TTLCache[str, Petition | None] = TTLCache(maxsize=size, ttl=ttl)
+        self._cache: FreshValues[str, Petition | None] = FreshValues(ttl=ttl, size=size)
         self._timeout = timeout  # a hung Postgres must not hang the request (TimeoutError)
 
     async def get(self, slug: str) -> Petition | None:
-        try:
-            return self._cache[slug]
-        except KeyError:
-            pass
-        async with asyncio.timeout(self._timeout):
-            petition = await fetch_petition(self._pool, slug)
-        self._cache[slug] = petition
-        return petition
+        async def read() -> Petition | None:
+            async with asyncio.timeout(self._timeout):
+                return await fetch_petition(self._pool, slug)
+
+        return await self._cache.get(slug, read)

@@ -8,17 +8,21 @@ signatures. Under light load a batch is a single signature and adds no delay.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
 import unicodedata
-from dataclasses import astuple, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Literal
 
 import asyncpg
 import idna
 from prometheus_client import Counter
 
+from countersign_core.batching import Batcher
 from countersign_core.connections import TRANSIENT_ERRORS
 
 log = logging.getLogger("countersign_domain.signatures")
@@ -39,6 +43,7 @@ def count_signature(outcome: str, reason: str = "") -> None:
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function; signers' domains repeat a lot
 def canonical_domain(domain: str) -> str:
     """The domain as DNS sees it: IDNA 2008 with the UTS #46 mapping (case, full-width
     forms and ignored characters such as the soft hyphen folded), in its ASCII form, so
@@ -173,13 +178,14 @@ class BackendUnavailable(Exception):
     """Postgres could not be reached; the signature was not recorded."""
 
 
-Queued = tuple[NewSignature, asyncio.Future[SignStatus | None]]
-
-
 @dataclass(frozen=True)
 class Written:
     status: SignStatus
     new: bool  # False: the address had signed already
+
+
+# The columns of INSERT_BATCH's input, in order: what one row of it is made of.
+_COLUMNS = attrgetter(*(f.name for f in fields(NewSignature)))
 
 
 class SignatureWriter:
@@ -188,18 +194,24 @@ class SignatureWriter:
         pool: asyncpg.Pool,
         *,
         max_batch: int = 500,
-        writers: int = 4,
+        writers: int = 1,
         confirmation_emails: int = 3,
         timeout: float | None = None,
     ) -> None:
         self._pool = pool
-        self._max_batch = max_batch
         self._confirmation_emails = confirmation_emails
         # Bounds both a caller's wait and each INSERT, so that a hung Postgres means a
         # quick 503, never a hanging request.
         self._timeout = timeout
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
-        self._tasks = [asyncio.create_task(self._write_loop()) for _ in range(writers)]
+        # One writer by default: while its INSERT is in flight the next batch gathers,
+        # and batches are as large as the load makes them (a statement's fixed cost is
+        # most of the cost of a small one).
+        self._batcher: Batcher[NewSignature, SignStatus | None] = Batcher(
+            self._write_batch, max_batch=max_batch, tasks=writers
+        )
+        # Connections kept from one batch to the next: the pool resets a connection it
+        # gets back (a round trip), and the writer leaves no session state to reset.
+        self._held: list[asyncpg.Connection] = []
 
     async def write(self, signature: NewSignature) -> SignStatus | None:
         """Record a signature. Once it is committed (or the address had already signed):
@@ -207,8 +219,7 @@ class SignatureWriter:
         None if the petition is not open. Raises BackendUnavailable, also when no answer
         comes within the timeout (the signature may still be written: a retry then finds
         it, as a duplicate)."""
-        future: asyncio.Future[SignStatus | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((signature, future))
+        future = self._batcher.submit(signature)
         try:
             async with asyncio.timeout(self._timeout):
                 # Shielded: a client hanging up must not take a half-written batch with it.
@@ -218,53 +229,43 @@ class SignatureWriter:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop."""
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
-            log.warning("signature writer closed with %d queued", self._queue.qsize())
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if left := await self._batcher.close(timeout):
+            log.warning("signature writer closed with %d queued", left)
+        while self._held:
+            await self._pool.release(self._held.pop())
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._write_batch(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    async def _write_batch(self, batch: list[Queued]) -> None:
+    async def _write_batch(
+        self, batch: Sequence[NewSignature]
+    ) -> list[SignStatus | BaseException | None]:
         try:
-            accepted = await self._insert([signature for signature, _ in batch])
+            accepted = await self._insert(batch)
         except TRANSIENT_ERRORS as exc:
             log.warning("could not record %d signatures: %s", len(batch), type(exc).__name__)
-            for _, future in batch:
-                _settle(future, exception=BackendUnavailable())
-            return
+            return [BackendUnavailable() for _ in batch]
         except Exception as exc:
             if len(batch) > 1:
                 # One bad row must not fail the others: write them one by one.
-                for item in batch:
-                    await self._write_batch([item])
-                return
-            for _, future in batch:
-                _settle(future, exception=exc)
-            return
-        for ordinal, (signature, future) in enumerate(batch, start=1):
+                return [outcome for one in batch for outcome in await self._write_batch([one])]
+            return [exc]
+        outcomes: list[SignStatus | BaseException | None] = []
+        for ordinal, signature in enumerate(batch, start=1):
             written = accepted.get(ordinal)
             if written is not None:
                 _count(signature, new=written.new)
-            _settle(future, result=written.status if written else None)
+            outcomes.append(written.status if written else None)
+        return outcomes
 
-    async def _insert(self, signatures: list[NewSignature]) -> dict[int, Written]:
+    async def _insert(self, signatures: Sequence[NewSignature]) -> dict[int, Written]:
         """Ordinals of the signatures whose petition was open -> what became of each."""
-        columns = list(zip(*(astuple(signature) for signature in signatures), strict=True))
+        columns = list(zip(*map(_COLUMNS, signatures), strict=True))
         async with asyncio.timeout(self._timeout):
-            rows = await self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+            conn = self._held.pop() if self._held else await self._pool.acquire()
+            try:
+                rows = await conn.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+            except BaseException:
+                await self._pool.release(conn)  # reset, or dropped if it broke
+                raise
+            self._held.append(conn)
         return {
             row["ord"]: Written(
                 "pending_confirmation" if row["require_confirmation"] else "counted", row["new"]
@@ -280,17 +281,3 @@ def _count(signature: NewSignature, *, new: bool) -> None:
         count_signature("suspect", signature.suspect_reason)
     else:
         count_signature("accepted")
-
-
-def _settle(
-    future: asyncio.Future[SignStatus | None],
-    *,
-    result: SignStatus | None = None,
-    exception: BaseException | None = None,
-) -> None:
-    if future.done():
-        return
-    if exception is not None:
-        future.set_exception(exception)
-    else:
-        future.set_result(result)

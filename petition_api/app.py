@@ -119,17 +119,19 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
         client,
         app[LAYOUT],
         ttl=settings.api.counts_cache_ms / 1000,
+        max_age=settings.api.counts_max_age,
         timeout=settings.api.backend_timeout,
     )
     limiter = app[LIMITER] = RateLimiter(
         client, settings.redis.prefix, timeout=settings.api.backend_timeout
     )
     app[ABUSE] = AbuseChecks(settings.limits, limiter, app[IP_KEYS])
-    hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT])
+    hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT], counts=app[COUNTS])
     subscription = asyncio.create_task(hub.run())
     yield
     await cancel_and_wait(subscription)
     await hub.close()
+    await limiter.close()
     await client.aclose()
 
 

@@ -10,6 +10,7 @@ here they are data that change at run time, per petition.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 
@@ -42,7 +43,12 @@ def cross_origin(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
 def _cors_methods(request: web.Request) -> str | None:
     """The methods a page on another origin may use on this path; None if it may not."""
     resource = request.match_info.route.resource
-    if resource is None or not any(route.handler is preflight for route in resource):
+    return None if resource is None else _methods_of(resource)
+
+
+@functools.lru_cache(maxsize=1024)  # routes do not change once the app runs
+def _methods_of(resource: web.AbstractResource) -> str | None:
+    if not any(route.handler is preflight for route in resource):
         return None
     return ", ".join(route.method for route in resource if route.method not in ("HEAD", "OPTIONS"))
 

@@ -1,8 +1,11 @@
 """The ``/counts`` body, rendered from Redis and shared by a process's readers.
 
 A popular petition's counter is read thousands of times a second by display widgets.
-Each process renders it at most once per ``ttl``: one Redis round trip then, however
-many readers; clients cache it longer anyway (``Cache-Control: max-age``).
+Each process renders it once per change (the live hub tells it of each: ``changed``),
+and at least once per ``ttl`` should a message be lost: one Redis round trip then,
+however many readers, also those that arrive while it is in Redis. The body, its ETag
+and its headers are made once per rendering; clients cache it longer anyway
+(``Cache-Control: max-age``).
 
 When Redis does not answer, or has lost the counters (restarted empty, being rebuilt),
 readers get the last figures this process rendered, marked ``"stale": true``: a widget
@@ -18,9 +21,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from counter_worker.counts import KeyLayout, LiveCounts, read_counts
+from countersign_core.caching import FreshValues
 from countersign_core.connections import TRANSIENT_ERRORS, RedisClient
 from countersign_core.logs import OutageNotice
 from countersign_domain.petitions import Petition
@@ -32,11 +37,17 @@ log = logging.getLogger("petition_api.counts")
 _schema = CountsSchema()
 
 
+Headers = CIMultiDictProxy[str]
+
+
 @dataclass(frozen=True)
 class RenderedCounts:
     body: bytes
     etag: str
-    stale: bool = False
+    stale: bool
+    # The answer's headers (with the body, and on a 304), made once.
+    headers: Headers
+    not_modified_headers: Headers
 
 
 def counts_payload(petition: Petition, counts: LiveCounts) -> dict[str, Any]:
@@ -61,30 +72,46 @@ def counts_json(petition: Petition, counts: LiveCounts) -> str:
     return _json(counts_payload(petition, counts), stale=False)
 
 
-def _render(payload: dict[str, Any], *, stale: bool) -> RenderedCounts:
-    body = _json(payload, stale=stale).encode()
-    return RenderedCounts(body, hashlib.blake2b(body, digest_size=12).hexdigest(), stale)
+def _headers(**headers: str) -> Headers:
+    return CIMultiDictProxy(CIMultiDict(headers))
 
 
 class CountsRenderer:
     def __init__(
-        self, redis: RedisClient, layout: KeyLayout, *, ttl: float, timeout: float | None = None
+        self,
+        redis: RedisClient,
+        layout: KeyLayout,
+        *,
+        ttl: float,
+        max_age: int,
+        timeout: float | None = None,
     ) -> None:
         self._redis = redis
         self._layout = layout
         self._timeout = timeout
-        self._cache: TTLCache[int, RenderedCounts] | None = (
-            TTLCache(maxsize=10_000, ttl=ttl) if ttl > 0 else None
-        )
+        self._fresh: FreshValues[int, RenderedCounts | None] = FreshValues(ttl=ttl)
         # The last figures rendered per petition, already marked stale.
         self._last_known: LRUCache[int, RenderedCounts] = LRUCache(maxsize=10_000)
         self._outage = OutageNotice(log, "counts served from memory, marked stale")
+        self._cache_control = f"public, max-age={max_age}"
+        # How many times counts were read from Redis (tests check the single flight).
+        self.reads = 0
 
     async def render(self, petition: Petition) -> RenderedCounts | None:
-        """The body and its ETag; the last known (stale) one if Redis cannot say; None if
-        there is none."""
-        if self._cache is not None and (cached := self._cache.get(petition.id)):
-            return cached
+        """The body, its ETag and headers; the last known (stale) one if Redis cannot say;
+        None if there is none."""
+        return await self._fresh.get(petition.id, lambda: self._read(petition), keep=_fresh_figures)
+
+    def changed(self, petition_id: int) -> None:
+        """The petition's counts changed: the next reader gets them rendered anew."""
+        self._fresh.invalidate(petition_id)
+
+    def all_changed(self) -> None:
+        """Changes may have gone unheard (the live subscription was lost)."""
+        self._fresh.invalidate_all()
+
+    async def _read(self, petition: Petition) -> RenderedCounts | None:
+        self.reads += 1
         try:
             async with asyncio.timeout(self._timeout):
                 counts = await read_counts(self._redis, self._layout, petition.id)
@@ -99,8 +126,22 @@ class CountsRenderer:
                 metrics.COUNTS_SERVED_STALE.inc()
             return stale
         payload = counts_payload(petition, counts)
-        rendered = _render(payload, stale=False)
-        self._last_known[petition.id] = _render(payload, stale=True)
-        if self._cache is not None:
-            self._cache[petition.id] = rendered
-        return rendered
+        self._last_known[petition.id] = self._rendered(payload, stale=True)
+        return self._rendered(payload, stale=False)
+
+    def _rendered(self, payload: dict[str, Any], *, stale: bool) -> RenderedCounts:
+        body = _json(payload, stale=stale).encode()
+        etag = hashlib.blake2b(body, digest_size=12).hexdigest()
+        json_type = {"Content-Type": "application/json"}
+        if stale:  # not to be cached, and no ETag to revalidate with
+            headers = _headers(**json_type, **{"Cache-Control": "no-store"})
+            return RenderedCounts(body, etag, stale, headers, headers)
+        validators = {"Cache-Control": self._cache_control, "ETag": f'"{etag}"'}
+        return RenderedCounts(
+            body, etag, stale, _headers(**json_type, **validators), _headers(**validators)
+        )
+
+
+def _fresh_figures(rendered: RenderedCounts | None) -> bool:
+    """Only figures Redis gave are kept: while it cannot, each render asks it again."""
+    return rendered is not None and not rendered.stale

@@ -5,7 +5,7 @@ The worker publishes an update message (``counter_worker.counts.CountsUpdate``) 
 Redis channel after every change; on a Redis Cluster, where a script may publish only on a
 sharded channel of its own slot, on each petition's channel (SPUBLISH), to which the hub
 subscribes (SSUBSCRIBE) while it has streams of that petition. On a message the hub reads
-the petition's counts once
+the petition's counts once (and tells the process's counts renderer, so ``/counts`` renders it anew)
 and hands the same event to every stream of that petition. Reads are coalesced: while
 one is in flight, more messages only mark the petition to be read once more, so a burst
 of changes costs two reads however many streams are open. A stream keeps only the latest
@@ -31,7 +31,7 @@ from counter_worker.counts import CountsUpdate, KeyLayout, LiveCounts, read_coun
 from countersign_core.connections import TRANSIENT_ERRORS, RedisClient, create_redis
 from countersign_domain.petitions import Petition
 from petition_api import metrics
-from petition_api.counts import counts_json
+from petition_api.counts import CountsRenderer, counts_json
 
 log = logging.getLogger("petition_api.live")
 
@@ -94,17 +94,22 @@ class _Audience:
 
 
 class LiveHub:
-    def __init__(self, redis_url: str, reader: RedisClient, layout: KeyLayout) -> None:
+    def __init__(
+        self, redis_url: str, reader: RedisClient, layout: KeyLayout, counts: CountsRenderer
+    ) -> None:
         # Named, so that operators (and tests) can find it in CLIENT LIST.
         self._subscriber = create_redis(redis_url, client_name=f"{SUBSCRIBER_NAME}:{layout.prefix}")
         self._reader = reader
         self._layout = layout
+        self._counts = counts
         self._audiences: dict[int, _Audience] = {}
         self._audiences_changed = asyncio.Event()
         self._backoff = 0.1
         self._closing = False
         # How many times counts were read for streams (tests check the coalescing).
         self.reads = 0
+        # Set while subscribed, once what changed before the subscription was dealt with.
+        self.subscribed = asyncio.Event()
 
     # -- the subscription -------------------------------------------------------------
 
@@ -117,6 +122,7 @@ class LiveHub:
                 else:
                     await self._follow_updates_channel(self._subscriber)
             except TRANSIENT_ERRORS as exc:
+                self.subscribed.clear()
                 log.warning(
                     "live subscription lost (%s); retrying in %.1fs",
                     type(exc).__name__,
@@ -136,8 +142,10 @@ class LiveHub:
                     # (Re)subscribed, redis-py's own reconnects included: what was
                     # published meanwhile is lost, so read everything again.
                     self._backoff = 0.1
+                    self._counts.all_changed()
                     for audience in self._audiences.values():
                         self._refresh(audience)
+                    self.subscribed.set()
                 elif message["type"] == "message":
                     self._published(message["data"])
 
@@ -163,15 +171,21 @@ class LiveHub:
                     continue
                 if message["type"] == "ssubscribe":  # as above, per channel
                     self._backoff = 0.1
-                    audience = self._audiences.get(channels.get(message["channel"], 0))
+                    petition_id = channels.get(message["channel"], 0)
+                    self._counts.changed(petition_id)
+                    audience = self._audiences.get(petition_id)
                     if audience is not None:
                         self._refresh(audience)
+                    self.subscribed.set()
                 elif message["type"] == "smessage":
                     self._published(message["data"])
 
     def _published(self, data: str) -> None:
         update = CountsUpdate.decode(data)
-        audience = self._audiences.get(update.petition_id) if update is not None else None
+        if update is None:
+            return
+        self._counts.changed(update.petition_id)
+        audience = self._audiences.get(update.petition_id)
         if audience is not None:
             self._refresh(audience)
 

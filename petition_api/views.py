@@ -35,6 +35,7 @@ from petition_api.openapi import SLUG, Reply, documented
 from petition_api.partners import authenticated_partner
 from petition_api.petitions import public_petition
 from petition_api.schemas import (
+    CompiledLoad,
     CountsSchema,
     HealthSchema,
     PendingConfirmationSchema,
@@ -46,6 +47,7 @@ from petition_api.schemas import (
 )
 
 _signature_schema = SignatureSchema()
+_signature_json = CompiledLoad(_signature_schema)
 _signature_form_schema = SignatureFormSchema()
 _petition_schema = PetitionSchema()
 
@@ -124,8 +126,10 @@ async def _sign(request: web.Request) -> web.Response:
     if partner is not None:
         # A partner's signatures carry its own code, whatever the body says.
         data.pop("source", None)
-    schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
-    fields = schema.load(data)
+    if request.content_type in FORM_TYPES:
+        fields = _signature_form_schema.load(data)
+    else:
+        fields = _signature_json.load(data)
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         count_signature("rejected", "honeypot")
@@ -198,19 +202,12 @@ async def get_counts(request: web.Request) -> web.Response:
     rendered = await request.app[keys.COUNTS].render(petition)
     if rendered is None:
         raise CountsUnavailable()
-    if rendered.stale:
-        return web.Response(
-            body=rendered.body,
-            content_type="application/json",
-            headers={"Cache-Control": "no-store"},
-        )
-    headers = {
-        "Cache-Control": f"public, max-age={request.app[keys.SETTINGS].api.counts_max_age}",
-        "ETag": f'"{rendered.etag}"',
-    }
-    if any(candidate.value == rendered.etag for candidate in request.if_none_match or ()):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=rendered.body, content_type="application/json", headers=headers)
+    # Body and headers were made once for every reader of these figures.
+    if not rendered.stale and any(
+        candidate.value == rendered.etag for candidate in request.if_none_match or ()
+    ):
+        return web.Response(status=304, headers=rendered.not_modified_headers)
+    return web.Response(body=rendered.body, headers=rendered.headers)
 
 
 @documented("The process is up", tags=("health",), responses={200: Reply("Up.", HealthSchema)})

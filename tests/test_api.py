@@ -17,6 +17,8 @@ from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from countersign_domain.signatures import canonical_email
 from petition_api.app import create_app
+from petition_api.appkeys import COUNTS as COUNTS_RENDERER
+from petition_api.appkeys import LIVE
 from tests.support.factories import SLUG, signature_rows, signer
 from tests.support.http import COUNTS, SIGN, AiohttpClient, Client, error_of
 from tests.support.waiting import eventually
@@ -368,19 +370,29 @@ async def test_health_and_readiness(client: Client) -> None:
     assert await response.json() == {"postgres": "ok", "redis": "ok"}
 
 
-async def test_each_process_reuses_a_rendered_count_briefly(
+async def test_each_process_renders_the_counts_once_per_change(
     aiohttp_client: AiohttpClient, settings: Settings, petition_id: int, worker: CounterWorker
 ) -> None:
-    api = dataclasses.replace(settings.api, counts_cache_ms=300)
+    # A cache far longer than the test: only the change itself can end a rendering's life.
+    api = dataclasses.replace(settings.api, counts_cache_ms=10_000)
     cached = await aiohttp_client(create_app(dataclasses.replace(settings, api=api)))
+    renderer = cached.app[COUNTS_RENDERER]
+    async with asyncio.timeout(5):
+        await cached.app[LIVE].subscribed.wait()  # from now on it hears of every change
     await worker.drain()
-    assert (await (await cached.get(COUNTS)).json())["total"] == 0
+    # Readers arriving together, while the first rendering is in Redis, share it.
+    firsts = await asyncio.gather(*(cached.get(COUNTS) for _ in range(20)))
+    assert [(await r.json())["total"] for r in firsts] == [0] * 20
+    assert renderer.reads == 1
+    for _ in range(5):
+        assert (await (await cached.get(COUNTS)).json())["total"] == 0
+    assert renderer.reads == 1
+
     assert (await cached.post(SIGN, json=signer())).status == 201
-    await worker.drain()
-    # Within the cache's lifetime the rendered body is reused, then it is read again.
-    assert (await (await cached.get(COUNTS)).json())["total"] == 0
+    await worker.drain()  # the worker's update message reaches the process's live hub
 
     async def shows_the_signature() -> bool:
         return bool((await (await cached.get(COUNTS)).json())["total"] == 1)
 
     await eventually(shows_the_signature, timeout=5)
+    assert renderer.reads == 2

@@ -7,10 +7,13 @@ steps of the protocol (tests/support/stopping_worker.py makes the worker SIGSTOP
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from counter_worker.counts import read_counts
 from counter_worker.keys import KeyLayout
@@ -342,3 +345,34 @@ async def test_redis_restarted_empty_while_signing_goes_on(
     truth = await assert_converges(pool, client, layout, petition_id)
     assert truth.total == 300
     await client.aclose()
+
+
+async def test_a_busy_worker_takes_what_arrived_while_it_paused_in_one_batch(
+    worker: CounterWorker, pool: asyncpg.Pool, redis: Redis, layout: KeyLayout, petition_id: int
+) -> None:
+    paced = CounterWorker(
+        worker.dsn, pool, redis, layout, dataclasses.replace(worker.config, pace=2.0)
+    )
+    await paced.drain()  # the counters built
+    batches_before = REGISTRY.get_sample_value("countersign_worker_batch_events_count") or 0
+    stopping = asyncio.Event()
+    running = asyncio.create_task(paced.run(stopping))
+    try:
+
+        async def counted(total: int) -> bool:
+            counts = await read_counts(redis, layout, petition_id)
+            return counts is not None and counts.total == total
+
+        # After a quiet spell a change goes at once...
+        await add_signatures(pool, petition_id, 1)
+        await eventually(lambda: counted(1), timeout=1.5)
+        # ...then changes one after the other (a transaction, a NOTIFY each) wait for
+        # the pause to end, and go together.
+        for _ in range(5):
+            await add_signatures(pool, petition_id, 1)
+        await eventually(lambda: counted(6), timeout=10)
+    finally:
+        stopping.set()
+        await running
+    batches = REGISTRY.get_sample_value("countersign_worker_batch_events_count") or 0
+    assert batches - batches_before == 2

@@ -36,6 +36,7 @@ from tests.support.values import LEASE_MS, TEST_SECRET
 QUICK_WORKER = WorkerConfig(
     batch_size=5000,
     poll_interval=0.1,
+    pace=0.0,
     lease_ms=LEASE_MS,
     shutdown_grace=10.0,
     ip_hash_retention_days=30,

@@ -5,19 +5,30 @@ client address. (tests/test_mail.py checks the mail sender's own lines the same 
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import io
 import json
 import logging
 import pkgutil
+import select
 import sys
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from countersign_core.logs import is_ours, log_handler, project_packages, redact
+from countersign_core.logs import (
+    REQUEST_ID,
+    is_ours,
+    log_handler,
+    process_log_handler,
+    project_packages,
+    redact,
+    trusted_info,
+)
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 SECRETS = ("amal.haddad@example.org", "203.0.113.9", "2001:db8:7::9")
@@ -128,3 +139,91 @@ def test_exceptions_keep_their_type_and_frames_never_their_message() -> None:
 )
 def test_what_is_redacted(text: str, expected: str | None) -> None:
     assert redact(text) == (expected or text)
+
+
+class Writes(io.StringIO):
+    """A stream that remembers each write (a process's stderr, a pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def access_record(n: int) -> logging.LogRecord:
+    logger = logging.getLogger("petition_api.access")
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "request", (), None)
+    record.__dict__.update({"route": "/v1/petitions/{slug}/counts", "status": 200, "n": n})
+    return record
+
+
+async def test_a_process_writes_a_loop_turn_s_lines_together_whole_and_in_order() -> None:
+    out = Writes()
+    handler = process_log_handler(out)
+    for n in range(100):
+        handler.handle(access_record(n))
+    assert out.writes == []  # the turn is not over
+    await asyncio.sleep(0)
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line)["n"] for line in lines] == list(range(100))
+    # Each write whole lines, none longer than a pipe writes at once (stderr is shared
+    # by the API's processes: a longer write could be cut by another process's line).
+    assert all(w.endswith("\n") and len(w.encode()) <= select.PIPE_BUF for w in out.writes)
+    assert 1 < len(out.writes) <= len(out.getvalue().encode()) // (select.PIPE_BUF // 2)
+
+
+def test_without_an_event_loop_a_process_writes_each_line_at_once() -> None:
+    out = Writes()
+    handler = process_log_handler(out)
+    handler.handle(access_record(1))
+    assert json.loads(out.getvalue())["n"] == 1
+
+
+@contextmanager
+def root_handlers(*handlers: logging.Handler) -> Iterator[None]:
+    saved = logging.root.handlers[:]
+    logging.root.handlers[:] = handlers
+    try:
+        yield
+    finally:
+        logging.root.handlers[:] = saved
+
+
+def test_a_trusted_line_is_written_as_its_record_would_be() -> None:
+    logger = logging.getLogger("petition_api.access")
+    fields: dict[str, str | int] = {
+        "method": "GET",
+        "route": "/v1/petitions/{slug}/counts",
+        "status": 200,
+    }
+    as_record, as_line = io.StringIO(), io.StringIO()
+    token = REQUEST_ID.set("0123456789abcdef0123")
+    try:
+        with root_handlers(log_handler(as_record)):
+            trusted_info(logger, "request", **fields)  # another handler: a record
+        with root_handlers(process_log_handler(as_line)):
+            trusted_info(logger, "request", **fields)  # the process's own: a line
+    finally:
+        REQUEST_ID.reset(token)
+    record, line = json.loads(as_record.getvalue()), json.loads(as_line.getvalue())
+    assert record.keys() == line.keys()
+    assert {key: value for key, value in line.items() if key != "time"} == {
+        key: value for key, value in record.items() if key != "time"
+    }
+    assert line["request_id"] == "0123456789abcdef0123"
+
+
+def test_a_trusted_line_goes_as_a_record_where_a_logger_has_handlers_of_its_own() -> None:
+    logger = logging.getLogger("petition_api.access")
+    own = io.StringIO()
+    mine = log_handler(own)
+    logger.addHandler(mine)
+    try:
+        with root_handlers(process_log_handler(io.StringIO())):
+            trusted_info(logger, "request", status=200)
+    finally:
+        logger.removeHandler(mine)
+    assert json.loads(own.getvalue())["status"] == 200

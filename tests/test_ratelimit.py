@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,16 +15,18 @@ from redis.asyncio import Redis
 
 from counter_worker.keys import KeyLayout
 from counter_worker.worker import CounterWorker
+from countersign_core.connections import create_redis
 from countersign_core.settings import Rate, Settings
 from countersign_domain.ip_keys import DailyIpKeys
 from countersign_domain.signatures import Hasher
 from petition_api.abuse import AbuseChecks, is_disposable
 from petition_api.app import create_app
 from petition_api.client_address import client_address, limit_subject, parse_address
-from petition_api.ratelimit import Limit, RateLimiter
+from petition_api.ratelimit import GCRA_SHA, Limit, RateLimiter
 from tests.support.counts import assert_converges
 from tests.support.factories import signature_rows, signer
 from tests.support.http import SIGN, AiohttpClient, error_of
+from tests.support.servers import PrivateRedis
 from tests.support.values import TEST_SECRET
 from tests.support.waiting import eventually
 
@@ -43,10 +47,14 @@ async def suspect_reasons(pool: asyncpg.Pool) -> list[str | None]:
 # -- the limiter ------------------------------------------------------------------------
 
 
-async def test_a_burst_of_count_then_refusals_with_the_wait(
-    redis: Redis, layout: KeyLayout
-) -> None:
+@pytest.fixture
+async def limiter(redis: Redis, layout: KeyLayout) -> AsyncIterator[RateLimiter]:
     limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
+    yield limiter
+    await limiter.close()
+
+
+async def test_a_burst_of_count_then_refusals_with_the_wait(limiter: RateLimiter) -> None:
     limit = Limit("test:burst", (("burst", Rate(3, 60)),), "over")
     verdicts = [await limiter.check([limit]) for _ in range(5)]
     assert [v.exceeded for v in verdicts] == [None, None, None, "over", "over"]
@@ -54,10 +62,7 @@ async def test_a_burst_of_count_then_refusals_with_the_wait(
     assert 19 < verdicts[3].retry_after <= 20
 
 
-async def test_a_refused_request_does_not_use_up_the_allowance(
-    redis: Redis, layout: KeyLayout
-) -> None:
-    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
+async def test_a_refused_request_does_not_use_up_the_allowance(limiter: RateLimiter) -> None:
     limit = Limit("test:refill", (("rate", Rate(1, 0.3)),), "over")
     assert (await limiter.check([limit])).exceeded is None
     assert (await limiter.check([limit])).exceeded == "over"
@@ -71,9 +76,8 @@ async def test_a_refused_request_does_not_use_up_the_allowance(
 
 
 async def test_every_window_must_have_room_and_the_first_full_one_is_named(
-    redis: Redis, layout: KeyLayout
+    limiter: RateLimiter, redis: Redis, layout: KeyLayout
 ) -> None:
-    limiter = RateLimiter(redis, layout.prefix, timeout=1.0)
     address = Limit("a", (("burst", Rate(5, 60)), ("day", Rate(2, 86400))), "address")
     # Slow enough that its key outlives the checks below (its TTL is one interval).
     overall = Limit("g", (("rate", Rate(100, 3600)),), "global")
@@ -88,6 +92,53 @@ async def test_every_window_must_have_room_and_the_first_full_one_is_named(
     }
     for key in keys:
         assert await redis.pttl(key) > 0  # they expire by themselves
+
+
+async def test_checks_arriving_together_are_taken_in_their_order(limiter: RateLimiter) -> None:
+    limit = Limit("test:together", (("burst", Rate(3, 60)),), "over")
+    verdicts = await asyncio.gather(*(limiter.check([limit]) for _ in range(5)))
+    assert [v.exceeded for v in verdicts] == [None, None, None, "over", "over"]
+    assert all(19 < v.retry_after <= 20 for v in verdicts[3:])
+
+
+async def test_a_request_refused_by_the_global_ceiling_still_counts_for_its_address(
+    limiter: RateLimiter,
+) -> None:
+    overall = Limit("test:g", (("rate", Rate(2, 3600)),), "global")
+    addresses = [Limit(f"test:a{n}", (("burst", Rate(1, 3600)),), "address") for n in range(4)]
+    verdicts = await asyncio.gather(*(limiter.check([a, overall]) for a in addresses))
+    assert [v.exceeded for v in verdicts] == [None, None, "global", "global"]
+    # Each subject decided alone: the refused ones used up their addresses' room.
+    assert [(await limiter.check([a])).exceeded for a in addresses] == ["address"] * 4
+
+
+async def test_a_batch_calls_the_script_once_per_subject_and_loads_it_when_redis_lacks_it(
+    private_redis: PrivateRedis, layout: KeyLayout
+) -> None:
+    redis = create_redis(private_redis.url)
+    await private_redis.wait_up(redis)
+    limiter = RateLimiter(redis, layout.prefix, timeout=5.0)
+
+    async def script_calls() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    try:
+        overall = Limit("g", (("rate", Rate(1000, 60)),), "global")
+        for round_ in range(2):
+            # A new Redis does not know the script; nor does one whose scripts were flushed.
+            assert await redis.script_exists(GCRA_SHA) == [False]
+            before = await script_calls()
+            addresses = [Limit(f"a{round_}-{n}", (("b", Rate(5, 60)),), "addr") for n in range(8)]
+            verdicts = await asyncio.gather(*(limiter.check([a, overall]) for a in addresses))
+            assert [v.exceeded for v in verdicts] == [None] * 8
+            # One batch: 8 address calls and 1 global call, each refused once (NOSCRIPT)
+            # and made again once the script was loaded; not 16 global calls.
+            assert await script_calls() - before == 2 * (8 + 1)
+            await redis.script_flush()  # our own Redis server
+    finally:
+        await limiter.close()
+        await redis.aclose()
 
 
 # -- signing over the limits ------------------------------------------------------------

@@ -18,6 +18,8 @@ class CpuSnapshot:
     busy: float  # CPU seconds of the whole machine
     labelled: dict[str, float]  # CPU seconds of the processes we know, by role
     others: dict[str, float]  # the rest, by command name
+    # CPU seconds of each process of the groups we started, by (role, pid).
+    processes: dict[tuple[str, int], float]
 
 
 @dataclass
@@ -33,8 +35,8 @@ class CpuMeter:
 
     def snapshot(self) -> CpuSnapshot | None:
         try:
-            labelled, others = self._scan()
-            return CpuSnapshot(time.monotonic(), machine_busy_s(), labelled, others)
+            labelled, others, processes = self._scan()
+            return CpuSnapshot(time.monotonic(), machine_busy_s(), labelled, others, processes)
         except (OSError, ValueError, IndexError):
             return None
 
@@ -54,14 +56,20 @@ class CpuMeter:
         other = max(0.0, busy - sum(used.values()))
         grown = {c: (t - before.others.get(c, 0.0)) / wall for c, t in after.others.items()}
         top = max(grown, key=grown.__getitem__, default="")
-        parts = [f"{label} {cores:.2f}" for label, cores in used.items()]
+        parts = [
+            f"{label} {cores:.2f}{_each_process(label, before, after, wall)}"
+            for label, cores in used.items()
+        ]
         named = f" (largest: {top} {grown[top]:.2f})" if top and grown[top] >= 0.05 else ""
         parts.append(f"other {other:.2f}{named}")
         return f"cpu, cores busy of {os.cpu_count()}: all {busy:.2f} = " + ", ".join(parts)
 
-    def _scan(self) -> tuple[dict[str, float], dict[str, float]]:
+    def _scan(
+        self,
+    ) -> tuple[dict[str, float], dict[str, float], dict[tuple[str, int], float]]:
         labelled: dict[str, float] = {}
         others: dict[str, float] = {}
+        processes: dict[tuple[str, int], float] = {}
         me = os.getpid()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -75,6 +83,8 @@ class CpuMeter:
             # stat(5): after "pid (comm)", pgrp is field 3 and utime/stime fields 12/13.
             pgrp, cpu = int(rest[2]), (int(rest[11]) + int(rest[12])) / CLK_TCK
             label = "bench" if int(entry.name) == me else self.groups.get(pgrp)
+            if label is not None:
+                processes[label, int(entry.name)] = cpu
             label = label or COMM_LABELS.get(comm)
             bucket, key = (labelled, label) if label else (others, comm)
             bucket[key] = bucket.get(key, 0.0) + cpu
@@ -83,7 +93,19 @@ class CpuMeter:
         # so between two snapshots that grows by wrk's share only.
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         labelled["wrk"] = children.ru_utime + children.ru_stime
-        return labelled, others
+        return labelled, others, processes
+
+
+def _each_process(label: str, before: CpuSnapshot, after: CpuSnapshot, wall: float) -> str:
+    """ " (0.41 + 0.40)": the cores of each busy process of a role we started, when it has
+    several (the API's processes, say); "" otherwise."""
+    each = [
+        (cpu - before.processes.get(key, 0.0)) / wall
+        for key, cpu in sorted(after.processes.items())
+        if key[0] == label
+    ]
+    busy = [cores for cores in each if cores >= 0.01]
+    return f" ({' + '.join(f'{cores:.2f}' for cores in busy)})" if len(busy) > 1 else ""
 
 
 def machine_busy_s() -> float:

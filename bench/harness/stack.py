@@ -44,9 +44,14 @@ class Workspace:
     database_url: str
     layout: KeyLayout
 
-    def service_env(self, **overrides: str) -> dict[str, str]:
+    def service_env(self, *, profile: str = "shortcut", **overrides: str) -> dict[str, str]:
         return service_env(
-            self.database_url, self.servers.redis, self.layout, self.folder / "data", **overrides
+            self.database_url,
+            self.servers.redis,
+            self.layout,
+            self.folder / "data",
+            profile=profile,
+            **overrides,
         )
 
 
@@ -114,22 +119,53 @@ async def bench_keys(redis_url: str) -> AsyncIterator[KeyLayout]:
             await client.aclose()
 
 
+PROFILES = ("deployed", "shortcut")
+
+
+def profile_env(profile: str) -> dict[str, str]:
+    """The settings that make a profile.
+
+    - deployed: as a deployment runs the API, behind a proxy (the load's X-Forwarded-For
+      gives each request an address of its own), with every safeguard at its default:
+      per-address limits, the global ceiling, the access log at INFO, metrics served.
+    - shortcut: the load's addresses allow-listed, no global ceiling, logs at WARNING,
+      no metrics: the service without its safeguards, for comparison.
+    """
+    if profile == "deployed":
+        return {
+            "COUNTERSIGN_TRUSTED_PROXIES": "127.0.0.1/32",
+            "COUNTERSIGN_LOG_LEVEL": "INFO",
+            "COUNTERSIGN_METRICS_PORT": str(free_port()),
+            "COUNTERSIGN_WORKER_METRICS_PORT": str(free_port()),
+        }
+    if profile == "shortcut":
+        return {
+            "COUNTERSIGN_LOG_LEVEL": "WARNING",
+            # Without a trusted proxy every signature comes from 127.0.0.1.
+            "COUNTERSIGN_RATE_LIMIT_ALLOW": "127.0.0.0/8",
+            "COUNTERSIGN_RATE_LIMIT_GLOBAL": "off",
+        }
+    raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+
+
 def service_env(
-    database_url: str, redis_url: str, layout: KeyLayout, data_dir: Path, **overrides: str
+    database_url: str,
+    redis_url: str,
+    layout: KeyLayout,
+    data_dir: Path,
+    *,
+    profile: str = "shortcut",
+    **overrides: str,
 ) -> dict[str, str]:
-    """The services' settings for a bench."""
+    """The services' settings for a bench, in a profile (``profile_env``)."""
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         # Throwaway: the services need one, nothing outlives the run.
         "COUNTERSIGN_SECRET_KEY": secrets.token_urlsafe(40),
         "COUNTERSIGN_REDIS_PREFIX": layout.prefix,
-        "COUNTERSIGN_LOG_LEVEL": "WARNING",
         "COUNTERSIGN_DATA_DIR": str(data_dir),  # keeps `.countersign/` out of the repo
-        # The load signs from one address, far faster than any person: measure the
-        # service, not its abuse limits (which would hold nearly every signature back).
-        "COUNTERSIGN_RATE_LIMIT_ALLOW": "127.0.0.0/8",
-        "COUNTERSIGN_RATE_LIMIT_GLOBAL": "off",
+        **profile_env(profile),
         **overrides,
     }
 
