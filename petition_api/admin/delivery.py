@@ -18,7 +18,6 @@ import jinja2
 from aiohttp import web
 
 from countersign_domain.errors import PetitionNotFound
-from countersign_domain.staff import Role
 from countersign_domain.summary import Summary, summarise
 from petition_api.admin.routes import db, petition_of, staff_operation
 from petition_api.openapi import SLUG, Reply
@@ -86,7 +85,7 @@ def country_bars(figures: Summary) -> list[CountryBar]:
 
 @staff_operation(
     "A petition's delivery summary (a page to print)",
-    role=Role.EXPORTER,
+    exporter=True,
     path_parameters={"slug": SLUG},
     responses={
         200: Reply("The page: no script, no external asset.", text_types=("text/html",)),
