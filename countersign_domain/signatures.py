@@ -112,17 +112,33 @@ class NewSignature:
     suspect_reason: str | None = None
 
 
-# One statement (one transaction) for the whole batch: inserts the signatures into
-# petitions that are open right now, skipping duplicates of an address already signed
-# (the unique index decides, so concurrent requests are safe); on petitions that require
-# confirmation, inserts them pending with their first confirmation email, and queues
-# another email for an address that signs again while still pending (up to $12 emails;
-# the next email's sequence number is unique per signature, so of two concurrent
-# requests for it, one does nothing).
+# One statement (one transaction) for the whole batch. It inserts the signatures into
+# petitions that are open right now, skipping an address already signed (the unique
+# index decides, so concurrent requests are safe); the first of an address twice in the
+# batch is the one inserted (rows go in ``ord`` order).
+#
+# Each row then "lands" on a signature: the one it inserted or the one found there. A row
+# whose source is a partner's code (its key, or the widget's data-source) records the
+# partner's submission of that signature, new or not: partners' figures count these
+# (countersign_domain/partners.py), so they move alike whether the address had signed.
+#
+# On petitions that require confirmation, a row queues at most one email (of $12 per
+# signature, and none while one about the same thing waits; the next sequence number is
+# unique per signature, so of two concurrent requests for it one does nothing): a
+# partner's row, for its submission while that is pending, whatever became of the
+# signature; another row, for the signature while pending (with the submission that
+# created it, if a partner's did). A suspect row that
+# created its signature queues its email held, sent once staff release it; any other
+# suspect row, or a row landing on a suspect signature, queues none.
+#
+# pg_current_xact_id() gives every batch a transaction id, so that its commit is flushed
+# to disk like one that wrote rows: a batch that only met addresses already signed then
+# answers no faster than one that stored them.
+#
 # Returns the ordinals of the rows whose petition was open, whether it requires
-# confirmation, and whether each row was new (for the metrics; of one address twice in
-# a batch, the first is the new one). Rows this statement inserts are invisible to its
-# own reads of ``signatures``, so a new signature is never also taken for a re-sign.
+# confirmation, and whether each row was new (for the metrics). Rows this statement
+# inserts are invisible to its own reads of tables, so a new signature is never also
+# taken for one found there.
 INSERT_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
@@ -131,8 +147,10 @@ WITH input AS (
     ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country, postal_code,
                            source, consent_updates, ip_hash, language, suspect_reason, ord)
 ), accepted AS (
-    SELECT input.*, p.require_confirmation
-    FROM input JOIN petitions p ON p.id = input.petition_id
+    SELECT input.*, p.require_confirmation, pa.id AS partner_id
+    FROM input
+    JOIN petitions p ON p.id = input.petition_id
+    LEFT JOIN partners pa ON pa.source_code = input.source
     WHERE countersign_petition_open(p)
 ), inserted AS (
     INSERT INTO signatures (petition_id, name, email, email_hash, country, postal_code,
@@ -141,29 +159,59 @@ WITH input AS (
            source, consent_updates, ip_hash, suspect_reason,
            CASE WHEN require_confirmation THEN NULL ELSE now() END
     FROM accepted
+    ORDER BY ord
     ON CONFLICT (petition_id, email_hash) DO NOTHING
     RETURNING id, petition_id, email_hash, confirmed_at
-), first_emails AS (
-    INSERT INTO email_jobs (signature_id, sequence, language)
-    SELECT DISTINCT ON (inserted.id) inserted.id, 1, accepted.language
-    FROM inserted JOIN accepted USING (petition_id, email_hash)
-    WHERE inserted.confirmed_at IS NULL
-    ORDER BY inserted.id, accepted.ord
-), emails_again AS (
-    INSERT INTO email_jobs (signature_id, sequence, language)
-    SELECT DISTINCT ON (s.id) s.id, so_far.queued + 1, accepted.language
-    FROM accepted
-    JOIN signatures s USING (petition_id, email_hash)
-    CROSS JOIN LATERAL countersign_confirmation_emails(s.id) AS so_far
-    WHERE s.confirmed_at IS NULL AND s.erased_at IS NULL
-      AND so_far.queued < $12 AND so_far.waiting = 0
-    ORDER BY s.id, accepted.ord
+), landed AS (
+    -- A row that lost a race with another transaction's insert of its address lands on
+    -- none (signature_id NULL): it is answered alike, and records nothing more.
+    SELECT a.*, coalesce(i.id, s.id) AS signature_id,
+           i.id IS NOT NULL
+           AND a.ord = min(a.ord) OVER (PARTITION BY a.petition_id, a.email_hash) AS new,
+           coalesce(i.confirmed_at, s.confirmed_at) IS NULL AS signature_pending,
+           s.suspect_reason IS NOT NULL AS signature_held
+    FROM accepted a
+    LEFT JOIN inserted i USING (petition_id, email_hash)
+    LEFT JOIN signatures s USING (petition_id, email_hash)
+), new_submissions AS (
+    INSERT INTO partner_submissions (partner_id, signature_id, created_signature, confirmed_at)
+    SELECT DISTINCT ON (partner_id, signature_id) partner_id, signature_id, new,
+           CASE WHEN require_confirmation THEN NULL ELSE now() END
+    FROM landed
+    WHERE partner_id IS NOT NULL AND signature_id IS NOT NULL
+    ORDER BY partner_id, signature_id, ord
+    ON CONFLICT (partner_id, signature_id) DO NOTHING
+    RETURNING id, partner_id, signature_id
+), to_confirm AS (
+    SELECT l.signature_id, l.ord, l.language,
+           CASE WHEN l.partner_id IS NULL
+                THEN countersign_creating_submission(l.signature_id)
+                ELSE coalesce(ns.id, ps.id) END AS submission_id,
+           l.suspect_reason IS NOT NULL AS held
+    FROM landed l
+    LEFT JOIN new_submissions ns USING (partner_id, signature_id)
+    LEFT JOIN partner_submissions ps USING (partner_id, signature_id)
+    WHERE l.require_confirmation AND l.signature_id IS NOT NULL AND NOT l.signature_held
+      AND (l.suspect_reason IS NULL OR l.new)
+      AND CASE WHEN l.partner_id IS NULL THEN l.signature_pending
+               ELSE ns.id IS NOT NULL OR (ps.id IS NOT NULL AND ps.confirmed_at IS NULL) END
+), emails AS (
+    INSERT INTO email_jobs (signature_id, sequence, language, submission_id, held)
+    SELECT DISTINCT ON (c.signature_id) c.signature_id, so_far.queued + 1, c.language,
+           c.submission_id, c.held
+    FROM to_confirm c
+    CROSS JOIN LATERAL countersign_confirmation_emails(c.signature_id) AS so_far
+    WHERE so_far.queued < $12
+      AND NOT EXISTS (
+          SELECT 1 FROM email_jobs w
+          WHERE w.signature_id = c.signature_id AND w.sent_at IS NULL AND w.failed_at IS NULL
+            AND w.submission_id IS NOT DISTINCT FROM c.submission_id
+      )
+    ORDER BY c.signature_id, c.ord
     ON CONFLICT (signature_id, kind, sequence) DO NOTHING
 )
-SELECT a.ord, a.require_confirmation,
-       i.email_hash IS NOT NULL
-       AND a.ord = min(a.ord) OVER (PARTITION BY a.petition_id, a.email_hash) AS new
-FROM accepted a LEFT JOIN inserted i USING (petition_id, email_hash)
+SELECT ord, require_confirmation, new, pg_current_xact_id() IS NOT NULL AS flushed
+FROM landed
 """
 
 SignStatus = Literal["counted", "pending_confirmation"]

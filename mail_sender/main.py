@@ -24,7 +24,7 @@ def build_sender(
     delivery = settings.mail.require()
     link_days = settings.confirmation.link_days
     tokens = ConfirmationTokens(settings.require_secret_key(), max_age_days=link_days)
-    composer = Composer(catalog, tokens, delivery, link_days=link_days)
+    composer = Composer(catalog, tokens, delivery, settings.privacy, link_days=link_days)
     return MailSender(
         database_url,
         pool,

@@ -1,7 +1,8 @@
 """The confirmation email: a plain-text and an HTML part, in the signer's language.
 
-It carries the petition's title and the link, and nothing the signer typed: not even
-their name, so that nobody can use the form to send chosen words to someone else.
+It carries the petition's title, the link and the privacy notice (who holds the data,
+where the policy is), and nothing the signer typed: not even their name, so that nobody
+can use the form to send chosen words to someone else.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from email.utils import formatdate, parseaddr
 import asyncpg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from countersign_core.settings import MailDelivery
+from countersign_core.settings import MailDelivery, PrivacyConfig
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
+from countersign_domain.petitions import PrivacyNotice
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,14 @@ class ClaimedJob:
 
     id: int
     signature_id: int
+    # The partner's submission the email confirms (with the signature, if pending).
+    submission_id: int | None
     petition_id: int
     email: str
     title: str
+    # The petition's own privacy notice, if it has one.
+    data_controller: str | None
+    privacy_policy_url: str | None
     language: str
     message_id: str
     # This claim's number: outcomes are recorded only while no other claim followed it.
@@ -48,10 +55,12 @@ class Composer:
         catalog: TextCatalog,
         tokens: ConfirmationTokens,
         delivery: MailDelivery,
+        privacy: PrivacyConfig,
         *,
         link_days: int,
     ) -> None:
         self._catalog = catalog
+        self._privacy = privacy
         self._tokens = tokens
         self._public_url = delivery.public_url
         self._mail_from = delivery.mail_from
@@ -65,12 +74,15 @@ class Composer:
 
     def confirmation(self, job: ClaimedJob) -> EmailMessage:
         texts = self._catalog.get(job.language)
-        token = self._tokens.make(ConfirmationRef(job.signature_id, job.petition_id))
+        token = self._tokens.make(
+            ConfirmationRef(job.signature_id, job.petition_id, job.submission_id)
+        )
         context = {
             "t": texts,
             "title": job.title,
             "days": self._link_days,
             "link": f"{self._public_url}/confirm/{token}",
+            "privacy": PrivacyNotice.of(self._privacy, job.data_controller, job.privacy_policy_url),
         }
         message = EmailMessage()
         message["From"] = self._mail_from

@@ -92,8 +92,8 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
     )
     app[PETITIONS] = PetitionDirectory(pool, timeout=settings.api.backend_timeout)
     app[IP_KEYS] = DailyIpKeys(pool, app[HASHER], timeout=settings.api.backend_timeout)
-    app[PARTNERS] = PartnerDirectory(pool)
-    app[ORIGINS] = OriginPolicy(pool, app[PARTNERS])
+    app[PARTNERS] = PartnerDirectory(pool, timeout=settings.api.backend_timeout)
+    app[ORIGINS] = OriginPolicy(pool, timeout=settings.api.backend_timeout)
     app[WRITER] = SignatureWriter(
         pool,
         confirmation_emails=settings.confirmation.emails_per_signature,
@@ -113,11 +113,14 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
         client,
         app[LAYOUT],
         ttl=settings.api.counts_cache_ms / 1000,
+        breakdown_min=settings.privacy.breakdown_min,
         timeout=settings.api.backend_timeout,
     )
     limiter = RateLimiter(client, settings.redis.prefix, timeout=settings.api.backend_timeout)
     app[ABUSE] = AbuseChecks(settings.limits, limiter, app[IP_KEYS])
-    hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT])
+    hub = app[LIVE] = LiveHub(
+        redis_url, client, app[LAYOUT], breakdown_min=settings.privacy.breakdown_min
+    )
     subscription = asyncio.create_task(hub.run())
     yield
     subscription.cancel()
@@ -130,7 +133,7 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
 async def files(app: web.Application) -> AsyncIterator[None]:
     """What is read from disk once: the texts, the pages' templates, the widget."""
     app[TEXTS] = TextCatalog.load(app[SETTINGS].texts_dir)
-    app[PAGES] = Pages(app[TEXTS])
+    app[PAGES] = Pages(app[TEXTS], app[SETTINGS].privacy)
     app[WIDGET] = WidgetAssets.load()
     yield
 

@@ -42,7 +42,10 @@ async def test_petition_public_fields(client: Client) -> None:
         "status",
         "created_at",
         "closes_at",
+        "privacy",
     }
+    # No data controller or policy configured: nothing to show beside the consent box.
+    assert body["privacy"] == {"data_controller": None, "policy_url": None}
 
 
 async def test_unknown_and_draft_petitions_are_not_found(

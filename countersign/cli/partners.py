@@ -11,7 +11,14 @@ import click
 from countersign.cli.common import origins_callback, with_connection
 from countersign_core.runtime import fail
 from countersign_domain import patterns
-from countersign_domain.partners import create_partner, list_partners, revoke_partner
+from countersign_domain.audit import cli_actor
+from countersign_domain.partners import (
+    create_partner,
+    grant_petition,
+    list_partners,
+    revoke_grant,
+    revoke_partner,
+)
 
 
 def _source_code(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -84,3 +91,30 @@ def partner_revoke(source_code: str) -> None:
     if with_connection(action) is None:
         fail(f"no active partner with source code {source_code!r}")
     click.echo(f"partner {source_code} is revoked")
+
+
+@partner.command("grant")
+@click.argument("source_code")
+@click.argument("slug")
+def partner_grant(source_code: str, slug: str) -> None:
+    """Grant a partner a petition: its key signs and reads figures there, and its origins
+    may embed it and sign from the browser. Audited."""
+
+    async def action(conn: asyncpg.Connection) -> Any:
+        return await grant_petition(conn, actor=cli_actor(), source_code=source_code, slug=slug)
+
+    with_connection(action)
+    click.echo(f"partner {source_code} is granted petition {slug}")
+
+
+@partner.command("revoke-grant")
+@click.argument("source_code")
+@click.argument("slug")
+def partner_revoke_grant(source_code: str, slug: str) -> None:
+    """Take a petition back from a partner (within seconds). Audited."""
+
+    async def action(conn: asyncpg.Connection) -> None:
+        await revoke_grant(conn, actor=cli_actor(), source_code=source_code, slug=slug)
+
+    with_connection(action)
+    click.echo(f"partner {source_code} is no longer granted petition {slug}")

@@ -19,15 +19,17 @@ import asyncpg
 from aiohttp import web
 from marshmallow import Schema
 
-from countersign_domain import moderation, petitions
+from countersign_domain import moderation, partners, petitions
 from countersign_domain.errors import (
     ClosesAtPassed,
+    GrantNotFound,
     InsufficientRole,
     InvalidationNotFound,
     InvalidationUndone,
     InvalidJson,
     InvalidStatusTransition,
     InvalidToken,
+    PartnerNotFound,
     PayloadTooLarge,
     PetitionExists,
     PetitionNotFound,
@@ -54,6 +56,8 @@ from petition_api.admin.schemas import (
     InvalidationSchema,
     ManagedPetitionListSchema,
     ManagedPetitionSchema,
+    PartnerGrantListSchema,
+    PartnerGrantSchema,
     PetitionCreateSchema,
     PetitionUpdateSchema,
     RepeatedIpListSchema,
@@ -62,12 +66,13 @@ from petition_api.admin.schemas import (
     UndoneInvalidationSchema,
 )
 from petition_api.bodies import read_json_object
-from petition_api.openapi import SLUG, STAFF_TOKEN, H, Reply, documented
+from petition_api.openapi import SLUG, SOURCE, STAFF_TOKEN, H, Reply, documented
 
 log = logging.getLogger("petition_api.admin")
 
 _petition_schema = ManagedPetitionSchema()
 _invalidation_schema = InvalidationOutSchema()
+_grant_schema = PartnerGrantSchema()
 
 
 # -- documentation --------------------------------------------------------------------------
@@ -197,6 +202,59 @@ async def update_petition(request: web.Request) -> web.Response:
         db(request), actor=request[STAFF].name, slug=request.match_info["slug"], changes=changes
     )
     return web.json_response(petition_json(petition))
+
+
+# -- partners granted a petition ----------------------------------------------------------
+
+PETITION_AND_PARTNER = {"slug": SLUG, "source": SOURCE}
+
+
+@staff_operation(
+    "The partners granted a petition",
+    exporter=True,
+    path_parameters={"slug": SLUG},
+    responses={200: Reply("By source code.", PartnerGrantListSchema)},
+    problems=(PetitionNotFound,),
+)
+async def list_partner_grants(request: web.Request) -> web.Response:
+    grants = await partners.granted_partners(db(request), request.match_info["slug"])
+    return web.json_response({"partners": _grant_schema.dump(grants, many=True)})
+
+
+@staff_operation(
+    "Grant a partner a petition",
+    description=(
+        "Its key may then sign and read its figures there, and its origins embed the "
+        "petition and sign from the browser. Granting again changes nothing."
+    ),
+    path_parameters=PETITION_AND_PARTNER,
+    responses={200: Reply("Granted.", PartnerGrantSchema)},
+    problems=(PetitionNotFound, PartnerNotFound),
+)
+async def grant_partner(request: web.Request) -> web.Response:
+    grant = await partners.grant_petition(
+        db(request),
+        actor=request[STAFF].name,
+        source_code=request.match_info["source"],
+        slug=request.match_info["slug"],
+    )
+    return web.json_response(_grant_schema.dump(grant))
+
+
+@staff_operation(
+    "Take a petition back from a partner",
+    path_parameters=PETITION_AND_PARTNER,
+    responses={204: Reply("No longer granted (within seconds).")},
+    problems=(PetitionNotFound, PartnerNotFound, GrantNotFound),
+)
+async def revoke_partner_grant(request: web.Request) -> web.Response:
+    await partners.revoke_grant(
+        db(request),
+        actor=request[STAFF].name,
+        source_code=request.match_info["source"],
+        slug=request.match_info["slug"],
+    )
+    return web.Response(status=204)
 
 
 # -- summary ----------------------------------------------------------------------------------

@@ -56,6 +56,17 @@ class _PetitionFields(StrictSchema):
     closes_at = _datetime(allow_none=True)
     # Count a signature only once its address is confirmed by email (double opt-in).
     require_confirmation: fields.Boolean = JsonBoolean()
+    # The privacy notice, when not the deployment's; null clears it.
+    data_controller = fields.String(
+        allow_none=True, validate=[storable_text, validate.Length(1, 200)]
+    )
+    privacy_policy_url = fields.String(
+        allow_none=True,
+        validate=[
+            WholeMatch(patterns.POLICY_URL, error=patterns.POLICY_URL_RULE),
+            validate.Length(max=2000),
+        ],
+    )
 
 
 class PetitionCreateSchema(_PetitionFields):
@@ -73,6 +84,8 @@ class ManagedPetitionSchema(PetitionSchema):
     allowed_origins = fields.List(fields.String())
     closed_at = fields.AwareDateTime(allow_none=True)
     require_confirmation = fields.Boolean()
+    data_controller = fields.String(allow_none=True)
+    privacy_policy_url = fields.String(allow_none=True)
 
 
 class _SignedBetween(StrictSchema):
@@ -223,3 +236,18 @@ class UndoneInvalidationSchema(InvalidationOutSchema):
 class ErasedSchema(Schema):
     erased = fields.Integer(required=True)
     petitions = fields.Integer(required=True)
+
+
+class PartnerGrantSchema(Schema):
+    source = fields.String(required=True, attribute="partner.source_code")
+    name = fields.String(required=True, attribute="partner.name")
+    origins = fields.List(fields.String(), required=True, attribute="partner.allowed_origins")
+    active = fields.Method("_active", required=True, metadata={"type": "boolean"})
+    granted_at = fields.AwareDateTime(required=True)
+
+    def _active(self, grant: Any) -> bool:
+        return grant.partner.revoked_at is None
+
+
+class PartnerGrantListSchema(Schema):
+    partners = fields.List(fields.Nested(PartnerGrantSchema), required=True)
