@@ -9,12 +9,13 @@ petition's origins are written by ``countersign_domain.petitions`` like its othe
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import asyncpg
 from cachetools import TTLCache
 from yarl import URL
+
+from countersign_core.connections import within
 
 ANY_ORIGIN = "*"
 
@@ -72,8 +73,7 @@ class OriginPolicy:
             return self._by_slug[slug]
         except KeyError:
             pass
-        async with asyncio.timeout(self._timeout):
-            stored = await self._pool.fetchval(SELECT_PETITION_ORIGINS, slug)
+        stored = await within(self._timeout, self._pool.fetchval(SELECT_PETITION_ORIGINS, slug))
         origins = frozenset(o for o in stored or () if o == ANY_ORIGIN or ORIGIN_SHAPE.match(o))
         self._by_slug[slug] = origins
         return origins

@@ -15,7 +15,6 @@ code came with), never the signatures: see ``PARTNER_FIGURES``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass, fields
@@ -24,7 +23,7 @@ from datetime import datetime
 import asyncpg
 from cachetools import TTLCache
 
-from countersign_core.connections import transaction
+from countersign_core.connections import transaction, within
 from countersign_domain import audit
 from countersign_domain.errors import GrantNotFound, PartnerNotFound
 from countersign_domain.petitions import managed_petition
@@ -229,8 +228,7 @@ class PartnerDirectory:
             return self._by_hash[digest]
         except KeyError:
             pass
-        async with asyncio.timeout(self._timeout):
-            row = await self._pool.fetchrow(SELECT_ACTIVE_BY_KEY_HASH, digest)
+        row = await within(self._timeout, self._pool.fetchrow(SELECT_ACTIVE_BY_KEY_HASH, digest))
         partner = Partner.from_row(row) if row else None
         self._by_hash[digest] = partner
         return partner
@@ -242,7 +240,8 @@ class PartnerDirectory:
             return self._grants[key]
         except KeyError:
             pass
-        async with asyncio.timeout(self._timeout):
-            granted = bool(await self._pool.fetchval(IS_GRANTED, partner.id, petition_id))
+        granted = bool(
+            await within(self._timeout, self._pool.fetchval(IS_GRANTED, partner.id, petition_id))
+        )
         self._grants[key] = granted
         return granted

@@ -159,9 +159,9 @@ SLUG = "^[a-z0-9][a-z0-9-]{0,99}$"
 SOURCE_CODE = "^[a-z0-9_-]{1,64}$"
 
 POSTAL_CODE = around("[A-Za-z0-9][A-Za-z0-9 \\-]{0,15}", optional=True)
-# A partner's source code (the ``source`` of its signatures), without whitespace around.
-SOURCE_CODE = "[a-z0-9_\\-]{1,64}"
-SOURCE = around(SOURCE_CODE, optional=True)
+# A partner's source code (the ``source`` of its signatures), without whitespace around
+# (SOURCE_CODE above, unanchored).
+SOURCE = around("[a-z0-9_\\-]{1,64}", optional=True)
 # The honeypot: anything up to 500 characters.
 WEBSITE = around(
     f"{any_but(WHITESPACE)}(?:{any_but(())}{{0,498}}{any_but(WHITESPACE)})?", optional=True

@@ -13,7 +13,6 @@ signature into a closed petition.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any, TypedDict
 import asyncpg
 from cachetools import TTLCache
 
-from countersign_core.connections import transaction
+from countersign_core.connections import transaction, within
 from countersign_core.settings import PrivacyConfig
 from countersign_domain import audit, patterns
 from countersign_domain.errors import (
@@ -368,7 +367,6 @@ class PetitionDirectory:
             return self._cache[slug]
         except KeyError:
             pass
-        async with asyncio.timeout(self._timeout):
-            petition = await fetch_petition(self._pool, slug)
+        petition = await within(self._timeout, fetch_petition(self._pool, slug))
         self._cache[slug] = petition
         return petition

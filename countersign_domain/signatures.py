@@ -19,7 +19,7 @@ import asyncpg
 import idna
 from prometheus_client import Counter
 
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, retrieve_outcome, within
 
 log = logging.getLogger("countersign_domain.signatures")
 
@@ -256,6 +256,8 @@ class SignatureWriter:
         comes within the timeout (the signature may still be written: a retry then finds
         it, as a duplicate)."""
         future: asyncio.Future[SignStatus | None] = asyncio.get_running_loop().create_future()
+        # A caller that stopped waiting (the timeout) never reads the outcome.
+        future.add_done_callback(retrieve_outcome)
         self._queue.put_nowait((signature, future))
         try:
             async with asyncio.timeout(self._timeout):
@@ -311,8 +313,9 @@ class SignatureWriter:
     async def _insert(self, signatures: list[NewSignature]) -> dict[int, Written]:
         """Ordinals of the signatures whose petition was open -> what became of each."""
         columns = list(zip(*(astuple(signature) for signature in signatures), strict=True))
-        async with asyncio.timeout(self._timeout):
-            rows = await self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+        rows = await within(
+            self._timeout, self._pool.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+        )
         return {
             row["ord"]: Written(
                 "pending_confirmation" if row["require_confirmation"] else "counted", row["new"]

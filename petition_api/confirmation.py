@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp import web
 from marshmallow import ValidationError
 
+from countersign_core.connections import within
 from countersign_domain.confirmation_tokens import ConfirmationRef, TokenExpired, TokenInvalid
 from countersign_domain.errors import PayloadTooLarge, ServiceUnavailable
 from countersign_domain.petitions import PrivacyNotice
@@ -114,7 +115,10 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
     except TokenInvalid:
         # No confirmation has this address: a link cut short, altered or forged.
         return pages.render(request, "damaged", status=404)
-    row = await confirmation_state(request.app[keys.DB], ref, confirm=confirm)
+    row = await within(
+        request.app[keys.SETTINGS].api.backend_timeout,
+        confirmation_state(request.app[keys.DB], ref, confirm=confirm),
+    )
     if row is None:  # purged unconfirmed, or erased
         return pages.render(request, "gone", status=410)
     title = row["title"]
@@ -173,11 +177,14 @@ async def request_new_link(request: web.Request) -> web.Response:
     except ValidationError:
         return pages.render(request, "request", status=422, invalid=True)
     app = request.app
-    await request_emails(
-        app[keys.DB],
-        app[keys.HASHER].email(fields["email"]),
-        language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
-        limit=app[keys.SETTINGS].confirmation.emails_per_signature,
+    await within(
+        app[keys.SETTINGS].api.backend_timeout,
+        request_emails(
+            app[keys.DB],
+            app[keys.HASHER].email(fields["email"]),
+            language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
+            limit=app[keys.SETTINGS].confirmation.emails_per_signature,
+        ),
     )
     # The same page whether a signature was waiting or not: this form tells nobody
     # whether an address signed.

@@ -7,11 +7,10 @@ The partners themselves (keys, origins, the cached directory) live in
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from marshmallow import RAISE, Schema, fields
 
+from countersign_core.connections import within
 from countersign_domain.errors import (
     PetitionNotFound,
     PetitionNotGranted,
@@ -101,8 +100,10 @@ async def _figures(request: web.Request) -> tuple[Partner, Petition, PartnerFigu
     if petition is None or not petition.is_public:
         raise PetitionNotFound()
     await require_grant(request, partner, petition)
-    async with asyncio.timeout(request.app[keys.SETTINGS].api.backend_timeout):
-        figures = await partner_figures(request.app[keys.DB], partner.id, petition.id)
+    figures = await within(
+        request.app[keys.SETTINGS].api.backend_timeout,
+        partner_figures(request.app[keys.DB], partner.id, petition.id),
+    )
     return partner, petition, figures
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable
 from dataclasses import asdict
-from typing import Any
 
 from aiohttp import web
 
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, within
 from countersign_domain.errors import (
     CountsUnavailable,
     InvalidForm,
@@ -258,11 +257,12 @@ async def healthz(_request: web.Request) -> web.Response:
     },
 )
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Postgres and Redis both answer within a second."""
+    """Ready when Postgres and Redis both answer within COUNTERSIGN_BACKEND_TIMEOUT."""
+    timeout = request.app[keys.SETTINGS].api.backend_timeout
 
-    async def check(probe: Any) -> str:
+    async def check(probe: Awaitable[object]) -> str:
         try:
-            await asyncio.wait_for(probe, timeout=1.0)
+            await within(timeout, probe)
         except TRANSIENT_ERRORS:
             return "unavailable"
         return "ok"
