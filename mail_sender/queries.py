@@ -24,7 +24,7 @@ SELECT (SELECT count(*) FROM email_jobs WHERE sent_at > now() - make_interval(se
 # every petition together, within $5 seconds, counting those sent and in flight. A job
 # beyond it waits (``address_ceiling``) until the oldest of them leaves the window. The
 # address's signatures are found through the (petition_id, email_hash) unique index, one
-# look-up per petition.
+# look-up per petition. (Over the ceiling within this batch alone, the window starts now.)
 CLAIM = """
 WITH due AS (
     SELECT j.id, j.next_attempt_at, s.email_hash,
@@ -62,7 +62,7 @@ WITH due AS (
     FROM due WHERE j.id = due.id AND NOT due.deliverable
 ), postponed AS (
     UPDATE email_jobs j
-    SET next_attempt_at = ranked.oldest + make_interval(secs => $5),
+    SET next_attempt_at = coalesce(ranked.oldest, now()) + make_interval(secs => $5),
         last_error = 'address_ceiling'
     FROM ranked WHERE j.id = ranked.id AND ranked.over_ceiling
 ), claimed AS (
