@@ -183,6 +183,12 @@ class _Progress:
 @click.option("--source", default=None, help="Only signatures with this source code.")
 @click.option("--signed-after", type=DATES, default=None, help="From this time (UTC if no zone).")
 @click.option("--signed-before", type=DATES, default=None, help="Before this time.")
+@click.option(
+    "--consent",
+    type=click.Choice(["yes", "no"]),
+    default=None,
+    help="yes: only those who agreed to hear from the campaign; no: only the others.",
+)
 @click.option("--include-email", is_flag=True, help="Add the signers' emails.")
 def export(
     slug: str,
@@ -191,6 +197,7 @@ def export(
     source: str | None,
     signed_after: datetime | None,
     signed_before: datetime | None,
+    consent: str | None,
     include_email: bool,
 ) -> None:
     """Export a petition's counted signatures to a file, as the API does (audited).
@@ -207,6 +214,7 @@ def export(
             source=source,
             signed_after=utc(signed_after),
             signed_before=utc(signed_before),
+            consent=None if consent is None else consent == "yes",
         )
         # A pool: the audit log is written beside the COPY, and after it if it fails.
         pool = await create_pg_pool(database_url, max_size=2, application_name="export")

@@ -310,6 +310,7 @@ def summary_json(petition: ManagedPetition, figures: Summary) -> dict[str, Any]:
         "days": [{"date": d.date.isoformat(), "count": d.count} for d in figures.days],
         "invalidated": figures.invalidated,
         "erased": figures.erased,
+        "consent_updates": figures.consent_updates,
         "first_signed_at": _iso(figures.first_signed_at),
         "last_signed_at": _iso(figures.last_signed_at),
         "generated_at": datetime.now(UTC).isoformat(),
@@ -324,6 +325,7 @@ def summary_csv(figures: Summary) -> str:
     writer.writerow(["total", "", "", figures.total])
     writer.writerow(["invalidated", "", "", figures.invalidated])
     writer.writerow(["erased", "", "", figures.erased])
+    writer.writerow(["consent_updates", "", "", figures.consent_updates])
     writer.writerows(["country", c.code, c.name, c.count] for c in figures.countries)
     writer.writerows(["source", s.cell or "", "", s.count] for s in figures.sources)
     writer.writerows(["day", d.date.isoformat(), "", d.count] for d in figures.days)

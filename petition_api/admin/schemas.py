@@ -99,11 +99,15 @@ class ExportQuerySchema(_SignedBetween):
     country = fields.String(validate=COUNTRY)
     source = fields.String(validate=SOURCE)
     include = fields.String(validate=validate.OneOf(["email"]))
+    # yes: only those who agreed to hear from the campaign (consent_updates); no: the others.
+    consent = fields.String(validate=validate.OneOf(["yes", "no"]))
 
     @post_load
     def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if "country" in data:
             data["country"] = data["country"].upper()
+        if "consent" in data:
+            data["consent"] = data["consent"] == "yes"
         return data
 
 
@@ -204,6 +208,10 @@ class SummarySchema(Schema):
     days = fields.List(fields.Nested(SummaryDaySchema), required=True)
     invalidated = fields.Integer(required=True)
     erased = fields.Integer(required=True)
+    consent_updates = fields.Integer(
+        required=True,
+        metadata={"description": "Counted signers who agreed to hear from the campaign."},
+    )
     first_signed_at = fields.AwareDateTime(required=True, allow_none=True)
     last_signed_at = fields.AwareDateTime(required=True, allow_none=True)
     generated_at = fields.AwareDateTime(required=True)
