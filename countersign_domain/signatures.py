@@ -131,9 +131,10 @@ class NewSignature:
 # created its signature queues its email held, sent once staff release it; any other
 # suspect row, or a row landing on a suspect signature, queues none.
 #
-# pg_current_xact_id() gives every batch a transaction id, so that its commit is flushed
-# to disk like one that wrote rows: a batch that only met addresses already signed then
-# answers no faster than one that stored them.
+# Every batch writes a (transactional, empty) logical message to the WAL, so that its
+# commit waits for the flush to disk like one that stored rows: without it, a batch that
+# only met addresses already signed commits without a flush and answers milliseconds
+# sooner, which tells a prober timing the answer that the address had signed.
 #
 # Returns the ordinals of the rows whose petition was open, whether it requires
 # confirmation, and whether each row was new (for the metrics). Rows this statement
@@ -209,9 +210,10 @@ WITH input AS (
       )
     ORDER BY c.signature_id, c.ord
     ON CONFLICT (signature_id, kind, sequence) DO NOTHING
+), flushed AS (
+    SELECT pg_logical_emit_message(true, 'countersign', 'signatures') AS lsn
 )
-SELECT ord, require_confirmation, new, pg_current_xact_id() IS NOT NULL AS flushed
-FROM landed
+SELECT ord, require_confirmation, new FROM landed CROSS JOIN flushed
 """
 
 SignStatus = Literal["counted", "pending_confirmation"]
