@@ -124,7 +124,7 @@ def petition_origins(slug: str, origins: list[str]) -> None:
     """Set the web origins whose pages may embed the petition and sign from the browser.
 
     ORIGINS replace the current ones: e.g. https://example.org, or * for any site.
-    With none, only partners' origins remain allowed.
+    With none, only the origins of the partners granted the petition remain allowed.
     """
 
     async def action(conn: asyncpg.Connection) -> ManagedPetition:
