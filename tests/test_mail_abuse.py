@@ -5,6 +5,8 @@ emails show in the metrics."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -22,6 +24,21 @@ from tests.support.mail import SmtpSink, with_mail
 
 SLUG = "free-the-detainees"
 SIGN = f"/v1/petitions/{SLUG}/signatures"
+
+
+SenderWith = Callable[..., MailSender]
+
+
+@pytest.fixture
+def sender_with(mail_settings: Settings, database_url: str, pool: asyncpg.Pool) -> SenderWith:
+    """Mail senders with some mail settings changed."""
+
+    def build(**mail: Any) -> MailSender:
+        return build_sender(
+            with_mail(mail_settings, **mail), database_url, pool, TextCatalog.load()
+        )
+
+    return build
 
 
 def held_back(reason: str) -> float | None:
@@ -73,14 +90,12 @@ async def test_suspects_get_no_email_until_staff_release_them(
 async def test_an_address_gets_no_more_emails_than_its_ceiling(
     client: Client,
     pool: asyncpg.Pool,
-    mail_settings: Settings,
-    database_url: str,
+    sender_with: SenderWith,
     smtp_sink: SmtpSink,
     confirming_petition_id: int,
 ) -> None:
     # The victim's address signed on three petitions (by whoever): two emails a day.
-    ceiling = with_mail(mail_settings, address_limit=Rate(2, 86400))
-    sender = build_sender(ceiling, database_url, pool, TextCatalog.load())
+    sender = sender_with(address_limit=Rate(2, 86400))
     for slug in ("second", "third"):
         await pool.execute(
             "INSERT INTO petitions (slug, title, status) VALUES ($1, $1, 'open')", slug
@@ -107,14 +122,11 @@ async def test_an_address_gets_no_more_emails_than_its_ceiling(
 async def test_the_senders_keep_under_the_global_ceiling(
     client: Client,
     pool: asyncpg.Pool,
-    mail_settings: Settings,
-    database_url: str,
+    sender_with: SenderWith,
     smtp_sink: SmtpSink,
     confirming_petition_id: int,
 ) -> None:
-    ceiling = with_mail(mail_settings, global_limit=Rate(2, 3600))
-    first = build_sender(ceiling, database_url, pool, TextCatalog.load())
-    second = build_sender(ceiling, database_url, pool, TextCatalog.load())
+    first, second = (sender_with(global_limit=Rate(2, 3600)) for _ in range(2))
     for i in range(5):
         assert (await client.post(SIGN, json=signer(email=f"s{i}@example.org"))).status == 202
     await first.drain()

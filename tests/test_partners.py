@@ -412,21 +412,18 @@ async def test_staff_grant_list_and_revoke_through_the_api(
 
 
 @pytest.fixture
-def strict_limits(settings: Settings) -> Settings:
-    """Three signatures a minute per client address, loopback included."""
-    return dataclasses.replace(
-        settings,
-        limits=dataclasses.replace(settings.limits, allow=(), ip_burst=Rate(3, 60)),
-    )
+async def strict_client(
+    aiohttp_client: AiohttpClient, settings: Settings, petition_id: int
+) -> Client:
+    """The API with three signatures a minute per client address, loopback included."""
+    limits = dataclasses.replace(settings.limits, allow=(), ip_burst=Rate(3, 60))
+    return await aiohttp_client(create_app(dataclasses.replace(settings, limits=limits)))
 
 
 async def test_a_partner_server_is_not_throttled_as_one_person(
-    aiohttp_client: AiohttpClient,
-    strict_limits: Settings,
-    pool: asyncpg.Pool,
-    partner_key: str,
+    strict_client: Client, pool: asyncpg.Pool, partner_key: str
 ) -> None:
-    client = await aiohttp_client(create_app(strict_limits))
+    client = strict_client
     for i in range(8):
         response = await client.post(
             SIGN, json=signer(email=f"relayed{i}@example.org"), headers=bearer(partner_key)
@@ -444,12 +441,9 @@ async def test_a_partner_server_is_not_throttled_as_one_person(
 
 
 async def test_the_signer_address_a_partner_names_feeds_the_limits_and_the_ip_hash(
-    aiohttp_client: AiohttpClient,
-    strict_limits: Settings,
-    pool: asyncpg.Pool,
-    partner_key: str,
+    strict_client: Client, pool: asyncpg.Pool, partner_key: str
 ) -> None:
-    client = await aiohttp_client(create_app(strict_limits))
+    client = strict_client
     headers = {**bearer(partner_key), SIGNER_IP_HEADER: "203.0.113.7"}
     for i in range(4):
         response = await client.post(SIGN, json=signer(email=f"s{i}@example.org"), headers=headers)
@@ -472,12 +466,9 @@ async def test_the_signer_address_a_partner_names_feeds_the_limits_and_the_ip_ha
 
 
 async def test_the_signer_address_header_needs_a_key_and_an_address(
-    aiohttp_client: AiohttpClient,
-    strict_limits: Settings,
-    pool: asyncpg.Pool,
-    partner_key: str,
+    strict_client: Client, pool: asyncpg.Pool, partner_key: str
 ) -> None:
-    client = await aiohttp_client(create_app(strict_limits))
+    client = strict_client
     # Without a key anyone could name any address and walk past the limits: ignored.
     for i in range(4):
         response = await client.post(

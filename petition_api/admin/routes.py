@@ -209,6 +209,15 @@ async def update_petition(request: web.Request) -> web.Response:
 PETITION_AND_PARTNER = {"slug": SLUG, "source": SOURCE}
 
 
+def grant_of(request: web.Request) -> dict[str, str]:
+    """Who grants (or takes back) which petition to which partner, from the path."""
+    return {
+        "actor": request[STAFF].name,
+        "source_code": request.match_info["source"],
+        "slug": request.match_info["slug"],
+    }
+
+
 @staff_operation(
     "The partners granted a petition",
     exporter=True,
@@ -232,12 +241,7 @@ async def list_partner_grants(request: web.Request) -> web.Response:
     problems=(PetitionNotFound, PartnerNotFound),
 )
 async def grant_partner(request: web.Request) -> web.Response:
-    grant = await partners.grant_petition(
-        db(request),
-        actor=request[STAFF].name,
-        source_code=request.match_info["source"],
-        slug=request.match_info["slug"],
-    )
+    grant = await partners.grant_petition(db(request), **grant_of(request))
     return web.json_response(_grant_schema.dump(grant))
 
 
@@ -248,12 +252,7 @@ async def grant_partner(request: web.Request) -> web.Response:
     problems=(PetitionNotFound, PartnerNotFound, GrantNotFound),
 )
 async def revoke_partner_grant(request: web.Request) -> web.Response:
-    await partners.revoke_grant(
-        db(request),
-        actor=request[STAFF].name,
-        source_code=request.match_info["source"],
-        slug=request.match_info["slug"],
-    )
+    await partners.revoke_grant(db(request), **grant_of(request))
     return web.Response(status=204)
 
 
