@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -68,14 +68,30 @@ class TextCatalog:
     def get(self, language: str) -> Texts:
         return self._languages.get(language) or self._languages[DEFAULT_LANGUAGE]
 
-    def negotiate(self, requested: str | None, accept_language: str | None) -> str:
+    def negotiate(
+        self,
+        requested: str | None,
+        accept_language: str | None,
+        fallback: str = DEFAULT_LANGUAGE,
+    ) -> str:
         """The language to use: the one asked for if we have it, else the reader's
-        browser's first choice that we have (``Accept-Language``), else English."""
-        for tag in [requested or "", *parse_accept_language(accept_language)]:
-            match = _PRIMARY_TAG.match(tag)
-            if match and match[0].lower() in self._languages:
-                return match[0].lower()
-        return DEFAULT_LANGUAGE
+        browser's first choice that we have (``Accept-Language``), else ``fallback`` if
+        we have it (a petition's default language), else English."""
+        return negotiate(
+            [requested, *parse_accept_language(accept_language)],
+            self._languages,
+            fallback if fallback in self._languages else DEFAULT_LANGUAGE,
+        )
+
+
+def negotiate(candidates: Iterable[str | None], available: Collection[str], default: str) -> str:
+    """The primary language of the first candidate tag (``fr`` of ``fr-CA``) that is
+    available, else ``default``."""
+    for tag in candidates:
+        match = _PRIMARY_TAG.match(tag or "")
+        if match and match[0].lower() in available:
+            return match[0].lower()
+    return default
 
 
 def parse_accept_language(header: str | None) -> list[str]:

@@ -44,6 +44,8 @@ STAFF = [
     web.post("/petitions", staff.create_petition),
     web.get("/petitions/{slug}", staff.get_petition),
     web.patch("/petitions/{slug}", staff.update_petition),
+    web.put("/petitions/{slug}/translations/{lang}", staff.put_translation),
+    web.delete("/petitions/{slug}/translations/{lang}", staff.delete_translation),
     web.get("/petitions/{slug}/summary", staff.summary),
     # No HEAD: it would run (and audit) a whole export to send nothing.
     web.get("/petitions/{slug}/signatures.csv", staff.export_signatures, allow_head=False),

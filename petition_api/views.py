@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.texts import parse_accept_language
 from countersign_domain.errors import (
     CountsUnavailable,
     InvalidForm,
@@ -21,6 +22,7 @@ from countersign_domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from countersign_domain.petitions import choose_language, petition_in
 from countersign_domain.signatures import (
     BackendUnavailable,
     NewSignature,
@@ -37,8 +39,9 @@ from petition_api.petitions import public_petition
 from petition_api.schemas import (
     CountsSchema,
     HealthSchema,
+    LanguageQuerySchema,
     PendingConfirmationSchema,
-    PetitionSchema,
+    PublicPetitionSchema,
     ReadinessSchema,
     SignatureFormSchema,
     SignatureSchema,
@@ -47,25 +50,49 @@ from petition_api.schemas import (
 
 _signature_schema = SignatureSchema()
 _signature_form_schema = SignatureFormSchema()
-_petition_schema = PetitionSchema()
+_petition_schema = PublicPetitionSchema()
+_language_query = LanguageQuerySchema()
 
 
 @documented(
-    "A petition",
+    "A petition, in a language",
     tags=("petitions",),
+    description=(
+        "Title, text and target in the language asked for (`?lang=`), else the first of "
+        "Accept-Language the petition is written in, else its default language; `lang` and "
+        "Content-Language say which, `languages` lists them all. One total whatever the "
+        "language."
+    ),
     path_parameters={"slug": SLUG},
+    header_parameters={"Accept-Language": "The reader's languages, most wanted first."},
+    query=LanguageQuerySchema,
     responses={
         200: Reply(
-            "The petition; `status` reads closed once its close date has passed.", PetitionSchema
+            "The petition; `status` reads closed once its close date has passed.",
+            PublicPetitionSchema,
+            headers={"Content-Language": ("The language of title, text and target.", True)},
         ),
     },
-    problems=(PetitionNotFound, ServiceUnavailable),
+    problems=(PetitionNotFound, ValidationFailed, ServiceUnavailable),
 )
 async def get_petition(request: web.Request) -> web.Response:
     petition = await public_petition(request)
+    query = _language_query.load(request.query)
+    lang = choose_language(
+        petition, [query.get("lang")], parse_accept_language(request.headers.get("Accept-Language"))
+    )
+    text = petition_in(petition, lang)
     body = _petition_schema.dump(petition)
-    body["status"] = petition.effective_status
-    return web.json_response(body)
+    body.update(
+        status=petition.effective_status,
+        lang=text.lang,
+        title=text.title,
+        text=text.body,
+        target=text.target,
+    )
+    return web.json_response(
+        body, headers={"Content-Language": text.lang, "Vary": "Accept-Language"}
+    )
 
 
 @documented(

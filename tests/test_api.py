@@ -42,7 +42,12 @@ async def test_petition_public_fields(client: Client) -> None:
         "status",
         "created_at",
         "closes_at",
+        "lang",
+        "default_lang",
+        "languages",
     }
+    assert (body["lang"], body["languages"]) == ("en", ["en"])
+    assert response.headers["Content-Language"] == "en"
 
 
 async def test_unknown_and_draft_petitions_are_not_found(
