@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from markupsafe import Markup, escape
+
 DEFAULT_LANGUAGE = "en"
 _LANGUAGE_FILE = re.compile(r"^[a-z]{2,3}\.json$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -37,6 +39,22 @@ class Texts:
         return _PLACEHOLDER.sub(
             lambda match: str(values.get(match[1], match[0])), self.strings[key]
         )
+
+    def html(self, key: str, **values: object) -> Markup:
+        """The same, escaped for HTML; values that are ``Markup`` go in as they are."""
+        return Markup(  # noqa: S704 - every part is escaped here
+            _PLACEHOLDER.sub(
+                lambda match: escape(values.get(match[1], match[0])), escape(self.strings[key])
+            )
+        )
+
+    def foreign(self, text: str, lang: str) -> Markup:
+        """``text``, written in ``lang``: escaped, and marked with its own language and
+        ``dir="auto"`` when that is not this language, so that a browser or a mail client
+        lays out mixed scripts (Arabic in an English sentence) correctly."""
+        if lang == self.language:
+            return escape(text)
+        return Markup('<span lang="{}" dir="auto">{}</span>').format(lang, text)
 
 
 class TextCatalog:

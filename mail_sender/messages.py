@@ -7,7 +7,11 @@ their name, so that nobody can use the form to send chosen words to someone else
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email import policy
+from email.header import Header
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import formatdate, parseaddr
 
 import asyncpg
@@ -16,6 +20,28 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from countersign_core.settings import MailDelivery
 from countersign_core.texts import TextCatalog
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
+
+
+class EncodedWordsSubject(UnstructuredHeader, BaseHeader):
+    """A Subject folded by ``email.header.Header``, which keeps every space inside its
+    encoded words.
+
+    The standard library's folding of a non-ASCII subject (Python 3.11 to 3.13) can put
+    the space between two words outside the encoded words, where RFC 2047 says it is
+    ignored: "Передайте дело" then decodes as "Передайтедело" in every mail client.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        text = str(self)
+        header = Header(text, "us-ascii" if text.isascii() else "utf-8", header_name=self.name)
+        return f"{self.name}: {header.encode(linesep=policy.linesep)}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("subject", EncodedWordsSubject)
+# How the message's headers are built (the SMTP client serialises it with its own
+# policy; the Subject folds itself).
+MESSAGE_POLICY = policy.default.clone(header_factory=_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -27,6 +53,8 @@ class ClaimedJob:
     petition_id: int
     email: str
     title: str
+    # The title's language: the job's, or the petition's default if not translated.
+    title_lang: str
     language: str
     message_id: str
     # This claim's number: outcomes are recorded only while no other claim followed it.
@@ -69,10 +97,11 @@ class Composer:
         context = {
             "t": texts,
             "title": job.title,
+            "title_lang": job.title_lang,
             "days": self._link_days,
             "link": f"{self._public_url}/confirm/{token}",
         }
-        message = EmailMessage()
+        message = EmailMessage(policy=MESSAGE_POLICY)
         message["From"] = self._mail_from
         message["To"] = job.email
         # One line, whatever the title holds: a header cannot break.

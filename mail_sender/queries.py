@@ -30,11 +30,12 @@ WITH due AS (
     FROM due WHERE j.id = due.id AND due.deliverable
     RETURNING j.id, j.signature_id, j.language, j.message_id, j.attempts
 )
-SELECT c.id, c.signature_id, s.petition_id, s.email, p.title, c.language, c.message_id,
-       c.attempts
+SELECT c.id, c.signature_id, s.petition_id, s.email, coalesce(t.title, p.title) AS title,
+       coalesce(t.lang, p.default_lang) AS title_lang, c.language, c.message_id, c.attempts
 FROM claimed c
 JOIN signatures s ON s.id = c.signature_id
 JOIN petitions p ON p.id = s.petition_id
+LEFT JOIN petition_translations t ON t.petition_id = p.id AND t.lang = c.language
 ORDER BY c.id
 """
 
