@@ -75,6 +75,23 @@ class ApiConfig:
     # X-Forwarded-For is believed only from these peers.
     trusted_proxies: tuple[IPNetwork, ...]
     live_heartbeat: float
+    # GET / redirects to this petition's page instead of listing the open petitions.
+    home_petition: str | None
+    # A petition's share card (card.png) is drawn again at most this often per language.
+    card_refresh_seconds: float
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What signers are told about their data, and what public breakdowns show."""
+
+    # Who is responsible for the signers' data (named beside the consent box).
+    data_controller: str | None
+    # Where the full privacy policy is.
+    policy_url: str | None
+    # Public per-country and per-source groups smaller than this are folded into one
+    # "other" group (0 shows every group).
+    breakdown_min: int
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,7 @@ class Settings:
     redis: RedisConfig
     api: ApiConfig
     limits: LimitsConfig
+    privacy: PrivacyConfig
     confirmation: ConfirmationConfig
     worker: WorkerConfig
     mail: MailConfig
@@ -239,6 +257,21 @@ def load_settings() -> Settings:
                 trusted_proxies=_networks(env, "COUNTERSIGN_TRUSTED_PROXIES"),
                 live_heartbeat=env.float(
                     "COUNTERSIGN_LIVE_HEARTBEAT", 15.0, validate=Range(min=0.1, max=300)
+                ),
+                home_petition=env.str("COUNTERSIGN_HOME_PETITION", None, validate=Length(1, 100)),
+                card_refresh_seconds=env.float(
+                    "COUNTERSIGN_CARD_REFRESH_SECONDS", 60.0, validate=Range(min=0, max=86_400)
+                ),
+            ),
+            privacy=PrivacyConfig(
+                data_controller=env.str(
+                    "COUNTERSIGN_DATA_CONTROLLER", None, validate=Length(min=1, max=300)
+                ),
+                policy_url=env.str(
+                    "COUNTERSIGN_PRIVACY_POLICY_URL", None, validate=_url("http", "https")
+                ),
+                breakdown_min=env.int(
+                    "COUNTERSIGN_PUBLIC_BREAKDOWN_MIN", 5, validate=Range(min=0, max=1_000_000)
                 ),
             ),
             limits=LimitsConfig(

@@ -12,23 +12,29 @@ an expired or damaged link. The answer is the same whether or not the address si
 
 from __future__ import annotations
 
+import functools
+
 import asyncpg
 from aiohttp import web
 from marshmallow import ValidationError
 
 from countersign_domain.confirmation_tokens import ConfirmationRef, TokenExpired, TokenInvalid
 from countersign_domain.errors import PayloadTooLarge, ServiceUnavailable
+from countersign_domain.petitions import petition_in
 from petition_api import appkeys as keys
 from petition_api.bodies import FORM_TYPES, read_form
 from petition_api.openapi import Reply, documented
+from petition_api.petition_page import petition_view, reader_of
 from petition_api.schemas import ConfirmationRequestSchema
 
 _request_schema = ConfirmationRequestSchema()
 
-# What the page for a token says: the petition's title, whether the signature is
-# confirmed, whether the petition is open. No row when the signature is gone.
+# What the page for a token says: the petition, whether the signature is confirmed,
+# whether the petition is open, the signer's language. No row when the signature is gone.
 STATE = """
-SELECT p.title, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open
+SELECT p.slug, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open,
+       (SELECT j.language FROM email_jobs j WHERE j.signature_id = s.id
+        ORDER BY j.sequence DESC LIMIT 1) AS language
 FROM signatures s JOIN petitions p ON p.id = s.petition_id
 WHERE s.id = $1 AND s.petition_id = $2 AND s.erased_at IS NULL
 """
@@ -68,6 +74,7 @@ TOKEN_PAGES = {
 
 @documented(
     "The page of a confirmation link",
+    html=True,
     tags=("confirmation",),
     description="Shows the petition and a button; opening the link confirms nothing.",
     responses=TOKEN_PAGES,
@@ -79,6 +86,7 @@ async def show_confirmation(request: web.Request) -> web.Response:
 
 @documented(
     "Confirm a signature (the button of the link's page)",
+    html=True,
     tags=("confirmation",),
     description="The token in the path is the capability; the body is ignored.",
     responses={**TOKEN_PAGES, 200: Reply("Confirmed.", text_types=HTML)},
@@ -98,13 +106,22 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
         # No confirmation has this address: a link cut short, altered or forged.
         return pages.render(request, "damaged", status=404)
     row = await confirmation_state(request.app[keys.DB], ref, confirm=confirm)
-    if row is None:  # purged unconfirmed, or erased
+    petition = await request.app[keys.PETITIONS].get(row["slug"]) if row else None
+    if row is None or petition is None:  # purged unconfirmed, or erased
         return pages.render(request, "gone", status=410)
+    # In the signer's language first (the one their email spoke).
+    reader = reader_of(request, petition, row["language"])
+    text = petition_in(petition, reader.lang)
+    page = functools.partial(
+        pages.render, request, title=text.title, title_lang=text.lang, texts=reader.texts
+    )
     if row["confirmed"]:
-        return pages.render(request, "confirmed", title=row["title"])
+        # Not a dead end: the count it joined, and the links to share the petition.
+        view = await petition_view(request, petition, reader.texts, reader.lang, None)
+        return page("confirmed", view=view)
     if not row["open"]:
-        return pages.render(request, "closed", status=409, title=row["title"])
-    return pages.render(request, "confirm", title=row["title"])
+        return page("closed", status=409)
+    return page("confirm")
 
 
 async def confirmation_state(
@@ -120,6 +137,7 @@ async def confirmation_state(
 
 @documented(
     "The form asking for a new confirmation link",
+    html=True,
     tags=("confirmation",),
     responses={200: Reply("The form.", text_types=HTML)},
 )
@@ -129,6 +147,7 @@ async def new_link_form(request: web.Request) -> web.Response:
 
 @documented(
     "Ask for a new confirmation link",
+    html=True,
     tags=("confirmation",),
     description=(
         "The same answer whether or not the address signed: this tells nobody whether someone did."

@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LRUCache, TTLCache
@@ -38,6 +39,8 @@ class RenderedCounts:
     body: bytes
     etag: str
     stale: bool = False
+    # The same figures, for pages that show them (the petition page, its share card).
+    payload: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 def counts_payload(petition: Petition, counts: LiveCounts) -> dict[str, Any]:
@@ -64,7 +67,8 @@ def counts_json(petition: Petition, counts: LiveCounts) -> str:
 
 def _render(payload: dict[str, Any], *, stale: bool) -> RenderedCounts:
     body = _json(payload, stale=stale).encode()
-    return RenderedCounts(body, hashlib.blake2b(body, digest_size=12).hexdigest(), stale)
+    etag = hashlib.blake2b(body, digest_size=12).hexdigest()
+    return RenderedCounts(body, etag, stale, payload)
 
 
 class CountsRenderer:

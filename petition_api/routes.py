@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from petition_api import confirmation, docs, live, partners, views, widget
+from petition_api import confirmation, docs, live, partners, petition_page, views, widget
 from petition_api.admin import delivery
 from petition_api.admin import routes as staff
 from petition_api.cors import cross_origin
@@ -14,6 +14,12 @@ from petition_api.cors import cross_origin
 STAFF_PREFIX = "/v1/admin"
 
 PUBLIC = [
+    # Pages for people (HTML): the open petitions, a petition's page, its form, its card.
+    web.get("/", petition_page.home),
+    web.get("/petitions/{slug}", petition_page.petition_page),
+    web.post("/petitions/{slug}", petition_page.sign_from_page),
+    web.get("/petitions/{slug}/card.png", petition_page.card),
+    web.get("/assets/page-{version:[0-9a-f]{1,64}}.js", petition_page.page_script),
     web.get("/healthz", views.healthz),
     web.get("/readyz", views.readyz),
     # What the widget calls from partners' pages: answered to other origins too.

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from countersign_core.connections import TRANSIENT_ERRORS
-from countersign_core.texts import parse_accept_language
+from countersign_core.texts import negotiate, parse_accept_language
 from countersign_domain.errors import (
     CountsUnavailable,
     InvalidForm,
@@ -22,7 +22,8 @@ from countersign_domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from countersign_domain.petitions import choose_language, petition_in
+from countersign_domain.partners import Partner
+from countersign_domain.petitions import Petition, choose_language, petition_in
 from countersign_domain.signatures import (
     BackendUnavailable,
     NewSignature,
@@ -153,11 +154,24 @@ async def _sign(request: web.Request) -> web.Response:
         data.pop("source", None)
     schema = _signature_form_schema if request.content_type in FORM_TYPES else _signature_schema
     fields = schema.load(data)
+    # The same answer whether the address is new, had signed already, or had confirmed
+    # already: nobody can use this endpoint to find out whether someone signed.
+    return _accepted(await record_signature(request, petition, fields, partner))
+
+
+async def record_signature(
+    request: web.Request,
+    petition: Petition,
+    fields: dict[str, Any],
+    partner: Partner | None = None,
+) -> SignStatus:
+    """Record the signature of these checked fields (a filled honeypot records nothing)
+    after the abuse checks, whichever door it came through (the API, the petition's
+    page): what it will count as. Raises PetitionClosed, ServiceUnavailable, RateLimited."""
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         count_signature("rejected", "honeypot")
-        return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
-
+        return "pending_confirmation" if petition.require_confirmation else "counted"
     client = client_address(request, request.app[keys.SETTINGS].api.trusted_proxies)
     suspect_reason = await request.app[keys.ABUSE].assess(
         petition_id=petition.id,
@@ -177,9 +191,7 @@ async def _sign(request: web.Request) -> web.Response:
         source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
         ip_hash=today.ip(str(client)) if today else None,
-        language=request.app[keys.TEXTS].negotiate(
-            fields["language"], request.headers.get("Accept-Language")
-        ),
+        language=signature_language(request, petition, fields["language"]),
         suspect_reason=suspect_reason,
     )
     try:
@@ -188,9 +200,16 @@ async def _sign(request: web.Request) -> web.Response:
         raise ServiceUnavailable("the signature could not be recorded; try again shortly") from None
     if status is None:
         raise PetitionClosed()
-    # The same answer whether the address is new, had signed already, or had confirmed
-    # already: nobody can use this endpoint to find out whether someone signed.
-    return _accepted(status)
+    return status
+
+
+def signature_language(request: web.Request, petition: Petition, explicit: str | None) -> str:
+    """The language of the signer's emails and pages: the one they chose, else their
+    browser's first that we speak or the petition is written in, else the petition's
+    default (as its title will be)."""
+    available = request.app[keys.TEXTS].languages | set(petition.languages)
+    accepted = parse_accept_language(request.headers.get("Accept-Language"))
+    return negotiate([explicit, *accepted], available, petition.default_lang)
 
 
 def _accepted(status: SignStatus) -> web.Response:

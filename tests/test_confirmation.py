@@ -260,7 +260,7 @@ async def test_a_tampered_link_gets_a_clear_page_with_a_way_to_a_new_email(
             assert_inert_page(response)
             html = await response.text()
             assert "This link is incomplete" in html
-            assert '<form method="post" action="/confirm">' in html
+            assert '<form method="post" action="/confirm"' in html
             assert 'name="email"' in html
     assert not await is_confirmed(pool)
 
@@ -279,7 +279,7 @@ async def test_an_expired_link_confirms_nothing_and_offers_a_new_email(
         assert_inert_page(response)
         html = await response.text()
         assert "This link has expired" in html
-        assert '<form method="post" action="/confirm">' in html
+        assert '<form method="post" action="/confirm"' in html
     assert not await is_confirmed(pool)
     # The same signature with a fresh token is fine: only the age was wrong.
     fresh = ConfirmationTokens(TEST_SECRET, max_age_days=7)
