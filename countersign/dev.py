@@ -210,8 +210,10 @@ def _print_banner(base: str, demo: str, data_dir: Path | None, mail_dir: Path | 
     lines = [
         "",
         "countersign is running",
+        f"  petition page {base}/petitions/{DEMO_SLUG}  (read, sign and share it)",
+        f"  petitions     {base}/",
         f"  API           {base}",
-        f"  petition      {petition}",
+        f"  petition JSON {petition}",
         f"  live counts   {petition}/counts",
         f"  partner page  {demo}/  (the widget, embedded from another origin)",
         f"  embed         {base}/embed/{DEMO_SLUG}",
