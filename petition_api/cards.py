@@ -36,9 +36,12 @@ WIDTH, HEIGHT = 1200, 630
 MARGIN = 72
 INK, ACCENT, MUTED, TRACK = "#1d1d1b", "#0b5cad", "#555555", "#e1e4e7"
 FONTS = Path(str(resources.files("petition_api") / "static" / "fonts"))
-# Title sizes tried in turn, largest first, until the title fits in its lines.
+# Title sizes tried in turn, largest first, until the title fits in its room; past the
+# smallest, it is cut with an ellipsis.
 TITLE_SIZES = (68, 60, 52, 46)
-TITLE_LINES = 4
+TITLE_TOP, TITLE_BOTTOM = 120, HEIGHT - 190
+LINE_HEIGHT = 1.3
+COUNT_SIZES = (40, 34, 28)
 
 
 def base_direction(text: str) -> str:
@@ -121,19 +124,24 @@ def draw_card(
     for size in TITLE_SIZES:
         face = writer.font(size)
         lines = writer.wrap(title, face, room)
-        if len(lines) <= TITLE_LINES:
+        most = int((TITLE_BOTTOM - TITLE_TOP) // (size * LINE_HEIGHT))
+        if len(lines) <= most:
             break
-    if len(lines) > TITLE_LINES:
-        lines = [*lines[: TITLE_LINES - 1], " ".join(lines[TITLE_LINES - 1 :])]
+    if len(lines) > most:
+        lines = [*lines[: most - 1], " ".join(lines[most - 1 :])]
         while writer.width(lines[-1] + "…", face) > room and " " in lines[-1]:
             lines[-1] = lines[-1].rsplit(" ", 1)[0]
         lines[-1] += "…"
-    y = 120.0
+    y = float(TITLE_TOP)
     for line in lines:
         writer.draw(canvas, y, line, face, INK, direction)
-        y += size * 1.3
+        y += size * LINE_HEIGHT
     if count is not None and total is not None:
-        count_face = writer.font(40)
+        count_face = next(
+            face
+            for size in COUNT_SIZES
+            if writer.width(count, face := writer.font(size)) <= room or size == COUNT_SIZES[-1]
+        )
         writer.draw(canvas, HEIGHT - 170, count, count_face, ACCENT, base_direction(count))
         bar = (MARGIN, HEIGHT - 96, WIDTH - MARGIN, HEIGHT - 72)
         canvas.rounded_rectangle(bar, radius=12, fill=TRACK)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -14,6 +13,7 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
 from petition_api.widget_assets import partner_page
+from tests.support.browser import axe_violations, describe, open_page
 from tests.support.factories import SLUG, add_signatures
 from tests.support.http import Site
 from tests.support.mail import confirmation_link, parse
@@ -32,22 +32,6 @@ def snippet_page(api: str, source: str | None = "daily-example", **options: str)
     return html.replace(
         f'data-countersign-petition="{SLUG}"', f'data-countersign-petition="{SLUG}"{extra}'
     )
-
-
-async def open_page(
-    browser: Browser,
-    url: str,
-    *,
-    locale: str = "en-GB",
-    requests: list[str] | None = None,
-    **context: Any,
-) -> Page:
-    """A page in a fresh browser context; ``requests`` collects the URLs it fetches."""
-    page = await (await browser.new_context(locale=locale, **context)).new_page()
-    if requests is not None:
-        page.on("request", lambda request: requests.append(request.url))
-    await page.goto(url)
-    return page
 
 
 def widget(page: Page, index: int = 0) -> Locator:
@@ -496,19 +480,6 @@ async def test_texts_can_be_overridden_per_language(
 
 
 # -- accessibility ------------------------------------------------------------------------
-
-
-async def axe_violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
-    await page.add_script_tag(content=axe_source)
-    result: dict[str, Any] = await page.evaluate("axe.run(document)")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
-def describe(violations: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
-        for v in violations
-    )
 
 
 @pytest.mark.parametrize("locale", ["en-GB", "ar-EG"])
