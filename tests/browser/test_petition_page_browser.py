@@ -22,7 +22,7 @@ from countersign_core.settings import Settings
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.petitions import translate_petition
 from petition_api.app import create_app
-from tests.support.browser import axe_violations, describe, open_page
+from tests.support.browser import axe_violations, described, open_page
 from tests.support.factories import SLUG, add_signatures, create_staff_tokens, signature_rows
 from tests.support.http import AiohttpServer, bearer
 from tests.support.values import TEST_SECRET
@@ -265,11 +265,11 @@ async def test_axe_finds_nothing_on_the_page_thank_you_and_confirmation_pages(
     lang = locale[:2]
     # The page's CSP forbids injected scripts; axe needs it lifted to run.
     page = await open_page(browser, f"{api}{PAGE}", locale=locale, bypass_csp=True, viewport=NARROW)
-    assert (found := await axe_violations(page, axe_source, every)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     # The form with its errors.
     await page.locator("form[data-enhance] button[type=submit]").click()
     await expect(page.locator("#error-summary")).to_be_focused()
-    assert (found := await axe_violations(page, axe_source, every)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     # Check your inbox.
     await page.locator("#field-name").fill("Amal Haddad")
     await page.locator("#field-email").fill("amal@example.org")
@@ -277,18 +277,18 @@ async def test_axe_finds_nothing_on_the_page_thank_you_and_confirmation_pages(
     await page.locator("form[data-enhance] button[type=submit]").click()
     await expect(page.locator("h1")).to_be_focused()
     await shot(page, artifacts, f"inbox-{lang}")
-    assert (found := await axe_violations(page, axe_source, every)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     # The confirmation link's page, then the confirmed page (with the count and sharing).
     [row] = await signature_rows(pool)
     token = ConfirmationTokens(TEST_SECRET, max_age_days=7).make(
         ConfirmationRef(row["id"], petition_id)
     )
     await page.goto(f"{api}/confirm/{token}")
-    assert (found := await axe_violations(page, axe_source, every)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     await page.locator("form button[type=submit]").click()
     await expect(page.locator(".share")).to_be_visible()
     await shot(page, artifacts, f"confirmed-{lang}")
-    assert (found := await axe_violations(page, axe_source, every)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     # The thank-you page of a petition that counts at once.
     await pool.execute("UPDATE petitions SET require_confirmation = false")
     page = await open_page(browser, f"{api}{PAGE}", locale=locale, bypass_csp=True, viewport=WIDE)
@@ -298,7 +298,7 @@ async def test_axe_finds_nothing_on_the_page_thank_you_and_confirmation_pages(
     await page.locator("form[data-enhance] button[type=submit]").click()
     await expect(page.locator("h1")).to_be_focused()
     await shot(page, artifacts, f"thanks-{lang}")
-    assert (found := await axe_violations(page, axe_source, every)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
 
 
 # -- sharing --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
 from petition_api.widget_assets import partner_page
-from tests.support.browser import axe_violations, describe, open_page
+from tests.support.browser import axe_violations, described, open_page
 from tests.support.factories import SLUG, add_signatures
 from tests.support.http import Site
 from tests.support.mail import confirmation_link, parse
@@ -497,18 +497,18 @@ async def test_no_serious_accessibility_violations(
     page = await open_page(browser, partner.page("article", snippet_page(api)), locale=locale)
     box = widget(page)
     await shows_total(box, 5)
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], described(found)
 
     # With errors on display.
     await box.get_by_role("button").click()
     await expect(box.locator("[aria-invalid=true]").first).to_be_visible()
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], described(found)
 
     # The thank-you state.
     await fill_form_any_language(box)
     await box.get_by_role("button").click()
     await expect(box.locator(".thanks")).to_be_visible()
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], described(found)
 
 
 async def fill_form_any_language(box: Locator) -> None:
@@ -523,7 +523,7 @@ async def test_the_embed_page_has_no_serious_accessibility_violations(
     # The page's CSP forbids injected scripts; axe needs it lifted to run.
     page = await open_page(browser, f"{api}/embed/{SLUG}", bypass_csp=True)
     await shows_total(widget(page), 0)
-    assert (found := await axe_violations(page, axe_source)) == [], describe(found)
+    assert (found := await axe_violations(page, axe_source)) == [], described(found)
 
 
 # -- countersign dev ----------------------------------------------------------------------

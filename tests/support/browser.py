@@ -33,7 +33,7 @@ async def axe_violations(
     return [v for v in result["violations"] if v["impact"] in impacts]
 
 
-def describe(violations: list[dict[str, Any]]) -> str:
+def described(violations: list[dict[str, Any]]) -> str:
     return "\n".join(
         f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
         for v in violations
