@@ -413,27 +413,24 @@ async def sign_from_page(request: web.Request) -> web.Response:
     view = await petition_view(request, petition, reader.texts, reader.lang, reader.source)
     texts = reader.texts
     title = texts.foreign(view.text.title, view.text.lang)
-    pages = request.app[keys.PAGES]
     if status == "counted":
-        return pages.html(
-            "signed.html",
-            texts,
-            status=201,
-            heading=texts("thanks_title"),
-            text=texts.html("thanks_text", title=title),
-            resend=None,
-            view=view,
+        heading, text, resend = texts("thanks_title"), texts.html("thanks_text", title=title), None
+    else:
+        # Where to look: the address's domain (the address itself goes back only in the
+        # form that asks for the link again).
+        domain = Markup('<strong dir="ltr">{}</strong>').format(fields["email"].rpartition("@")[2])
+        heading, text, resend = (
+            texts("inbox_title"),
+            texts.html("inbox_text", domain=domain),
+            fields["email"],
         )
-    # Where to look: the address's domain (the address itself goes back only in the form
-    # that asks for the link again).
-    domain = Markup('<strong dir="ltr">{}</strong>').format(fields["email"].rpartition("@")[2])
-    return pages.html(
+    return request.app[keys.PAGES].html(
         "signed.html",
         texts,
-        status=202,
-        heading=texts("inbox_title"),
-        text=texts.html("inbox_text", domain=domain),
-        resend=fields["email"],
+        status=201 if status == "counted" else 202,
+        heading=heading,
+        text=text,
+        resend=resend,
         view=view,
     )
 

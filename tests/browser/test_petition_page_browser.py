@@ -243,6 +243,15 @@ async def test_on_a_narrow_screen_the_form_comes_before_the_whole_text(
 # -- accessibility --------------------------------------------------------------------------
 
 
+async def sign_in_any_language(page: Page, name: str, email: str) -> None:
+    """Fill the form by its fields' ids, send it, and wait for the answer's heading."""
+    await page.locator("#field-name").fill(name)
+    await page.locator("#field-email").fill(email)
+    await page.locator("#field-country").select_option("SY")
+    await page.locator("form[data-enhance] button[type=submit]").click()
+    await expect(page.locator("h1")).to_be_focused()
+
+
 @pytest.fixture
 async def confirming(pool: asyncpg.Pool) -> None:
     await pool.execute("UPDATE petitions SET require_confirmation = true")
@@ -271,11 +280,7 @@ async def test_axe_finds_nothing_on_the_page_thank_you_and_confirmation_pages(
     await expect(page.locator("#error-summary")).to_be_focused()
     assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     # Check your inbox.
-    await page.locator("#field-name").fill("Amal Haddad")
-    await page.locator("#field-email").fill("amal@example.org")
-    await page.locator("#field-country").select_option("SY")
-    await page.locator("form[data-enhance] button[type=submit]").click()
-    await expect(page.locator("h1")).to_be_focused()
+    await sign_in_any_language(page, "Amal Haddad", "amal@example.org")
     await shot(page, artifacts, f"inbox-{lang}")
     assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
     # The confirmation link's page, then the confirmed page (with the count and sharing).
@@ -292,11 +297,7 @@ async def test_axe_finds_nothing_on_the_page_thank_you_and_confirmation_pages(
     # The thank-you page of a petition that counts at once.
     await pool.execute("UPDATE petitions SET require_confirmation = false")
     page = await open_page(browser, f"{api}{PAGE}", locale=locale, bypass_csp=True, viewport=WIDE)
-    await page.locator("#field-name").fill("Rami Haddad")
-    await page.locator("#field-email").fill("rami@example.org")
-    await page.locator("#field-country").select_option("SY")
-    await page.locator("form[data-enhance] button[type=submit]").click()
-    await expect(page.locator("h1")).to_be_focused()
+    await sign_in_any_language(page, "Rami Haddad", "rami@example.org")
     await shot(page, artifacts, f"thanks-{lang}")
     assert (found := await axe_violations(page, axe_source, every)) == [], described(found)
 
