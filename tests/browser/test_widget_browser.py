@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
+from countersign_domain.petitions import translate_petition
 from petition_api.widget_assets import partner_page
 from tests.support.browser import axe_violations, described, open_page
 from tests.support.factories import SLUG, add_signatures
@@ -363,6 +364,35 @@ def iframe_page(api: str, slug: str = SLUG) -> str:
         f'</head><body><main><iframe src="{api}/embed/{slug}?lang=fr" title="Pétition" '
         'width="600" height="1400"></iframe></main></body></html>'
     )
+
+
+async def test_the_widget_and_the_embed_say_when_the_goal_is_reached(
+    browser: Browser, api: str, partner: Site, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    await pool.execute("UPDATE petitions SET goal = 10")
+    await add_signatures(pool, await pool.fetchval("SELECT id FROM petitions"), 16)
+    page = await open_page(browser, partner.page("article", snippet_page(api)))
+    for box in (widget(page), (await open_page(browser, f"{api}/embed/{SLUG}")).locator("body")):
+        await shows_total(box, 16)
+        await expect(box.locator(".count")).to_have_text("Goal reached: 16 signatures!")
+        bar = box.get_by_role("progressbar")
+        await expect(bar).to_have_attribute("aria-valuenow", "10")  # full, never past it
+
+
+async def test_the_widget_shows_the_petition_in_its_language_and_marks_any_other(
+    browser: Browser, api: str, partner: Site, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    await translate_petition(
+        pool, actor="test", slug=SLUG, lang="fr", title="Saisir la CPI", body="Texte"
+    )
+    french = await open_page(browser, partner.page("fr", snippet_page(api, lang="fr")))
+    heading = widget(french).get_by_role("heading", name="Saisir la CPI")
+    await expect(heading).to_be_visible()
+    assert await heading.get_attribute("lang") is None  # the widget's own language
+    arabic = await open_page(browser, partner.page("ar", snippet_page(api, lang="ar")))
+    heading = widget(arabic).get_by_role("heading", name=TITLE)  # no Arabic text: the default
+    await expect(heading).to_have_attribute("lang", "en")
+    await expect(heading).to_have_attribute("dir", "auto")
 
 
 async def test_the_iframe_embed(
