@@ -335,7 +335,7 @@ async def render_petition(
         errors=errors or {},
         message=message,
         privacy={"controller": privacy.data_controller, "policy_url": privacy.policy_url},
-        headers={"Content-Language": texts.language, **(headers or {})},
+        headers={"Content-Language": texts.language, "Vary": "Accept-Language", **(headers or {})},
     )
 
 
@@ -514,7 +514,7 @@ async def home(request: web.Request) -> web.Response:
         cache=PUBLIC,
         heading=texts("home_title"),
         petitions=listed,
-        headers={"Content-Language": texts.language},
+        headers={"Content-Language": texts.language, "Vary": "Accept-Language"},
     )
 
 

@@ -47,7 +47,7 @@ def admin_routes(app: web.Application) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{slug}", SLUG).replace("{id}", "1")
+    return path.replace("{slug}", SLUG).replace("{id}", "1").replace("{lang}", "fr")
 
 
 @pytest.fixture
