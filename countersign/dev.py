@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import click
 
-from countersign.embedded import EmbeddedServers, resolve_servers
+from countersign.embedded import EmbeddedServers, EmbeddedStartError, resolve_servers
 from countersign_core.connections import backend_trouble
 from countersign_core.migrations import MigrationError, migrate
 from countersign_core.runtime import bound_socket, configure_logging, run
@@ -126,9 +126,12 @@ class Prepared:
 
 async def prepare(settings: Settings, secret_key: str, origins: list[str]) -> Prepared:
     """The servers, migrated, with the demo petition; DevStopped, in words, if not."""
-    database_url, redis_url, embedded = await resolve_servers(
-        settings.database.url, settings.redis.url, settings.dev.data_dir
-    )
+    try:
+        database_url, redis_url, embedded = await resolve_servers(
+            settings.database.url, settings.redis.url, settings.dev.data_dir
+        )
+    except EmbeddedStartError as exc:
+        raise DevStopped(str(exc)) from None
     try:
         conn = await asyncpg.connect(database_url)
         try:
@@ -425,10 +428,11 @@ def print_banner(base: str, demo: str, data_dir: Path, embedded: bool, *, catchi
         f"  -d {shlex.quote(body)}",
     ]
     if embedded:
-        show = shlex.join(
-            [f"COUNTERSIGN_DATA_DIR={data_dir}", *countersign_command(), "petition", "show"]
+        # The assignment unquoted (a quoted one is no assignment), its value quoted.
+        show = f"COUNTERSIGN_DATA_DIR={shlex.quote(str(data_dir))} " + shlex.join(
+            [*countersign_command(), "petition", "show", DEMO_SLUG]
         )
-        lines += ["", "Staff commands work from another terminal, e.g.:", "", f"{show} {DEMO_SLUG}"]
+        lines += ["", "Staff commands work from another terminal, e.g.:", "", show]
     lines += ["", "Press Ctrl-C to stop.", ""]
     click.echo("\n".join(lines))
 

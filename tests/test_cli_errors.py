@@ -204,6 +204,20 @@ def test_migrate_makes_the_data_folder_of_embedded_servers() -> None:
         assert countersign("petition", "list", cwd=folder).stdout == "no petitions\n"
 
 
+def test_embedded_servers_that_cannot_start_are_said_so(tmp_path: Path) -> None:
+    # pgserver hands the folder to a shell, unquoted: it cannot start in this one.
+    folder = tmp_path / "my petitions"
+    folder.mkdir()
+    result = countersign("migrate", cwd=folder)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    pgdata = folder / ".countersign" / "postgres"
+    assert result.stderr.splitlines()[-1] == (
+        f"countersign: error: the embedded Postgres did not start in {pgdata} (its log: "
+        f"{pgdata / 'log'}); it cannot start in a path with spaces or shell characters"
+    )
+
+
 # -- stopping ---------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from typing import NoReturn, TypeVar
 import asyncpg
 import click
 
-from countersign.embedded import resolve_servers
+from countersign.embedded import EmbeddedStartError, resolve_servers
 from countersign_core.connections import backend_trouble
 from countersign_core.runtime import fail, run
 from countersign_core.settings import Settings, SettingsError, load_settings
@@ -52,9 +52,12 @@ def with_servers(
         if settings.database.url and not needs_redis:
             database_url, redis_url, embedded = settings.database.url, "", None
         else:
-            database_url, redis_url, embedded = await resolve_servers(
-                settings.database.url, settings.redis.url, settings.dev.data_dir
-            )
+            try:
+                database_url, redis_url, embedded = await resolve_servers(
+                    settings.database.url, settings.redis.url, settings.dev.data_dir
+                )
+            except EmbeddedStartError as exc:
+                fail(str(exc), 1)
         try:
             return await action(database_url, redis_url, settings)
         except Problem:
