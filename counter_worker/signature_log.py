@@ -71,6 +71,17 @@ def with_signature_log(work: Work, appender: LogAppender | None, interval: float
         return work
 
     async def both(stopping: asyncio.Event) -> None:
-        await asyncio.gather(work(stopping), run_appender(appender, stopping, interval))
+        tasks = [
+            asyncio.ensure_future(work(stopping)),
+            asyncio.ensure_future(run_appender(appender, stopping, interval)),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            # One failed (a database not migrated, say): the other must not be left running
+            # mid-query when the process ends.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     return both

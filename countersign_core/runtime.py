@@ -46,8 +46,9 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def run_or_explain(
     main: Coroutine[Any, Any, T], database_url: str, redis_url: str | None = None
 ) -> T:
-    """``run(main)``; Postgres or Redis out of reach (or not migrated) when it starts ends
-    the process with one line saying so, not a traceback."""
+    """``run(main)``; a failure of Postgres or Redis that escapes it (out of reach as it
+    starts, refusing, not migrated: a service retries what is transient while it runs)
+    ends the process with one line saying so, not a traceback."""
     try:
         return run(main)
     except Exception as exc:

@@ -10,7 +10,7 @@ from typing import NoReturn, TypeVar
 import asyncpg
 import click
 
-from countersign.embedded import resolve_servers
+from countersign.embedded import EmbeddedStartError, resolve_servers
 from countersign_core.connections import backend_trouble, connect_pg
 from countersign_core.runtime import fail, run
 from countersign_core.settings import Settings, SettingsError, load_settings
@@ -28,29 +28,43 @@ def settings_or_exit() -> Settings:
 
 
 def with_servers(
-    action: Callable[[str, str, Settings], Awaitable[T]], *, creates_data_dir: bool = False
+    action: Callable[[str, str, Settings], Awaitable[T]],
+    *,
+    creates_data_dir: bool = False,
+    needs_redis: bool = True,
 ) -> T:
     """Run ``action(database_url, redis_url, settings)`` against the configured servers,
-    or the embedded ones of the data folder when DATABASE_URL / REDIS_URL are unset.
+    or the embedded ones of the data folder when DATABASE_URL / REDIS_URL are unset
+    (REDIS_URL only if ``needs_redis``: otherwise ``redis_url`` is "" when unset).
 
     Only ``dev`` and ``migrate`` (``creates_data_dir``) start embedded servers in a data
     folder that does not exist yet; any other command refuses, creating nothing. A rule's
     refusal (a ``Problem``) ends the command with status 1 and one line: the message and
     code the staff API answers with; so does a server out of reach, in words."""
     settings = settings_or_exit()
+    urls = {"DATABASE_URL": settings.database.url}
+    if needs_redis:
+        urls["REDIS_URL"] = settings.redis.url
     if not creates_data_dir:
-        require_data_dir(settings)
+        require_data_dir(settings, [name for name, url in urls.items() if not url])
 
     async def go() -> T:
-        database_url, redis_url, embedded = await resolve_servers(
-            settings.database.url, settings.redis.url, settings.dev.data_dir
-        )
+        if settings.database.url and not needs_redis:
+            database_url, redis_url, embedded = settings.database.url, "", None
+        else:
+            try:
+                database_url, redis_url, embedded = await resolve_servers(
+                    settings.database.url, settings.redis.url, settings.dev.data_dir
+                )
+            except EmbeddedStartError as exc:
+                fail(str(exc), 1)
         try:
             return await action(database_url, redis_url, settings)
         except Problem:
             raise
         except Exception as exc:
-            if (trouble := await backend_trouble(exc, database_url, redis_url)) is None:
+            trouble = await backend_trouble(exc, database_url, redis_url or None)
+            if trouble is None:
                 raise
             fail(trouble, 1)
         finally:
@@ -65,16 +79,9 @@ def with_servers(
         refuse(exc)
 
 
-def refuse(problem: Problem) -> NoReturn:
-    """End the command as the staff API refuses: its message and code, on one line."""
-    fail(_one_line(problem), 1)
-
-
-def require_data_dir(settings: Settings) -> None:
+def require_data_dir(settings: Settings, unset: list[str]) -> None:
     """Embedded servers only where ``countersign dev`` or ``migrate`` made them: a command
     run from another folder by mistake says so instead of starting an empty database."""
-    urls = {"DATABASE_URL": settings.database.url, "REDIS_URL": settings.redis.url}
-    unset = [name for name, url in urls.items() if not url]
     if unset and not settings.dev.data_dir.is_dir():
         fail(
             f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set, and there is "
@@ -82,6 +89,11 @@ def require_data_dir(settings: Settings) -> None:
             "this where `countersign dev` runs (or set COUNTERSIGN_DATA_DIR to its data "
             "folder), or set DATABASE_URL and REDIS_URL"
         )
+
+
+def refuse(problem: Problem) -> NoReturn:
+    """End the command as the staff API refuses: its message and code, on one line."""
+    fail(_one_line(problem), 1)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -122,7 +134,7 @@ def with_connection(action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         finally:
             await conn.close()
 
-    return with_servers(go)
+    return with_servers(go, needs_redis=False)
 
 
 def origins_callback(

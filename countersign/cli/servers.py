@@ -107,7 +107,7 @@ def migrate(check: bool) -> None:
         finally:
             await conn.close()
 
-    applied = with_servers(action, creates_data_dir=True)
+    applied = with_servers(action, creates_data_dir=True, needs_redis=False)
     click.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
     )

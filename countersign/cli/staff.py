@@ -316,7 +316,7 @@ def export(
         fail(f"cannot write {partial}: {exc.strerror}")
     try:
         with out:
-            rows, size, seconds = with_servers(action)
+            rows, size, seconds = with_servers(action, needs_redis=False)
     except FileWriteError as exc:
         partial.unlink(missing_ok=True)
         fail(f"cannot write {partial}: {exc}")
