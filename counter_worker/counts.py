@@ -3,13 +3,14 @@ worker's key layout (import-linter holds it to this module)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from counter_worker.keys import KeyLayout
 from countersign_core.connections import RedisClient
 
-__all__ = ["CountsUpdate", "KeyLayout", "LiveCounts", "read_counts", "read_source_count"]
+__all__ = ["CountsUpdate", "KeyLayout", "LiveCounts", "fold_small_groups", "read_counts"]
 
 _SEPARATOR = ":"
 
@@ -47,9 +48,26 @@ class LiveCounts:
     sources: dict[str, int]
     updated_at: datetime | None
 
-    def top_countries(self) -> list[tuple[str, int]]:
-        """Countries by count, largest first; ties in code order so output is stable."""
-        return sorted(self.countries.items(), key=lambda item: (-item[1], item[0]))
+    def public_countries(self, breakdown_min: int) -> list[tuple[str, int]]:
+        """The countries as the public may see them (``fold_small_groups``)."""
+        return fold_small_groups(self.countries, breakdown_min)
+
+
+# The code of the entry that stands for every group too small to show on its own.
+OTHER = "other"
+
+
+def fold_small_groups(groups: Mapping[str, int], minimum: int) -> list[tuple[str, int]]:
+    """A public breakdown: the groups of at least ``minimum``, largest first (ties in code
+    order, so output is stable), then every smaller group folded into one ``("other",
+    their sum)`` entry, last; ``minimum`` 0 shows every group. A group of one signature
+    (a rare country) would otherwise tell whoever watches it that an address signed."""
+    shown = sorted(
+        ((code, n) for code, n in groups.items() if n >= minimum),
+        key=lambda item: (-item[1], item[0]),
+    )
+    folded = sum(n for n in groups.values() if n < minimum)
+    return [*shown, (OTHER, folded)] if folded else shown
 
 
 async def read_counts(redis: RedisClient, layout: KeyLayout, petition_id: int) -> LiveCounts | None:
@@ -74,15 +92,3 @@ async def read_counts(redis: RedisClient, layout: KeyLayout, petition_id: int) -
         sources={code: int(n) for code, n in sources.items()},
         updated_at=datetime.fromtimestamp(float(updated), UTC) if updated else None,
     )
-
-
-async def read_source_count(
-    redis: RedisClient, layout: KeyLayout, petition_id: int, source: str
-) -> int | None:
-    """How many counted signatures carry this source, or None while not built."""
-    keys = layout.petition(petition_id)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.exists(keys.built)
-        pipe.hget(keys.sources, source)
-        built, count = await pipe.execute()
-    return int(count or 0) if built else None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -54,6 +55,40 @@ def _pooler_options(transaction_pooler: bool) -> dict[str, Any]:
     # asyncpg caches on one is unknown on the next (or already there). Unnamed statements
     # live only within their own round trip, so turning the cache off is enough.
     return {"statement_cache_size": 0} if transaction_pooler else {}
+
+
+T = TypeVar("T")
+
+
+async def within(timeout: float | None, operation: Awaitable[T]) -> T:
+    """The operation's result, or TimeoutError once ``timeout`` seconds have passed, its
+    clean-up included.
+
+    ``asyncio.timeout`` would wait for the cancelled operation to finish: asyncpg then
+    asks the server to cancel the query and the pool waits for that answer before taking
+    the connection back, which a hanging server never gives (seconds go by, whatever the
+    timeout said). Here the operation is cancelled and left to finish its clean-up on its
+    own; whatever it ends with is retrieved, so nothing is logged as never retrieved.
+    """
+    task = asyncio.ensure_future(operation)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:  # the caller went away: so does the operation
+        task.cancel()
+        task.add_done_callback(retrieve_outcome)
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(retrieve_outcome)
+    raise TimeoutError
+
+
+def retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    """A done callback for a future nobody may await any more: its exception counts as
+    retrieved (asyncio would log it as never retrieved otherwise)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def create_pg_pool(

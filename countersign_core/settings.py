@@ -171,6 +171,10 @@ class MailConfig:
     retry_base: float
     max_attempts: int
     shutdown_grace: float
+    # Ceilings on what goes out: emails to one recipient address (every petition), and
+    # emails overall; beyond them, emails wait (held back) until there is room.
+    address_limit: Rate | None
+    global_limit: Rate | None
 
     def require(self) -> MailDelivery:
         """The delivery settings, for the mail sender; SettingsError if one is missing."""
@@ -188,6 +192,18 @@ class MailConfig:
                 "COUNTERSIGN_MAIL_LEASE_SECONDS must be at least 3 times the SMTP timeout"
             )
         return MailDelivery(self.smtp, self.mail_from, self.public_url)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What signers are told about their data, and how finely the public counts split."""
+
+    # Who holds the data, and where its privacy policy is (a petition may say otherwise).
+    data_controller: str | None
+    policy_url: str | None
+    # Public breakdowns (by country) fold every group smaller than this into "other";
+    # 0 shows every group.
+    breakdown_min: int
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,7 @@ class Settings:
     confirmation: ConfirmationConfig
     worker: WorkerConfig
     mail: MailConfig
+    privacy: PrivacyConfig
     metrics: MetricsConfig
     dev: DevConfig
     console: ConsoleConfig
@@ -343,6 +360,19 @@ def load_settings() -> Settings:
                     "COUNTERSIGN_MAIL_MAX_ATTEMPTS", 8, validate=Range(min=1, max=100)
                 ),
                 shutdown_grace=_shutdown_grace(env),
+                address_limit=_rate(env, "COUNTERSIGN_MAIL_LIMIT_ADDRESS", "5/86400"),
+                global_limit=_rate(env, "COUNTERSIGN_MAIL_LIMIT_GLOBAL", "10000/3600"),
+            ),
+            privacy=PrivacyConfig(
+                data_controller=env.str(
+                    "COUNTERSIGN_DATA_CONTROLLER", None, validate=Length(min=1, max=200)
+                ),
+                policy_url=env.str(
+                    "COUNTERSIGN_PRIVACY_POLICY_URL", None, validate=_url("http", "https")
+                ),
+                breakdown_min=env.int(
+                    "COUNTERSIGN_PUBLIC_BREAKDOWN_MIN", 5, validate=Range(min=0, max=1_000_000)
+                ),
             ),
             metrics=MetricsConfig(
                 host=env.str("COUNTERSIGN_METRICS_HOST", "127.0.0.1"),

@@ -37,12 +37,14 @@ FROM counter_events
 """
 
 # Jobs that may be sent now (a claimed job is due again only when its lease ends; a
-# deferred one when its retry comes), and for how long the longest-waiting one has been.
+# deferred one when its retry comes; a held one, a suspect's, once staff release it), and
+# for how long the longest-waiting one has been.
 EMAILS_DUE = """
 SELECT count(*) AS due,
        extract(epoch FROM clock_timestamp() - min(next_attempt_at))::float8 AS oldest_age
 FROM email_jobs
-WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= clock_timestamp()
+WHERE sent_at IS NULL AND failed_at IS NULL AND NOT held
+  AND next_attempt_at <= clock_timestamp()
 """
 
 

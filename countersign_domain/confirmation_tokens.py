@@ -1,8 +1,9 @@
 """Confirmation links carry a signed, expiring token naming the signature they confirm.
 
-itsdangerous signs ``[signature id, petition id]`` with a key derived from the secret key
-and a salt of its own (a token made for another purpose never passes here), and stamps
-the time it was made, so a link stops working after ``max_age_days``.
+itsdangerous signs ``[signature id, petition id]`` (and, for an email about a partner's
+submission, its id third) with a key derived from the secret key and a salt of its own (a
+token made for another purpose never passes here), and stamps the time it was made, so a
+link stops working after ``max_age_days``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ class TokenInvalid(Exception):
 class ConfirmationRef:
     signature_id: int
     petition_id: int
+    # The partner's submission this link confirms (with the signature, if pending).
+    submission_id: int | None = None
+
+    def payload(self) -> list[int]:
+        ids = [self.signature_id, self.petition_id]
+        return ids if self.submission_id is None else [*ids, self.submission_id]
 
 
 class ConfirmationTokens:
@@ -45,7 +52,7 @@ class ConfirmationTokens:
         )
 
     def make(self, ref: ConfirmationRef) -> str:
-        return self._serializer.dumps([ref.signature_id, ref.petition_id])
+        return self._serializer.dumps(ref.payload())
 
     def read(self, token: str) -> ConfirmationRef:
         """The signature the token names; raises TokenExpired or TokenInvalid."""
@@ -57,7 +64,7 @@ class ConfirmationTokens:
             raise TokenInvalid from None
         if not (
             isinstance(payload, list)
-            and len(payload) == 2
+            and len(payload) in (2, 3)
             and all(isinstance(n, int) and not isinstance(n, bool) for n in payload)
         ):
             raise TokenInvalid

@@ -103,6 +103,11 @@ class OriginNotAllowed(Problem):
     description = "this origin may not call this endpoint"
 
 
+class PetitionNotGranted(Problem):
+    status, code = 403, "petition_not_granted"
+    description = "this partner key is not granted this petition"
+
+
 # -- 404 / 405 ----------------------------------------------------------------------------
 
 
@@ -119,6 +124,16 @@ class PetitionNotFound(Problem):
 class InvalidationNotFound(Problem):
     status, code = 404, "invalidation_not_found"
     description = "no such invalidation"
+
+
+class PartnerNotFound(Problem):
+    status, code = 404, "partner_not_found"
+    description = "no active partner has this source code"
+
+
+class GrantNotFound(Problem):
+    status, code = 404, "grant_not_found"
+    description = "this partner is not granted this petition"
 
 
 class StaffTokenNotFound(Problem):

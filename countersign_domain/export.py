@@ -36,6 +36,7 @@ WHERE s.petition_id = $1 AND s.counted
   AND ($3::text IS NULL OR s.source = $3)
   AND ($4::timestamptz IS NULL OR s.created_at >= $4)
   AND ($5::timestamptz IS NULL OR s.created_at < $5)
+  AND ($6::boolean IS NULL OR s.consent_updates = $6)
 """
 
 _COLUMNS = """
@@ -44,7 +45,8 @@ SELECT to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS
        s.country AS country_code,
        countersign_csv_safe(c.name) AS country_name,
        countersign_csv_safe(s.postal_code) AS postal_code,
-       countersign_csv_safe(s.source) AS source
+       countersign_csv_safe(s.source) AS source,
+       CASE WHEN s.consent_updates THEN 'yes' ELSE 'no' END AS consent_updates
 """
 
 _ORDER = "ORDER BY s.created_at, s.id"
@@ -63,6 +65,8 @@ class ExportFilters:
     source: str | None = None
     signed_after: datetime | None = None  # inclusive
     signed_before: datetime | None = None  # exclusive
+    # Only those who agreed (True) to hear from the campaign, or who did not (False).
+    consent: bool | None = None
 
     def __post_init__(self) -> None:
         refused: dict[str, list[str]] = {}
@@ -74,7 +78,14 @@ class ExportFilters:
             raise ValidationFailed(fields=refused)
 
     def args(self, petition_id: int) -> tuple[Any, ...]:
-        return (petition_id, self.country, self.source, self.signed_after, self.signed_before)
+        return (
+            petition_id,
+            self.country,
+            self.source,
+            self.signed_after,
+            self.signed_before,
+            self.consent,
+        )
 
     def describe(self) -> dict[str, str]:
         return audit.describe(self)

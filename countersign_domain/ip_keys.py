@@ -15,7 +15,6 @@ database dump alone (without the secret key) from testing addresses within the w
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -25,6 +24,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
+from countersign_core.connections import within
 from countersign_domain.signatures import Hasher
 
 # Two statements: the second one's snapshot sees the row of whoever inserted it first.
@@ -98,8 +98,8 @@ class DailyIpKeys:
     async def today(self) -> DayKey:
         day = self._clock()
         if self._current is None or self._current.day != day:
-            async with asyncio.timeout(self._timeout):
-                self._current = DayKey(day, await key_of(self._pool, day), self._hasher)
+            key = await within(self._timeout, key_of(self._pool, day))
+            self._current = DayKey(day, key, self._hasher)
         return self._current
 
 

@@ -34,23 +34,36 @@ ORDER BY s.id
 LIMIT $2
 """
 
-# $1: ids or NULL, $2: petition slug or NULL (at least one is given).
+# $1: ids or NULL, $2: petition slug or NULL (at least one is given). A suspect's
+# confirmation email was queued held: releasing it sends it, invalidating it drops it.
 RELEASE_SUSPECTS = """
-UPDATE signatures s SET suspect_reason = NULL
-FROM petitions p
-WHERE p.id = s.petition_id
-  AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
-  AND ($1::bigint[] IS NULL OR s.id = ANY($1)) AND ($2::text IS NULL OR p.slug = $2)
-RETURNING s.id
+WITH released AS (
+    UPDATE signatures s SET suspect_reason = NULL
+    FROM petitions p
+    WHERE p.id = s.petition_id
+      AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
+      AND ($1::bigint[] IS NULL OR s.id = ANY($1)) AND ($2::text IS NULL OR p.slug = $2)
+    RETURNING s.id
+), emails AS (
+    UPDATE email_jobs j SET held = false, next_attempt_at = now()
+    FROM released WHERE j.signature_id = released.id AND j.held
+)
+SELECT id FROM released
 """
 
 INVALIDATE_SUSPECTS = """
-UPDATE signatures s SET invalidated_at = now(), invalid_reason = $3
-FROM petitions p
-WHERE p.id = s.petition_id
-  AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
-  AND ($1::bigint[] IS NULL OR s.id = ANY($1)) AND ($2::text IS NULL OR p.slug = $2)
-RETURNING s.id
+WITH invalidated AS (
+    UPDATE signatures s SET invalidated_at = now(), invalid_reason = $3
+    FROM petitions p
+    WHERE p.id = s.petition_id
+      AND s.suspect_reason IS NOT NULL AND s.invalidated_at IS NULL AND s.erased_at IS NULL
+      AND ($1::bigint[] IS NULL OR s.id = ANY($1)) AND ($2::text IS NULL OR p.slug = $2)
+    RETURNING s.id
+), emails AS (
+    UPDATE email_jobs j SET held = false, failed_at = now(), last_error = 'invalidated'
+    FROM invalidated WHERE j.signature_id = invalidated.id AND j.held
+)
+SELECT id FROM invalidated
 """
 
 PETITION_EXISTS = "SELECT 1 FROM petitions WHERE slug = $1"

@@ -1,8 +1,10 @@
 """Where a petition may be signed from: web origins, as browsers send them in ``Origin``.
 
-A petition allows its own origins (or ``*``); an active partner's origins are allowed too.
-Both the staff doors and the API's CORS check read these rules from here; a petition's
-origins are written by ``countersign_domain.petitions`` like its other fields.
+A petition allows its own origins (or ``*``) and those of the active partners granted it
+(``countersign_domain.partners.grant_petition``), no other partner's: a petition's
+answers never tell which other sites are partners. The API's CORS grants, its refusal of
+cross-site signing and the embed page's frame-ancestors read these rules from here; a
+petition's origins are written by ``countersign_domain.petitions`` like its other fields.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncpg
 from cachetools import TTLCache
 from yarl import URL
 
-from countersign_domain.partners import PartnerDirectory
+from countersign_core.connections import within
 
 ANY_ORIGIN = "*"
 
@@ -23,7 +25,17 @@ ORIGIN_SHAPE = re.compile(
     r"^https?://[a-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$"
 )
 
-SELECT_PETITION_ORIGINS = "SELECT allowed_origins FROM petitions WHERE slug = $1"
+# The petition's own origins and its granted, active partners'.
+SELECT_PETITION_ORIGINS = """
+SELECT p.allowed_origins || ARRAY(
+    SELECT origin
+    FROM partner_grants g
+    JOIN partners pa ON pa.id = g.partner_id AND pa.revoked_at IS NULL
+    CROSS JOIN unnest(pa.allowed_origins) AS origin
+    WHERE g.petition_id = p.id
+)
+FROM petitions p WHERE p.slug = $1
+"""
 
 
 def normalise_origin(value: str, *, allow_any: bool = False) -> str:
@@ -48,27 +60,23 @@ class OriginPolicy:
     """Which origins may call a petition's endpoints from the browser, cached for a few
     seconds like the petitions themselves."""
 
-    def __init__(self, pool: asyncpg.Pool, partners: PartnerDirectory, *, ttl: float = 2.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, ttl: float = 2.0, timeout: float | None = None
+    ) -> None:
         self._pool = pool
-        self._partners = partners
+        self._timeout = timeout
         self._by_slug: TTLCache[str, frozenset[str]] = TTLCache(maxsize=10_000, ttl=ttl)
 
-    async def petition_origins(self, slug: str) -> frozenset[str]:
+    async def origins(self, slug: str) -> frozenset[str]:
+        """The petition's origins and its granted partners' (may contain ``*``)."""
         try:
             return self._by_slug[slug]
         except KeyError:
             pass
-        stored = await self._pool.fetchval(SELECT_PETITION_ORIGINS, slug)
+        stored = await within(self._timeout, self._pool.fetchval(SELECT_PETITION_ORIGINS, slug))
         origins = frozenset(o for o in stored or () if o == ANY_ORIGIN or ORIGIN_SHAPE.match(o))
         self._by_slug[slug] = origins
         return origins
-
-    async def origins(self, slug: str) -> frozenset[str]:
-        """The petition's origins and every active partner's (may contain ``*``)."""
-        partner_origins = await self._partners.origins()
-        return await self.petition_origins(slug) | {
-            o for o in partner_origins if ORIGIN_SHAPE.match(o)
-        }
 
     async def allows(self, slug: str, origin: str) -> bool:
         origins = await self.origins(slug)

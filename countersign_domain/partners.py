@@ -4,20 +4,29 @@ A partner's key is ``cs_partner_`` plus 32 random bytes (URL-safe base64). Only 
 SHA-256 is stored: a key that random cannot be guessed from its hash, so no slow hash
 is needed, and lookups stay one indexed equality. The key is shown once, at creation.
 
-With the key, a partner signs server to server (``Authorization: Bearer <key>`` on the
-usual sign endpoint, the source forced to the partner's code) and reads how many
-signatures its source brought (``GET /v1/partner/counts?petition=slug``).
+A partner works on the petitions staff grant it (``grant_petition``; audited): with its
+key it signs server to server on those only (``Authorization: Bearer <key>`` on the usual
+sign endpoint, the source forced to the partner's code) and reads its figures there
+(``GET /v1/partner/counts?petition=slug``), and only those petitions allow its origins.
+
+A partner's figures count its submissions (``partner_submissions``: one per address its
+code came with), never the signatures: see ``PARTNER_FIGURES``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import asyncpg
 from cachetools import TTLCache
+
+from countersign_core.connections import transaction, within
+from countersign_domain import audit
+from countersign_domain.errors import GrantNotFound, PartnerNotFound
+from countersign_domain.petitions import managed_petition
 
 KEY_PREFIX = "cs_partner_"
 
@@ -43,8 +52,40 @@ SELECT id, name, source_code, allowed_origins, created_at, revoked_at
 FROM partners WHERE key_hash = $1 AND revoked_at IS NULL
 """
 
-SELECT_ACTIVE_ORIGINS = """
-SELECT DISTINCT unnest(allowed_origins) AS origin FROM partners WHERE revoked_at IS NULL
+SELECT_ACTIVE_BY_CODE = """
+SELECT id, name, source_code, allowed_origins, created_at, revoked_at
+FROM partners WHERE source_code = $1 AND revoked_at IS NULL
+"""
+
+# Granting again keeps the first grant's time.
+INSERT_GRANT = """
+INSERT INTO partner_grants (petition_id, partner_id) VALUES ($1, $2)
+ON CONFLICT (petition_id, partner_id) DO UPDATE SET granted_at = partner_grants.granted_at
+RETURNING granted_at
+"""
+
+DELETE_GRANT = "DELETE FROM partner_grants WHERE petition_id = $1 AND partner_id = $2"
+
+SELECT_GRANTED = """
+SELECT pa.id, pa.name, pa.source_code, pa.allowed_origins, pa.created_at, pa.revoked_at,
+       g.granted_at
+FROM partner_grants g JOIN partners pa ON pa.id = g.partner_id
+WHERE g.petition_id = $1
+ORDER BY pa.source_code
+"""
+
+IS_GRANTED = (
+    "SELECT EXISTS (SELECT 1 FROM partner_grants WHERE partner_id = $1 AND petition_id = $2)"
+)
+
+# What a partner sees of a petition: its submissions only. Pending ones wait for their
+# own email (they are purged like unconfirmed signatures); confirmed ones count while
+# their signature counts. Whether the address had signed before changes none of it.
+PARTNER_FIGURES = """
+SELECT count(*) FILTER (WHERE ps.confirmed_at IS NOT NULL AND s.counted) AS confirmed,
+       count(*) FILTER (WHERE ps.confirmed_at IS NULL) AS pending
+FROM partner_submissions ps JOIN signatures s ON s.id = ps.signature_id
+WHERE ps.partner_id = $1 AND s.petition_id = $2
 """
 
 
@@ -59,7 +100,7 @@ class Partner:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Partner:
-        return cls(**dict(row))
+        return cls(**{field.name: row[field.name] for field in fields(cls)})
 
 
 def new_key() -> str:
@@ -91,17 +132,95 @@ async def revoke_partner(
     return Partner.from_row(row) if row else None
 
 
+async def _active_partner(conn: asyncpg.Connection, source_code: str) -> Partner:
+    row = await conn.fetchrow(SELECT_ACTIVE_BY_CODE, source_code)
+    if row is None:
+        raise PartnerNotFound
+    return Partner.from_row(row)
+
+
+@dataclass(frozen=True)
+class Grant:
+    partner: Partner
+    granted_at: datetime
+
+
+async def grant_petition(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, source_code: str, slug: str
+) -> Grant:
+    """Let the partner sign and read figures on this petition, and its origins embed it;
+    the ``partner.grant`` entry. Granting again changes nothing. Raises PartnerNotFound,
+    PetitionNotFound."""
+    async with transaction(db) as conn:
+        partner = await _active_partner(conn, source_code)
+        petition = await managed_petition(conn, slug)
+        granted_at = await conn.fetchval(INSERT_GRANT, petition.id, partner.id)
+        await audit.record(
+            conn, actor, "partner.grant", petition_id=petition.id, details={"partner": source_code}
+        )
+    return Grant(partner, granted_at)
+
+
+async def revoke_grant(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, source_code: str, slug: str
+) -> None:
+    """Take the petition back from the partner (within seconds: the caches' ``ttl``); the
+    ``partner.revoke_grant`` entry. Raises PartnerNotFound, PetitionNotFound, GrantNotFound."""
+    async with transaction(db) as conn:
+        partner = await _active_partner(conn, source_code)
+        petition = await managed_petition(conn, slug)
+        if (await conn.execute(DELETE_GRANT, petition.id, partner.id)).endswith(" 0"):
+            raise GrantNotFound
+        await audit.record(
+            conn,
+            actor,
+            "partner.revoke_grant",
+            petition_id=petition.id,
+            details={"partner": source_code},
+        )
+
+
+async def granted_partners(conn: asyncpg.Pool | asyncpg.Connection, slug: str) -> list[Grant]:
+    """The partners granted this petition (revoked ones included, as such). Raises
+    PetitionNotFound."""
+    petition = await managed_petition(conn, slug)
+    rows = await conn.fetch(SELECT_GRANTED, petition.id)
+    return [Grant(Partner.from_row(row), row["granted_at"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class PartnerFigures:
+    confirmed: int  # credited: confirmed submissions whose signature counts
+    pending: int  # waiting for their email to be confirmed
+
+
+async def partner_figures(
+    conn: asyncpg.Pool | asyncpg.Connection, partner_id: int, petition_id: int
+) -> PartnerFigures:
+    row = await conn.fetchrow(PARTNER_FIGURES, partner_id, petition_id)
+    return PartnerFigures(row["confirmed"], row["pending"])
+
+
 class PartnerDirectory:
-    """Active partners by key hash, and all their origins, cached for a few seconds.
+    """Active partners by key hash, and the petitions granted them, cached for a few
+    seconds.
 
     A revocation takes effect within ``ttl`` seconds. Unknown keys are cached too, so a
     flood of wrong keys costs one query per distinct key per ``ttl`` at most.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 2.0, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl: float = 2.0,
+        size: int = 10_000,
+        timeout: float | None = None,
+    ) -> None:
         self._pool = pool
+        self._timeout = timeout
         self._by_hash: TTLCache[bytes, Partner | None] = TTLCache(maxsize=size, ttl=ttl)
-        self._origins: TTLCache[str, frozenset[str]] = TTLCache(maxsize=1, ttl=ttl)
+        self._grants: TTLCache[tuple[int, int], bool] = TTLCache(maxsize=size, ttl=ttl)
 
     async def by_key(self, key: str) -> Partner | None:
         digest = hash_key(key)
@@ -109,18 +228,20 @@ class PartnerDirectory:
             return self._by_hash[digest]
         except KeyError:
             pass
-        row = await self._pool.fetchrow(SELECT_ACTIVE_BY_KEY_HASH, digest)
+        row = await within(self._timeout, self._pool.fetchrow(SELECT_ACTIVE_BY_KEY_HASH, digest))
         partner = Partner.from_row(row) if row else None
         self._by_hash[digest] = partner
         return partner
 
-    async def origins(self) -> frozenset[str]:
-        """Every origin of every active partner."""
+    async def granted(self, partner: Partner, petition_id: int) -> bool:
+        """Whether the partner is granted the petition."""
+        key = (partner.id, petition_id)
         try:
-            return self._origins["all"]
+            return self._grants[key]
         except KeyError:
             pass
-        rows = await self._pool.fetch(SELECT_ACTIVE_ORIGINS)
-        origins = frozenset(row["origin"] for row in rows)
-        self._origins["all"] = origins
-        return origins
+        granted = bool(
+            await within(self._timeout, self._pool.fetchval(IS_GRANTED, partner.id, petition_id))
+        )
+        self._grants[key] = granted
+        return granted

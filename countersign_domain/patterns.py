@@ -168,5 +168,9 @@ WEBSITE = around(
 # -- language: a BCP 47 tag such as "fr" or "ar-SY", for the confirmation email.
 LANGUAGE = around("[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}", optional=True)
 
+# -- a privacy policy's address (sql/008_trust.sql checks the same pattern).
+POLICY_URL = r"^https?://[^\s]+$"
+POLICY_URL_RULE = "Use an http or https address (up to 2000 characters)."
+
 # -- petition slug: the name in its URLs (SLUG above).
 SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."

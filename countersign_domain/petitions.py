@@ -13,7 +13,6 @@ signature into a closed petition.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,8 @@ from typing import Any, TypedDict
 import asyncpg
 
 from countersign_core.caching import FreshValues
-from countersign_core.connections import transaction
+from countersign_core.connections import transaction, within
+from countersign_core.settings import PrivacyConfig
 from countersign_domain import audit, patterns
 from countersign_domain.errors import (
     ClosesAtPassed,
@@ -42,19 +42,17 @@ STATUSES = ("draft", "open", "closed")
 PUBLIC_FIELD_NAMES = {"body": "text"}
 
 _SELECT_PUBLIC = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation
+SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation,
+       data_controller, privacy_policy_url
 FROM petitions"""
 SELECT_BY_SLUG = _SELECT_PUBLIC + " WHERE slug = $1"
 SELECT_BY_ID = _SELECT_PUBLIC + " WHERE id = $1"
 
-_SELECT_MANAGED = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
-       closed_at, require_confirmation
+_MANAGED_COLUMNS = """id, slug, title, body, target, goal, status, created_at, closes_at,
+       require_confirmation, data_controller, privacy_policy_url, allowed_origins, closed_at
 """
-_RETURNING_MANAGED = """
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
-          closed_at, require_confirmation
-"""
+_SELECT_MANAGED = "SELECT " + _MANAGED_COLUMNS
+_RETURNING_MANAGED = "RETURNING " + _MANAGED_COLUMNS
 
 # Built from constant fragments only; values always travel as parameters.
 SELECT_MANAGED = _SELECT_MANAGED + "FROM petitions WHERE slug = $1"
@@ -64,12 +62,14 @@ LIST_MANAGED = _SELECT_MANAGED + "FROM petitions ORDER BY created_at DESC, id DE
 INSERT_MANAGED = (
     """
 INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins,
-                       require_confirmation)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
+                       require_confirmation, data_controller, privacy_policy_url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
     + _RETURNING_MANAGED
 )
 
-# NULL keeps a column as it is; closes_at can be set to NULL, so it has its own flag.
+# NULL keeps a column as it is; closes_at and the privacy notice can be set to NULL, so
+# each has its own flag.
 UPDATE_MANAGED = (
     """
 UPDATE petitions SET
@@ -80,8 +80,11 @@ UPDATE petitions SET
     allowed_origins = coalesce($6, allowed_origins),
     closes_at = CASE WHEN $7 THEN $8 ELSE closes_at END,
     status = coalesce($9, status),
-    require_confirmation = coalesce($10, require_confirmation)
-WHERE id = $1"""
+    require_confirmation = coalesce($10, require_confirmation),
+    data_controller = CASE WHEN $11 THEN $12 ELSE data_controller END,
+    privacy_policy_url = CASE WHEN $13 THEN $14 ELSE privacy_policy_url END
+WHERE id = $1
+"""
     + _RETURNING_MANAGED
 )
 
@@ -99,10 +102,17 @@ class Petition:
     closes_at: datetime | None
     # Signatures count only once the signer confirms their address by email.
     require_confirmation: bool
+    # Who holds the signers' data and where its privacy policy is, when not the
+    # deployment's (``privacy_notice``).
+    data_controller: str | None
+    privacy_policy_url: str | None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Petition:
         return cls(**dict(row))
+
+    def privacy_notice(self, config: PrivacyConfig) -> PrivacyNotice:
+        return PrivacyNotice.of(config, self.data_controller, self.privacy_policy_url)
 
     @property
     def is_public(self) -> bool:
@@ -128,6 +138,25 @@ class ManagedPetition(Petition):
         return cls(**dict(row))
 
 
+@dataclass(frozen=True)
+class PrivacyNotice:
+    """What signers are told beside the consent box, in every email and on the
+    confirmation pages: who holds their data, and where its privacy policy is."""
+
+    data_controller: str | None
+    policy_url: str | None
+
+    @classmethod
+    def of(
+        cls,
+        config: PrivacyConfig,
+        data_controller: str | None = None,
+        policy_url: str | None = None,
+    ) -> PrivacyNotice:
+        """A petition's own notice, each part falling back to the deployment's."""
+        return cls(data_controller or config.data_controller, policy_url or config.policy_url)
+
+
 class PetitionChanges(TypedDict, total=False):
     """What to change; a field left out stays as it is (``closes_at: None`` clears it)."""
 
@@ -139,6 +168,8 @@ class PetitionChanges(TypedDict, total=False):
     closes_at: datetime | None
     status: str
     require_confirmation: bool
+    data_controller: str | None
+    privacy_policy_url: str | None
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -195,6 +226,17 @@ def _check_slug(slug: str) -> None:
         raise ValidationFailed(fields={"slug": [patterns.SLUG_RULE]})
 
 
+def _check_privacy(controller: str | None, url: str | None) -> None:
+    """The privacy notice's parts, as the database's CHECK constraints take them."""
+    refused: dict[str, list[str]] = {}
+    if controller is not None and not 1 <= len(controller) <= 200:
+        refused["data_controller"] = ["Length must be between 1 and 200."]
+    if url is not None and (len(url) > 2000 or not re.fullmatch(patterns.POLICY_URL, url)):
+        refused["privacy_policy_url"] = [patterns.POLICY_URL_RULE]
+    if refused:
+        raise ValidationFailed(fields=refused)
+
+
 def _check_status(status: str, allowed: tuple[str, ...]) -> None:
     if status not in allowed:
         raise ValidationFailed(fields={"status": [f"Must be one of: {', '.join(allowed)}."]})
@@ -220,11 +262,14 @@ async def create_petition(
     closes_at: datetime | None = None,
     allowed_origins: list[str] | None = None,
     require_confirmation: bool = True,
+    data_controller: str | None = None,
+    privacy_policy_url: str | None = None,
 ) -> ManagedPetition:
     """Create a petition (a draft, or open at once) and its ``petition.create`` entry.
     Raises PetitionExists, ClosesAtPassed, ValidationFailed."""
     _check_slug(slug)
     _check_status(status, NEW_STATUSES)
+    _check_privacy(data_controller, privacy_policy_url)
     refuse_passed_close(closes_at)
     async with transaction(db) as conn:
         try:
@@ -239,6 +284,8 @@ async def create_petition(
                 closes_at,
                 allowed_origins or [],
                 require_confirmation,
+                data_controller,
+                privacy_policy_url,
             )
         except asyncpg.UniqueViolationError:
             raise PetitionExists from None
@@ -259,6 +306,7 @@ async def update_petition(
     """Change the fields given, and write the ``petition.update`` entry (which fields, and
     the status move if any). Raises PetitionNotFound, InvalidStatusTransition,
     ClosesAtPassed, ValidationFailed."""
+    _check_privacy(changes.get("data_controller"), changes.get("privacy_policy_url"))
     refuse_passed_close(changes.get("closes_at"))
     async with transaction(db) as conn:
         current = await managed_petition(conn, slug, for_update=True)
@@ -282,6 +330,10 @@ async def update_petition(
             changes.get("closes_at"),
             changes.get("status"),
             changes.get("require_confirmation"),
+            "data_controller" in changes,
+            changes.get("data_controller"),
+            "privacy_policy_url" in changes,
+            changes.get("privacy_policy_url"),
         )
         petition = ManagedPetition.from_row(row)
         details: dict[str, Any] = {
@@ -321,7 +373,6 @@ class PetitionDirectory:
 
     async def get(self, slug: str) -> Petition | None:
         async def read() -> Petition | None:
-            async with asyncio.timeout(self._timeout):
-                return await fetch_petition(self._pool, slug)
+            return await within(self._timeout, fetch_petition(self._pool, slug))
 
         return await self._cache.get(slug, read)

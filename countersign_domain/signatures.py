@@ -23,7 +23,7 @@ import idna
 from prometheus_client import Counter
 
 from countersign_core.batching import Batcher
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import TRANSIENT_ERRORS, retrieve_outcome, within
 
 log = logging.getLogger("countersign_domain.signatures")
 
@@ -117,17 +117,34 @@ class NewSignature:
     suspect_reason: str | None = None
 
 
-# One statement (one transaction) for the whole batch: inserts the signatures into
-# petitions that are open right now, skipping duplicates of an address already signed
-# (the unique index decides, so concurrent requests are safe); on petitions that require
-# confirmation, inserts them pending with their first confirmation email, and queues
-# another email for an address that signs again while still pending (up to $12 emails;
-# the next email's sequence number is unique per signature, so of two concurrent
-# requests for it, one does nothing).
+# One statement (one transaction) for the whole batch. It inserts the signatures into
+# petitions that are open right now, skipping an address already signed (the unique
+# index decides, so concurrent requests are safe); the first of an address twice in the
+# batch is the one inserted (rows go in ``ord`` order).
+#
+# Each row then "lands" on a signature: the one it inserted or the one found there. A row
+# whose source is a partner's code (its key, or the widget's data-source) records the
+# partner's submission of that signature, new or not: partners' figures count these
+# (countersign_domain/partners.py), so they move alike whether the address had signed.
+#
+# On petitions that require confirmation, a row queues at most one email (of $12 per
+# signature, and none while one about the same thing waits; the next sequence number is
+# unique per signature, so of two concurrent requests for it one does nothing): a
+# partner's row, for its submission while that is pending, whatever became of the
+# signature; another row, for the signature while pending (with the submission that
+# created it, if a partner's did). A suspect row that
+# created its signature queues its email held, sent once staff release it; any other
+# suspect row, or a row landing on a suspect signature, queues none.
+#
+# Every batch writes a (transactional, empty) logical message to the WAL, so that its
+# commit waits for the flush to disk like one that stored rows: without it, a batch that
+# only met addresses already signed commits without a flush and answers milliseconds
+# sooner, which tells a prober timing the answer that the address had signed.
+#
 # Returns the ordinals of the rows whose petition was open, whether it requires
-# confirmation, and whether each row was new (for the metrics; of one address twice in
-# a batch, the first is the new one). Rows this statement inserts are invisible to its
-# own reads of ``signatures``, so a new signature is never also taken for a re-sign.
+# confirmation, and whether each row was new (for the metrics). Rows this statement
+# inserts are invisible to its own reads of tables, so a new signature is never also
+# taken for one found there.
 INSERT_BATCH = """
 WITH input AS (
     SELECT * FROM unnest(
@@ -136,8 +153,10 @@ WITH input AS (
     ) WITH ORDINALITY AS i(petition_id, name, email, email_hash, country, postal_code,
                            source, consent_updates, ip_hash, language, suspect_reason, ord)
 ), accepted AS (
-    SELECT input.*, p.require_confirmation
-    FROM input JOIN petitions p ON p.id = input.petition_id
+    SELECT input.*, p.require_confirmation, pa.id AS partner_id
+    FROM input
+    JOIN petitions p ON p.id = input.petition_id
+    LEFT JOIN partners pa ON pa.source_code = input.source
     WHERE countersign_petition_open(p)
 ), inserted AS (
     INSERT INTO signatures (petition_id, name, email, email_hash, country, postal_code,
@@ -146,29 +165,60 @@ WITH input AS (
            source, consent_updates, ip_hash, suspect_reason,
            CASE WHEN require_confirmation THEN NULL ELSE now() END
     FROM accepted
+    ORDER BY ord
     ON CONFLICT (petition_id, email_hash) DO NOTHING
     RETURNING id, petition_id, email_hash, confirmed_at
-), first_emails AS (
-    INSERT INTO email_jobs (signature_id, sequence, language)
-    SELECT DISTINCT ON (inserted.id) inserted.id, 1, accepted.language
-    FROM inserted JOIN accepted USING (petition_id, email_hash)
-    WHERE inserted.confirmed_at IS NULL
-    ORDER BY inserted.id, accepted.ord
-), emails_again AS (
-    INSERT INTO email_jobs (signature_id, sequence, language)
-    SELECT DISTINCT ON (s.id) s.id, so_far.queued + 1, accepted.language
-    FROM accepted
-    JOIN signatures s USING (petition_id, email_hash)
-    CROSS JOIN LATERAL countersign_confirmation_emails(s.id) AS so_far
-    WHERE s.confirmed_at IS NULL AND s.erased_at IS NULL
-      AND so_far.queued < $12 AND so_far.waiting = 0
-    ORDER BY s.id, accepted.ord
+), landed AS (
+    -- A row that lost a race with another transaction's insert of its address lands on
+    -- none (signature_id NULL): it is answered alike, and records nothing more.
+    SELECT a.*, coalesce(i.id, s.id) AS signature_id,
+           i.id IS NOT NULL
+           AND a.ord = min(a.ord) OVER (PARTITION BY a.petition_id, a.email_hash) AS new,
+           coalesce(i.confirmed_at, s.confirmed_at) IS NULL AS signature_pending,
+           s.suspect_reason IS NOT NULL AS signature_held
+    FROM accepted a
+    LEFT JOIN inserted i USING (petition_id, email_hash)
+    LEFT JOIN signatures s USING (petition_id, email_hash)
+), new_submissions AS (
+    INSERT INTO partner_submissions (partner_id, signature_id, created_signature, confirmed_at)
+    SELECT DISTINCT ON (partner_id, signature_id) partner_id, signature_id, new,
+           CASE WHEN require_confirmation THEN NULL ELSE now() END
+    FROM landed
+    WHERE partner_id IS NOT NULL AND signature_id IS NOT NULL
+    ORDER BY partner_id, signature_id, ord
+    ON CONFLICT (partner_id, signature_id) DO NOTHING
+    RETURNING id, partner_id, signature_id
+), to_confirm AS (
+    SELECT l.signature_id, l.ord, l.language,
+           CASE WHEN l.partner_id IS NULL
+                THEN countersign_creating_submission(l.signature_id)
+                ELSE coalesce(ns.id, ps.id) END AS submission_id,
+           l.suspect_reason IS NOT NULL AS held
+    FROM landed l
+    LEFT JOIN new_submissions ns USING (partner_id, signature_id)
+    LEFT JOIN partner_submissions ps USING (partner_id, signature_id)
+    WHERE l.require_confirmation AND l.signature_id IS NOT NULL AND NOT l.signature_held
+      AND (l.suspect_reason IS NULL OR l.new)
+      AND CASE WHEN l.partner_id IS NULL THEN l.signature_pending
+               ELSE ns.id IS NOT NULL OR (ps.id IS NOT NULL AND ps.confirmed_at IS NULL) END
+), emails AS (
+    INSERT INTO email_jobs (signature_id, sequence, language, submission_id, held)
+    SELECT DISTINCT ON (c.signature_id) c.signature_id, so_far.queued + 1, c.language,
+           c.submission_id, c.held
+    FROM to_confirm c
+    CROSS JOIN LATERAL countersign_confirmation_emails(c.signature_id) AS so_far
+    WHERE so_far.queued < $12
+      AND NOT EXISTS (
+          SELECT 1 FROM email_jobs w
+          WHERE w.signature_id = c.signature_id AND w.sent_at IS NULL AND w.failed_at IS NULL
+            AND w.submission_id IS NOT DISTINCT FROM c.submission_id
+      )
+    ORDER BY c.signature_id, c.ord
     ON CONFLICT (signature_id, kind, sequence) DO NOTHING
+), flushed AS (
+    SELECT pg_logical_emit_message(true, 'countersign', 'signatures') AS lsn
 )
-SELECT a.ord, a.require_confirmation,
-       i.email_hash IS NOT NULL
-       AND a.ord = min(a.ord) OVER (PARTITION BY a.petition_id, a.email_hash) AS new
-FROM accepted a LEFT JOIN inserted i USING (petition_id, email_hash)
+SELECT ord, require_confirmation, new FROM landed CROSS JOIN flushed
 """
 
 SignStatus = Literal["counted", "pending_confirmation"]
@@ -220,6 +270,8 @@ class SignatureWriter:
         comes within the timeout (the signature may still be written: a retry then finds
         it, as a duplicate)."""
         future = self._batcher.submit(signature)
+        # A caller that stopped waiting (the timeout) never reads the outcome.
+        future.add_done_callback(retrieve_outcome)
         try:
             async with asyncio.timeout(self._timeout):
                 # Shielded: a client hanging up must not take a half-written batch with it.
@@ -258,14 +310,22 @@ class SignatureWriter:
     async def _insert(self, signatures: Sequence[NewSignature]) -> dict[int, Written]:
         """Ordinals of the signatures whose petition was open -> what became of each."""
         columns = list(zip(*map(_COLUMNS, signatures), strict=True))
-        async with asyncio.timeout(self._timeout):
+
+        async def insert() -> list[asyncpg.Record]:
             conn = self._held.pop() if self._held else await self._pool.acquire()
             try:
-                rows = await conn.fetch(INSERT_BATCH, *columns, self._confirmation_emails)
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    INSERT_BATCH, *columns, self._confirmation_emails
+                )
             except BaseException:
                 await self._pool.release(conn)  # reset, or dropped if it broke
                 raise
             self._held.append(conn)
+            return rows
+
+        # within: past the timeout the insert's own clean-up (a cancel request to a server
+        # that may not answer) goes on without this batch waiting for it.
+        rows = await within(self._timeout, insert())
         return {
             row["ord"]: Written(
                 "pending_confirmation" if row["require_confirmation"] else "counted", row["new"]

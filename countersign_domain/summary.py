@@ -21,18 +21,19 @@ WITH grouped AS (
            count(*) FILTER (WHERE counted) AS counted,
            count(*) FILTER (WHERE invalidated_at IS NOT NULL) AS invalidated,
            count(*) FILTER (WHERE erased_at IS NOT NULL) AS erased,
+           count(*) FILTER (WHERE counted AND consent_updates) AS consent_updates,
            min(created_at) FILTER (WHERE counted) AS first_signed_at,
            max(created_at) FILTER (WHERE counted) AS last_signed_at
     FROM (
         SELECT country::text AS country, source, (created_at AT TIME ZONE 'UTC')::date AS day,
-               created_at, counted, invalidated_at, erased_at
+               created_at, counted, invalidated_at, erased_at, consent_updates
         FROM signatures WHERE petition_id = $1
     ) AS s
     GROUP BY GROUPING SETS ((country), (source), (day), ())
 )
 SELECT g.grouping_set, g.country, c.name AS country_name, g.source,
        countersign_csv_safe(g.source) AS source_cell, g.day, g.counted, g.invalidated,
-       g.erased, g.first_signed_at, g.last_signed_at
+       g.erased, g.consent_updates, g.first_signed_at, g.last_signed_at
 FROM grouped g LEFT JOIN countries c ON c.code = g.country
 WHERE g.counted > 0 OR g.grouping_set = 7
 ORDER BY g.counted DESC, g.country, g.source, g.day
@@ -77,6 +78,8 @@ class Summary:
     days: list[DayFigure]  # oldest first
     invalidated: int
     erased: int
+    # Counted signers who agreed to hear from the campaign (for staff only: never public).
+    consent_updates: int
     first_signed_at: datetime | None
     last_signed_at: datetime | None
 
@@ -106,6 +109,7 @@ async def summarise(conn: asyncpg.Pool | asyncpg.Connection, petition_id: int) -
         ),
         invalidated=overall["invalidated"],
         erased=overall["erased"],
+        consent_updates=overall["consent_updates"],
         first_signed_at=overall["first_signed_at"],
         last_signed_at=overall["last_signed_at"],
     )

@@ -30,6 +30,7 @@ def build_sender(
         catalog,
         tokens,
         delivery,
+        settings.privacy,
         link_days=link_days,
         console_catalog=TextCatalog.load(settings.texts_dir, part="console"),
         secret_key=secret_key,

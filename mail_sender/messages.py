@@ -1,9 +1,9 @@
 """The emails: a plain-text and an HTML part each, in the reader's language.
 
-The confirmation email carries the petition's title and the link, and nothing the
-signer typed: not even their name, so that nobody can use the form to send chosen words
-to someone else. The staff sign-in email carries the one-time link to the console and
-nothing else either.
+The confirmation email carries the petition's title, the link and the privacy notice (who
+holds the data, where the policy is), and nothing the signer typed: not even their name,
+so that nobody can use the form to send chosen words to someone else. The staff sign-in
+email carries the one-time link to the console and nothing else either.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from email.utils import formatdate, parseaddr
 import asyncpg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from countersign_core.settings import MailDelivery
+from countersign_core.settings import MailDelivery, PrivacyConfig
 from countersign_core.texts import TextCatalog, Texts
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
+from countersign_domain.petitions import PrivacyNotice
 from countersign_domain.sessions import sign_in_secret
 
 
@@ -29,9 +30,14 @@ class ClaimedJob:
     id: int
     kind: str  # 'confirmation' or 'staff_sign_in'
     signature_id: int | None  # a confirmation's, and its petition's id and title
+    # The partner's submission the email confirms (with the signature, if pending).
+    submission_id: int | None
     petition_id: int | None
     email: str
     title: str | None
+    # The petition's own privacy notice, if it has one.
+    data_controller: str | None
+    privacy_policy_url: str | None
     sign_in_nonce: bytes | None  # a sign-in link's
     language: str
     message_id: str
@@ -54,6 +60,7 @@ class Composer:
         catalog: TextCatalog,
         tokens: ConfirmationTokens,
         delivery: MailDelivery,
+        privacy: PrivacyConfig,
         *,
         link_days: int,
         console_catalog: TextCatalog,
@@ -64,6 +71,7 @@ class Composer:
         self._console_catalog = console_catalog
         self._secret_key = secret_key
         self._sign_in_minutes = sign_in_minutes
+        self._privacy = privacy
         self._tokens = tokens
         self._public_url = delivery.public_url
         self._mail_from = delivery.mail_from
@@ -84,12 +92,15 @@ class Composer:
         assert job.signature_id is not None
         assert job.petition_id is not None
         texts = self._catalog.get(job.language)
-        token = self._tokens.make(ConfirmationRef(job.signature_id, job.petition_id))
+        token = self._tokens.make(
+            ConfirmationRef(job.signature_id, job.petition_id, job.submission_id)
+        )
         context = {
             "t": texts,
             "title": job.title,
             "days": self._link_days,
             "link": f"{self._public_url}/confirm/{token}",
+            "privacy": PrivacyNotice.of(self._privacy, job.data_controller, job.privacy_policy_url),
         }
         subject = texts("email_subject", title=job.title)
         return self._compose(job, texts, "confirmation", subject, context)

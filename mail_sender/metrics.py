@@ -22,3 +22,11 @@ OLDEST_DUE_AGE = Gauge(
     "countersign_mail_oldest_due_age_seconds",
     "How long the longest-waiting due email job has been due (0 when none).",
 )
+
+HELD_BACK = Gauge(
+    "countersign_mail_held_back",
+    "Emails held back, by reason: suspect (a suspect signature's, until staff release it), "
+    "address_ceiling (its recipient had as many as COUNTERSIGN_MAIL_LIMIT_ADDRESS allows), "
+    "global_ceiling (due, while COUNTERSIGN_MAIL_LIMIT_GLOBAL is reached).",
+    ["reason"],
+)

@@ -13,6 +13,14 @@ sent inside a request. Each of a sender's connections (lanes) repeats:
 3. A message is started only if it can finish well within the lease, so the jobs of a
    live sender are never taken over; the rest of the batch is given back.
 
+Two ceilings bound what goes out, so that nobody can make the service flood an inbox, or
+the relay: claims take no more than the room left under the global one
+(``COUNTERSIGN_MAIL_LIMIT_GLOBAL``: emails sent in its window and in flight, claims
+serialised by an advisory lock), and a job whose recipient address had as many emails as
+the per-address one allows (``COUNTERSIGN_MAIL_LIMIT_ADDRESS``, every petition together)
+waits until the window has room. A suspect signature's email is held until staff
+release it. The gauge ``countersign_mail_held_back`` counts all three.
+
 A second copy of an email can only go out when a sender dies (or its connection drops)
 after the server accepted the message and before the record; the copy carries the same
 Message-ID, set at the job's first claim, so mail systems can drop it.
@@ -104,6 +112,8 @@ class MailSender:
         self.max_attempts = config.max_attempts
         self.poll_interval = config.poll_interval
         self.purge_days = purge_days
+        self.address_limit = config.address_limit
+        self.global_limit = config.global_limit
         self.heartbeat = Heartbeat("mail_sender", process_name(), interval=heartbeat_interval)
 
     # -- one batch ------------------------------------------------------------------------
@@ -111,10 +121,7 @@ class MailSender:
     async def send_due(self, stopping: asyncio.Event | None = None) -> int:
         """Claim a batch of due jobs and deliver it. Returns how many were claimed."""
         loop = asyncio.get_running_loop()
-        rows = await self.pool.fetch(
-            queries.CLAIM, self.batch_size, self.lease_seconds, self.message_domain
-        )
-        jobs = [ClaimedJob.from_row(row) for row in rows]
+        jobs = await self._claim()
         # Start no message that might still be in flight when the lease ends.
         last_start = loop.time() + self.lease_seconds - 2 * self.smtp.timeout
         client: aiosmtplib.SMTP | None = None
@@ -148,6 +155,33 @@ class MailSender:
                 with suppress(*_CONNECTION_ERRORS):
                     await client.quit()
         return len(jobs)
+
+    async def _claim(self) -> list[ClaimedJob]:
+        """A batch of due jobs, as many as the global ceiling leaves room for."""
+        address = self.address_limit
+        async with self.pool.acquire() as conn, conn.transaction():
+            room = self.batch_size
+            if self.global_limit is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", queries.CLAIM_LOCK)
+                room = min(room, await self._global_room(conn))
+                if room == 0:
+                    return []
+            rows = await conn.fetch(
+                queries.CLAIM,
+                room,
+                self.lease_seconds,
+                self.message_domain,
+                address.count if address else None,
+                address.seconds if address else 0,
+            )
+        return [ClaimedJob.from_row(row) for row in rows]
+
+    async def _global_room(self, conn: asyncpg.Connection) -> int:
+        """How many more emails the global ceiling allows now (none set: the batch)."""
+        if self.global_limit is None:
+            return self.batch_size
+        used: int = await conn.fetchval(queries.SENT_OR_IN_FLIGHT, self.global_limit.seconds)
+        return max(0, self.global_limit.count - used)
 
     async def _connect(self) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(
@@ -207,10 +241,17 @@ class MailSender:
             pass
 
     async def measure_queue(self) -> None:
-        """Set the queue gauges: how many jobs are due, and since when."""
+        """Set the queue gauges: how many jobs are due, since when, and how many are held
+        back."""
         due = await emails_due(self.pool)
         metrics.DUE.set(due.count)
         metrics.OLDEST_DUE_AGE.set(due.oldest_age or 0.0)
+        async with self.pool.acquire() as conn:
+            held = await conn.fetchrow(queries.HELD_BACK)
+            full = await self._global_room(conn) == 0
+        metrics.HELD_BACK.labels(reason="suspect").set(held["suspect"])
+        metrics.HELD_BACK.labels(reason="address_ceiling").set(held["address_ceiling"])
+        metrics.HELD_BACK.labels(reason="global_ceiling").set(due.count if full else 0)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Send until ``stopping`` is set; each lane finishes the message in hand first.

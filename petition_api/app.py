@@ -98,8 +98,8 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
     )
     app[PETITIONS] = PetitionDirectory(pool, timeout=settings.api.backend_timeout)
     app[IP_KEYS] = DailyIpKeys(pool, app[HASHER], timeout=settings.api.backend_timeout)
-    app[PARTNERS] = PartnerDirectory(pool)
-    app[ORIGINS] = OriginPolicy(pool, app[PARTNERS])
+    app[PARTNERS] = PartnerDirectory(pool, timeout=settings.api.backend_timeout)
+    app[ORIGINS] = OriginPolicy(pool, timeout=settings.api.backend_timeout)
     app[WRITER] = SignatureWriter(
         pool,
         confirmation_emails=settings.confirmation.emails_per_signature,
@@ -120,13 +120,20 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
         app[LAYOUT],
         ttl=settings.api.counts_cache_ms / 1000,
         max_age=settings.api.counts_max_age,
+        breakdown_min=settings.privacy.breakdown_min,
         timeout=settings.api.backend_timeout,
     )
     limiter = app[LIMITER] = RateLimiter(
         client, settings.redis.prefix, timeout=settings.api.backend_timeout
     )
     app[ABUSE] = AbuseChecks(settings.limits, limiter, app[IP_KEYS])
-    hub = app[LIVE] = LiveHub(redis_url, client, app[LAYOUT], counts=app[COUNTS])
+    hub = app[LIVE] = LiveHub(
+        redis_url,
+        client,
+        app[LAYOUT],
+        counts=app[COUNTS],
+        breakdown_min=settings.privacy.breakdown_min,
+    )
     subscription = asyncio.create_task(hub.run())
     yield
     await cancel_and_wait(subscription)
@@ -138,7 +145,7 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
 async def files(app: web.Application) -> AsyncIterator[None]:
     """What is read from disk once: the texts, the pages' templates, the widget."""
     app[TEXTS] = TextCatalog.load(app[SETTINGS].texts_dir)
-    app[PAGES] = Pages(app[TEXTS])
+    app[PAGES] = Pages(app[TEXTS], app[SETTINGS].privacy)
     app[WIDGET] = WidgetAssets.load()
     yield
 

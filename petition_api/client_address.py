@@ -15,8 +15,13 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from countersign_core.settings import IPNetwork
+from countersign_domain.errors import ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# A partner signing server to server names its signer's address here; read only with a
+# valid partner key (anyone else could name any address, and walk past the limits).
+SIGNER_IP_HEADER = "Countersign-Signer-IP"
 
 
 def parse_address(text: str | None) -> IPAddress | None:
@@ -58,6 +63,19 @@ def client_address(request: web.Request, trusted_proxies: Sequence[IPNetwork]) -
         if not _trusted(address, trusted_proxies):
             break
     return client
+
+
+def signer_address(request: web.Request) -> IPAddress | None:
+    """The address a partner's request names for its signer (``Countersign-Signer-IP``):
+    what the per-address limits count and the stored IP hash hashes. None without the
+    header; a value that is not an address is refused (422), not ignored."""
+    value = request.headers.get(SIGNER_IP_HEADER)
+    if value is None:
+        return None
+    address = parse_address(value)
+    if address is None:
+        raise ValidationFailed(fields={SIGNER_IP_HEADER: ["Not an IP address."]})
+    return address
 
 
 def limit_subject(address: IPAddress) -> str:

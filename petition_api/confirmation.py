@@ -16,8 +16,10 @@ import asyncpg
 from aiohttp import web
 from marshmallow import ValidationError
 
+from countersign_core.connections import within
 from countersign_domain.confirmation_tokens import ConfirmationRef, TokenExpired, TokenInvalid
 from countersign_domain.errors import PayloadTooLarge, ServiceUnavailable
+from countersign_domain.petitions import PrivacyNotice
 from countersign_domain.signature_log.receipts import receipt_code
 from petition_api import appkeys as keys
 from petition_api.bodies import FORM_TYPES, read_form
@@ -26,30 +28,45 @@ from petition_api.schemas import ConfirmationRequestSchema
 
 _request_schema = ConfirmationRequestSchema()
 
-# What the page for a token says: the petition's title, whether the signature is
-# confirmed, whether the petition is open. No row when the signature is gone.
+# What the page for a token says: the petition's title and privacy notice, whether what
+# the link confirms (the signature, or the partner's submission $3) is confirmed, whether
+# the petition is open. No row when the signature (or the submission) is gone.
 STATE = """
-SELECT p.title, s.confirmed_at IS NOT NULL AS confirmed, countersign_petition_open(p) AS open,
-       p.slug, s.receipt_secret
-FROM signatures s JOIN petitions p ON p.id = s.petition_id
+SELECT p.title, p.slug, p.data_controller, p.privacy_policy_url, s.receipt_secret,
+       CASE WHEN $3::bigint IS NULL THEN s.confirmed_at IS NOT NULL
+            ELSE ps.confirmed_at IS NOT NULL END AS confirmed,
+       countersign_petition_open(p) AS open
+FROM signatures s
+JOIN petitions p ON p.id = s.petition_id
+LEFT JOIN partner_submissions ps ON ps.id = $3 AND ps.signature_id = s.id
 WHERE s.id = $1 AND s.petition_id = $2 AND s.erased_at IS NULL
+  AND ($3::bigint IS NULL OR ps.id IS NOT NULL)
 """
 
-# Confirms a pending signature of an open petition. Of two concurrent confirmations,
-# the second waits for the first's row lock, then finds confirmed_at set and changes
-# nothing: the signature counts once.
+# Confirms a pending signature of an open petition, and the partner's submission $3 (if
+# any) with it: an address that had signed, even confirmed, credits the partner only
+# through this link, its own. Of two concurrent confirmations, the second waits for the
+# first's row lock, then finds confirmed_at set and changes nothing: the signature counts
+# once.
 CONFIRM = """
-UPDATE signatures s SET confirmed_at = now()
-FROM petitions p
-WHERE s.id = $1 AND s.petition_id = $2 AND p.id = s.petition_id
-  AND s.confirmed_at IS NULL AND s.erased_at IS NULL AND countersign_petition_open(p)
+WITH signature AS (
+    UPDATE signatures s SET confirmed_at = now()
+    FROM petitions p
+    WHERE s.id = $1 AND s.petition_id = $2 AND p.id = s.petition_id
+      AND s.confirmed_at IS NULL AND s.erased_at IS NULL AND countersign_petition_open(p)
+)
+UPDATE partner_submissions ps SET confirmed_at = now()
+FROM signatures s JOIN petitions p ON p.id = s.petition_id
+WHERE ps.id = $3 AND ps.signature_id = $1 AND s.id = $1 AND s.petition_id = $2
+  AND ps.confirmed_at IS NULL AND s.erased_at IS NULL AND countersign_petition_open(p)
 """
 
 # Another confirmation email for each pending signature of this address on an open
-# petition, within the limit of $3 emails per signature.
+# petition, within the limit of $3 emails per signature (none while one waits, held ones
+# included); it confirms too the partner's submission that created the signature, if any.
 REQUEST_EMAILS = """
-INSERT INTO email_jobs (signature_id, sequence, language)
-SELECT s.id, so_far.queued + 1, $2
+INSERT INTO email_jobs (signature_id, sequence, language, submission_id)
+SELECT s.id, so_far.queued + 1, $2, countersign_creating_submission(s.id)
 FROM signatures s
 JOIN petitions p ON p.id = s.petition_id
 CROSS JOIN LATERAL countersign_confirmation_emails(s.id) AS so_far
@@ -99,17 +116,24 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
     except TokenInvalid:
         # No confirmation has this address: a link cut short, altered or forged.
         return pages.render(request, "damaged", status=404)
-    row = await confirmation_state(request.app[keys.DB], ref, confirm=confirm)
+    row = await within(
+        request.app[keys.SETTINGS].api.backend_timeout,
+        confirmation_state(request.app[keys.DB], ref, confirm=confirm),
+    )
     if row is None:  # purged unconfirmed, or erased
         return pages.render(request, "gone", status=410)
+    title = row["title"]
+    privacy = PrivacyNotice.of(
+        request.app[keys.SETTINGS].privacy, row["data_controller"], row["privacy_policy_url"]
+    )
     if row["confirmed"]:
         # The signer's receipt (the signature log): the page is theirs, the link a secret.
         secret = row["receipt_secret"]
         receipt = receipt_code(row["slug"], ref.signature_id, secret) if secret else None
-        return pages.render(request, "confirmed", title=row["title"], receipt=receipt)
+        return pages.render(request, "confirmed", title=title, privacy=privacy, receipt=receipt)
     if not row["open"]:
-        return pages.render(request, "closed", status=409, title=row["title"])
-    return pages.render(request, "confirm", title=row["title"])
+        return pages.render(request, "closed", status=409, title=title, privacy=privacy)
+    return pages.render(request, "confirm", title=title, privacy=privacy)
 
 
 async def confirmation_state(
@@ -117,9 +141,10 @@ async def confirmation_state(
 ) -> asyncpg.Record | None:
     """The signature's state, after confirming it if ``confirm`` (the POST; a GET
     writes nothing)."""
+    ids = (ref.signature_id, ref.petition_id, ref.submission_id)
     if confirm:
-        await pool.execute(CONFIRM, ref.signature_id, ref.petition_id)
-    row: asyncpg.Record | None = await pool.fetchrow(STATE, ref.signature_id, ref.petition_id)
+        await pool.execute(CONFIRM, *ids)
+    row: asyncpg.Record | None = await pool.fetchrow(STATE, *ids)
     return row
 
 
@@ -156,11 +181,14 @@ async def request_new_link(request: web.Request) -> web.Response:
     except ValidationError:
         return pages.render(request, "request", status=422, invalid=True)
     app = request.app
-    await request_emails(
-        app[keys.DB],
-        app[keys.HASHER].email(fields["email"]),
-        language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
-        limit=app[keys.SETTINGS].confirmation.emails_per_signature,
+    await within(
+        app[keys.SETTINGS].api.backend_timeout,
+        request_emails(
+            app[keys.DB],
+            app[keys.HASHER].email(fields["email"]),
+            language=app[keys.TEXTS].negotiate(None, request.headers.get("Accept-Language")),
+            limit=app[keys.SETTINGS].confirmation.emails_per_signature,
+        ),
     )
     # The same page whether a signature was waiting or not: this form tells nobody
     # whether an address signed.

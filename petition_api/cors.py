@@ -2,10 +2,13 @@
 counts and live endpoints.
 
 An origin is granted when the petition allows it (or allows ``*``) or an active partner
-does. Other origins get no ``Access-Control-Allow-Origin`` at all, so their browsers
-refuse to hand the response to the page (and never send a JSON POST: its preflight
-fails). Hand-rolled because aiohttp-cors fixes each route's origins at start-up, while
-here they are data that change at run time, per petition.
+granted the petition does. Other origins get no ``Access-Control-Allow-Origin`` at all,
+so their browsers refuse to hand the response to the page (and never send a JSON POST:
+its preflight fails). A "simple" request needs no preflight, though: a form posted from
+any page reaches the server whatever CORS says, so signing also refuses, before reading
+the body, a request whose browser names an origin that may not sign
+(``refuse_foreign_origin``). Hand-rolled because aiohttp-cors fixes each route's
+origins at start-up, while here they are data that change at run time, per petition.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 from collections.abc import Iterable
 
 from aiohttp import web
+from yarl import URL
 
 from countersign_core.connections import TRANSIENT_ERRORS
 from countersign_domain.errors import OriginNotAllowed
@@ -92,3 +96,53 @@ async def preflight(request: web.Request) -> web.Response:
             "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
         },
     )
+
+
+# What a browser sends as Origin for a page with no origin of its own (a sandboxed frame,
+# a file, some redirects): allowed only where every origin is.
+OPAQUE_ORIGIN = "null"
+
+
+def browser_origin(request: web.Request) -> str | None:
+    """The origin the browser says the request comes from: ``Origin``, or failing that
+    the origin of ``Referer`` (older browsers send no Origin on a form's POST). None when
+    the request has neither (servers, curl); a Referer that is no web address names the
+    opaque origin."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.strip().lower()
+    referer = request.headers.get("Referer")
+    if referer is None:
+        return None
+    try:
+        url = URL(referer.strip())
+    except ValueError:
+        return OPAQUE_ORIGIN
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        return OPAQUE_ORIGIN
+    return str(url.origin()).lower()
+
+
+def _same_origin(request: web.Request, origin: str, public_url: str | None) -> bool:
+    """The API's own pages (the embed page) sign from its own origin: the one the request
+    was addressed to (its Host), or COUNTERSIGN_PUBLIC_URL's."""
+    try:
+        url = URL(origin)
+    except ValueError:
+        return False
+    if public_url is not None and str(URL(public_url).origin()).lower() == origin:
+        return True
+    return url.scheme in ("http", "https") and url.raw_authority.lower() == request.host.lower()
+
+
+async def refuse_foreign_origin(request: web.Request, slug: str) -> None:
+    """OriginNotAllowed when the request's browser names an origin that may not sign this
+    petition; requests that name none (servers, curl) pass."""
+    origin = browser_origin(request)
+    if origin is None:
+        return
+    public_url = request.app[keys.SETTINGS].mail.public_url
+    if _same_origin(request, origin, public_url):
+        return
+    if not await request.app[keys.ORIGINS].allows(slug, origin):
+        raise OriginNotAllowed("pages of this origin may not sign this petition")

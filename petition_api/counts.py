@@ -50,13 +50,16 @@ class RenderedCounts:
     not_modified_headers: Headers
 
 
-def counts_payload(petition: Petition, counts: LiveCounts) -> dict[str, Any]:
+def counts_payload(petition: Petition, counts: LiveCounts, breakdown_min: int) -> dict[str, Any]:
+    """What the public sees: the total, and the countries with the small ones folded
+    into "other" (``counter_worker.counts.fold_small_groups``)."""
+    countries = counts.public_countries(breakdown_min)
     payload: dict[str, Any] = _schema.dump(
         {
             "slug": petition.slug,
             "total": counts.total,
             "goal": petition.goal,
-            "countries": [{"code": c, "count": n} for c, n in counts.top_countries()],
+            "countries": [{"code": c, "count": n} for c, n in countries],
             "updated_at": counts.updated_at,
         }
     )
@@ -67,9 +70,9 @@ def _json(payload: dict[str, Any], *, stale: bool) -> str:
     return json.dumps({**payload, "stale": stale}, separators=(",", ":"))
 
 
-def counts_json(petition: Petition, counts: LiveCounts) -> str:
+def counts_json(petition: Petition, counts: LiveCounts, breakdown_min: int) -> str:
     """The body of ``/counts``, and the data of each ``/live`` event."""
-    return _json(counts_payload(petition, counts), stale=False)
+    return _json(counts_payload(petition, counts, breakdown_min), stale=False)
 
 
 def _headers(**headers: str) -> Headers:
@@ -84,10 +87,12 @@ class CountsRenderer:
         *,
         ttl: float,
         max_age: int,
+        breakdown_min: int,
         timeout: float | None = None,
     ) -> None:
         self._redis = redis
         self._layout = layout
+        self._breakdown_min = breakdown_min
         self._timeout = timeout
         self._fresh: FreshValues[int, RenderedCounts | None] = FreshValues(ttl=ttl)
         # The last figures rendered per petition, already marked stale.
@@ -125,7 +130,7 @@ class CountsRenderer:
             if stale is not None:
                 metrics.COUNTS_SERVED_STALE.inc()
             return stale
-        payload = counts_payload(petition, counts)
+        payload = counts_payload(petition, counts, self._breakdown_min)
         self._last_known[petition.id] = self._rendered(payload, stale=True)
         return self._rendered(payload, stale=False)
 

@@ -49,9 +49,9 @@ class LiveEvent:
     wire: bytes
 
 
-def live_event(petition: Petition, counts: LiveCounts) -> LiveEvent:
+def live_event(petition: Petition, counts: LiveCounts, breakdown_min: int) -> LiveEvent:
     stamp = round(counts.updated_at.timestamp() * 1_000_000) if counts.updated_at else 0
-    data = counts_json(petition, counts)
+    data = counts_json(petition, counts, breakdown_min)
     return LiveEvent(id=str(stamp), wire=f"id: {stamp}\ndata: {data}\n\n".encode())
 
 
@@ -95,8 +95,15 @@ class _Audience:
 
 class LiveHub:
     def __init__(
-        self, redis_url: str, reader: RedisClient, layout: KeyLayout, counts: CountsRenderer
+        self,
+        redis_url: str,
+        reader: RedisClient,
+        layout: KeyLayout,
+        counts: CountsRenderer,
+        *,
+        breakdown_min: int,
     ) -> None:
+        self._breakdown_min = breakdown_min
         # Named, so that operators (and tests) can find it in CLIENT LIST.
         self._subscriber = create_redis(redis_url, client_name=f"{SUBSCRIBER_NAME}:{layout.prefix}")
         self._reader = reader
@@ -210,7 +217,7 @@ class LiveHub:
                     continue
                 if counts is None:  # being rebuilt: the rebuild publishes when done
                     continue
-                event = live_event(audience.petition, counts)
+                event = live_event(audience.petition, counts, self._breakdown_min)
                 if event != audience.latest:
                     audience.latest = event
                     for stream in audience.streams:

@@ -78,6 +78,8 @@ _PROBLEM_HEADERS: tuple[tuple[tuple[type[Problem], ...], str, str], ...] = (
 
 # The path parameter of a petition's slug.
 SLUG = {"type": "string", "pattern": patterns.SLUG}
+# The path parameter of a partner's source code.
+SOURCE = {"type": "string", "pattern": patterns.SOURCE_CODE}
 
 
 def error_replies(problems: Iterable[type[Problem]]) -> dict[int, Reply]:

@@ -18,7 +18,9 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from countersign_core.settings import PrivacyConfig
 from countersign_core.texts import TextCatalog
+from countersign_domain.petitions import PrivacyNotice
 
 Page = Literal[
     "confirm", "confirmed", "expired", "damaged", "gone", "closed", "request", "requested"
@@ -33,8 +35,10 @@ _FORMS: dict[Page, str] = {
 
 
 class Pages:
-    def __init__(self, catalog: TextCatalog) -> None:
+    def __init__(self, catalog: TextCatalog, privacy: PrivacyConfig) -> None:
         self._catalog = catalog
+        # The deployment's notice: pages about no petition in particular show it.
+        self._privacy = PrivacyNotice.of(privacy)
         self._env = Environment(
             loader=PackageLoader("petition_api", "templates"),
             autoescape=select_autoescape(("html",)),
@@ -64,8 +68,10 @@ class Pages:
         title: str = "",
         invalid: bool = False,
         receipt: str | None = None,
+        privacy: PrivacyNotice | None = None,
     ) -> web.Response:
-        """The page in the reader's language (their browser's Accept-Language)."""
+        """The page in the reader's language (their browser's Accept-Language), with the
+        privacy notice (the petition's, else the deployment's)."""
         texts = self._catalog.get(
             self._catalog.negotiate(None, request.headers.get("Accept-Language"))
         )
@@ -78,6 +84,7 @@ class Pages:
             invalid=invalid,
             receipt=receipt,
             style=self._style,
+            privacy=privacy or self._privacy,
         )
         return web.Response(
             text=body, status=status, content_type="text/html", headers=self.headers

@@ -1,4 +1,5 @@
-"""The partner API: a partner's key on the sign endpoint, and its own figures.
+"""The partner API: a partner's key on the sign endpoint, and its own figures (on the
+petitions granted it).
 
 The partners themselves (keys, origins, the cached directory) live in
 ``countersign_domain.partners``; this module is the HTTP door to them.
@@ -9,16 +10,15 @@ from __future__ import annotations
 from aiohttp import web
 from marshmallow import RAISE, Schema, fields
 
-from counter_worker.counts import read_source_count
-from countersign_core.connections import TRANSIENT_ERRORS
+from countersign_core.connections import within
 from countersign_domain.errors import (
-    CountsUnavailable,
     PetitionNotFound,
+    PetitionNotGranted,
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
 )
-from countersign_domain.partners import Partner
+from countersign_domain.partners import Partner, PartnerFigures, partner_figures
 from countersign_domain.petitions import Petition
 from petition_api import appkeys as keys
 from petition_api.openapi import PARTNER_KEY, Reply, documented
@@ -71,14 +71,27 @@ class PartnerValidationsSchema(Schema):
     pending = fields.Integer(required=True)
 
 
-PARTNER_PROBLEMS = (Unauthorized, PetitionNotFound, ValidationFailed, ServiceUnavailable)
+PARTNER_PROBLEMS = (
+    Unauthorized,
+    PetitionNotGranted,
+    PetitionNotFound,
+    ValidationFailed,
+    ServiceUnavailable,
+)
 
 
 _query_schema = PartnerCountsQuery()
 
 
-async def _partner_and_petition(request: web.Request) -> tuple[Partner, Petition]:
-    """The calling partner and the petition its ``?petition=slug`` names."""
+async def require_grant(request: web.Request, partner: Partner, petition: Petition) -> None:
+    """PetitionNotGranted unless staff granted the partner this petition."""
+    if not await request.app[keys.PARTNERS].granted(partner, petition.id):
+        raise PetitionNotGranted()
+
+
+async def _figures(request: web.Request) -> tuple[Partner, Petition, PartnerFigures]:
+    """The calling partner, the petition its ``?petition=slug`` names, and its figures
+    there."""
     partner = await authenticated_partner(request)
     if partner is None:
         raise _unauthorized("this endpoint needs Authorization: Bearer <partner key>")
@@ -86,47 +99,46 @@ async def _partner_and_petition(request: web.Request) -> tuple[Partner, Petition
     petition = await request.app[keys.PETITIONS].get(query["petition"])
     if petition is None or not petition.is_public:
         raise PetitionNotFound()
-    return partner, petition
+    await require_grant(request, partner, petition)
+    figures = await within(
+        request.app[keys.SETTINGS].api.backend_timeout,
+        partner_figures(request.app[keys.DB], partner.id, petition.id),
+    )
+    return partner, petition, figures
+
+
+PRIVATE = {"Cache-Control": "no-store", "Vary": "Authorization"}
+
+FIGURES_TEXT = (
+    "Counts only, nothing about who signed, and the same whether or not a submitted "
+    "address had signed before: a partner's figures count its own submissions (each "
+    "address its code came with, by its key or its widget), each confirmed by its own "
+    "email, never the petition's signatures."
+)
 
 
 @documented(
     "How many counted signatures the partner brought to a petition",
+    description=FIGURES_TEXT,
     tags=("partners",),
     security=PARTNER_KEY,
     query=PartnerCountsQuery,
     responses={
-        200: Reply("The live count of the partner's source.", PartnerCountsSchema),
+        200: Reply("The partner's confirmed submissions that count.", PartnerCountsSchema),
     },
-    problems=(*PARTNER_PROBLEMS, CountsUnavailable),
+    problems=PARTNER_PROBLEMS,
 )
 async def partner_counts(request: web.Request) -> web.Response:
-    """How many counted signatures carry the partner's source on one petition."""
-    partner, petition = await _partner_and_petition(request)
-    try:
-        total = await read_source_count(
-            request.app[keys.REDIS], request.app[keys.LAYOUT], petition.id, partner.source_code
-        )
-    except TRANSIENT_ERRORS:
-        raise ServiceUnavailable("live counts are unavailable; try again shortly") from None
-    if total is None:
-        raise CountsUnavailable()
+    partner, petition, figures = await _figures(request)
     return web.json_response(
-        {"petition": petition.slug, "source": partner.source_code, "total": total},
-        headers={"Cache-Control": "no-store", "Vary": "Authorization"},
+        {"petition": petition.slug, "source": partner.source_code, "total": figures.confirmed},
+        headers=PRIVATE,
     )
 
 
-# Signatures still standing (not erased, not invalidated), split by confirmation.
-VALIDATIONS = """
-SELECT count(*) FILTER (WHERE confirmed_at IS NOT NULL) AS confirmed,
-       count(*) FILTER (WHERE confirmed_at IS NULL) AS pending
-FROM signatures
-WHERE petition_id = $1 AND source = $2 AND erased_at IS NULL AND invalidated_at IS NULL
-"""
-
-
 @documented(
-    "How many of the partner's signatures are confirmed by email, and how many wait",
+    "How many of the partner's submissions are confirmed by email, and how many wait",
+    description=FIGURES_TEXT,
     tags=("partners",),
     security=PARTNER_KEY,
     query=PartnerCountsQuery,
@@ -136,19 +148,13 @@ WHERE petition_id = $1 AND source = $2 AND erased_at IS NULL AND invalidated_at 
     problems=PARTNER_PROBLEMS,
 )
 async def partner_validations(request: web.Request) -> web.Response:
-    """How many of the partner's signatures are confirmed by email, and how many wait.
-
-    Counts only: a partner learns nothing about who signed. Read from Postgres, since
-    pending signatures never reach the live counters.
-    """
-    partner, petition = await _partner_and_petition(request)
-    row = await request.app[keys.DB].fetchrow(VALIDATIONS, petition.id, partner.source_code)
+    partner, petition, figures = await _figures(request)
     return web.json_response(
         {
             "petition": petition.slug,
             "source": partner.source_code,
-            "confirmed": row["confirmed"],
-            "pending": row["pending"],
+            "confirmed": figures.confirmed,
+            "pending": figures.pending,
         },
-        headers={"Cache-Control": "no-store", "Vary": "Authorization"},
+        headers=PRIVATE,
     )

@@ -204,8 +204,29 @@ class PetitionSchema(Schema):
     closes_at = fields.AwareDateTime(allow_none=True)
 
 
+class PrivacyNoticeSchema(Schema):
+    data_controller = fields.String(
+        allow_none=True, metadata={"description": "Who holds the signers' data."}
+    )
+    policy_url = fields.String(
+        allow_none=True, metadata={"description": "Where its privacy policy is."}
+    )
+
+
+class PublicPetitionSchema(PetitionSchema):
+    privacy = fields.Nested(
+        PrivacyNoticeSchema,
+        metadata={"description": "To show beside the consent box (null parts: not set)."},
+    )
+
+
 class CountryCountSchema(Schema):
-    code = fields.String()
+    code = fields.String(
+        metadata={
+            "description": "ISO 3166-1 alpha-2, or `other`: every country with fewer "
+            "signatures than the deployment shows on their own, together (last)."
+        }
+    )
     count = fields.Integer()
 
 

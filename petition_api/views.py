@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import asdict
 
 from aiohttp import web
 
-from countersign_core.connections import TRANSIENT_ERRORS, ping_redis
+from countersign_core.connections import TRANSIENT_ERRORS, ping_redis, within
 from countersign_domain.errors import (
     CountsUnavailable,
     InvalidForm,
     InvalidJson,
+    OriginNotAllowed,
     PayloadTooLarge,
     PetitionClosed,
     PetitionNotFound,
+    PetitionNotGranted,
     RateLimited,
     ServiceUnavailable,
     Unauthorized,
@@ -29,17 +31,18 @@ from countersign_domain.signatures import (
 )
 from petition_api import appkeys as keys
 from petition_api.bodies import FORM_TYPES, read_json_or_form
-from petition_api.client_address import client_address
+from petition_api.client_address import SIGNER_IP_HEADER, client_address, signer_address
+from petition_api.cors import refuse_foreign_origin
 from petition_api.errors import as_problem
 from petition_api.openapi import SLUG, Reply, documented
-from petition_api.partners import authenticated_partner
+from petition_api.partners import authenticated_partner, require_grant
 from petition_api.petitions import public_petition
 from petition_api.schemas import (
     CompiledLoad,
     CountsSchema,
     HealthSchema,
     PendingConfirmationSchema,
-    PetitionSchema,
+    PublicPetitionSchema,
     ReadinessSchema,
     SignatureFormSchema,
     SignatureSchema,
@@ -49,7 +52,7 @@ from petition_api.schemas import (
 _signature_schema = SignatureSchema()
 _signature_json = CompiledLoad(_signature_schema)
 _signature_form_schema = SignatureFormSchema()
-_petition_schema = PetitionSchema()
+_petition_schema = PublicPetitionSchema()
 
 
 @documented(
@@ -58,15 +61,21 @@ _petition_schema = PetitionSchema()
     path_parameters={"slug": SLUG},
     responses={
         200: Reply(
-            "The petition; `status` reads closed once its close date has passed.", PetitionSchema
+            "The petition; `status` reads closed once its close date has passed.",
+            PublicPetitionSchema,
         ),
     },
     problems=(PetitionNotFound, ServiceUnavailable),
 )
 async def get_petition(request: web.Request) -> web.Response:
     petition = await public_petition(request)
-    body = _petition_schema.dump(petition)
-    body["status"] = petition.effective_status
+    body = _petition_schema.dump(
+        {
+            **asdict(petition),
+            "status": petition.effective_status,
+            "privacy": petition.privacy_notice(request.app[keys.SETTINGS].privacy),
+        }
+    )
     return web.json_response(body)
 
 
@@ -79,11 +88,21 @@ async def get_petition(request: web.Request) -> web.Response:
         "this to learn whether someone signed; likewise the 202 on a petition that "
         "counts a signature only once its address is confirmed by email. `website` is a "
         "honeypot and must stay empty. A partner signing server to server sends its key "
-        "(`Authorization: Bearer <partner key>`): the signature then carries the partner's "
-        "source, whatever the body's `source` says (it is not checked). The key is not a "
-        "security requirement here, since anyone may sign: a wrong or revoked one is 401."
+        "(`Authorization: Bearer <partner key>`) on a petition granted it: the signature "
+        "then carries the partner's source, whatever the body's `source` says (it is not "
+        "checked), and counts against the partner's own limit, not its server's address. "
+        "The key is not a security requirement here, since anyone may sign: a wrong or "
+        "revoked one is 401. A request whose `Origin` (or, without one, `Referer`) names "
+        "a site that may not sign this petition is refused (403) before its body is read."
     ),
     path_parameters={"slug": SLUG},
+    header_parameters={
+        SIGNER_IP_HEADER: (
+            "With a partner key only: the address the partner's signer signed from, for "
+            "the per-address limits and the stored (keyed, expiring) IP hash. Ignored "
+            "without a key."
+        )
+    },
     body={
         "application/json": SignatureSchema,
         "application/x-www-form-urlencoded": SignatureFormSchema,
@@ -99,6 +118,8 @@ async def get_petition(request: web.Request) -> web.Response:
         InvalidJson,
         InvalidForm,
         Unauthorized,
+        OriginNotAllowed,
+        PetitionNotGranted,
         PetitionNotFound,
         PetitionClosed,
         PayloadTooLarge,
@@ -120,6 +141,10 @@ async def sign(request: web.Request) -> web.Response:
 async def _sign(request: web.Request) -> web.Response:
     partner = await authenticated_partner(request)
     petition = await public_petition(request)
+    # Before the body is read: a page of another site must not make its visitors sign.
+    await refuse_foreign_origin(request, petition.slug)
+    if partner is not None:
+        await require_grant(request, partner, petition)
     if petition.effective_status != "open":
         raise PetitionClosed()
     data = await read_json_or_form(request)
@@ -135,7 +160,12 @@ async def _sign(request: web.Request) -> web.Response:
         count_signature("rejected", "honeypot")
         return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
 
-    client = client_address(request, request.app[keys.SETTINGS].api.trusted_proxies)
+    if partner is None:
+        client = client_address(request, request.app[keys.SETTINGS].api.trusted_proxies)
+    else:
+        # The partner's server signs for many people: its own address says nothing about
+        # them. Its key has a limit of its own; its signer, if it names one, the usual.
+        client = signer_address(request)
     suspect_reason = await request.app[keys.ABUSE].assess(
         petition_id=petition.id,
         client=client,
@@ -224,11 +254,12 @@ async def healthz(_request: web.Request) -> web.Response:
     },
 )
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when Postgres and Redis both answer within a second."""
+    """Ready when Postgres and Redis both answer within COUNTERSIGN_BACKEND_TIMEOUT."""
+    timeout = request.app[keys.SETTINGS].api.backend_timeout
 
-    async def check(probe: Any) -> str:
+    async def check(probe: Awaitable[object]) -> str:
         try:
-            await asyncio.wait_for(probe, timeout=1.0)
+            await within(timeout, probe)
         except TRANSIENT_ERRORS:
             return "unavailable"
         return "ok"

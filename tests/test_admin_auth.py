@@ -27,6 +27,7 @@ EXPORTER_ROUTES = {
     ("GET", f"{ADMIN}/petitions/{{slug}}/summary"),
     ("GET", f"{ADMIN}/petitions/{{slug}}/signatures.csv"),
     ("GET", f"{ADMIN}/petitions/{{slug}}/delivery"),
+    ("GET", f"{ADMIN}/petitions/{{slug}}/partners"),
 }
 
 
@@ -47,7 +48,7 @@ def admin_routes(app: web.Application) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{slug}", SLUG).replace("{id}", "1")
+    return path.replace("{slug}", SLUG).replace("{id}", "1").replace("{source}", "daily")
 
 
 @pytest.fixture

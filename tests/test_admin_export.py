@@ -27,7 +27,15 @@ from tests.support.processes import SpawnApi, countersign, countersign_on_a_term
 from tests.support.waiting import eventually
 
 EXPORT = f"{ADMIN}/petitions/{SLUG}/signatures.csv"
-COLUMNS = ["signed_at", "name", "country_code", "country_name", "postal_code", "source"]
+COLUMNS = [
+    "signed_at",
+    "name",
+    "country_code",
+    "country_name",
+    "postal_code",
+    "source",
+    "consent_updates",
+]
 START = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
@@ -52,6 +60,7 @@ async def seed(pool: asyncpg.Pool, petition_id: int) -> None:
             source=sources[i % 3],
             postal_code=f"{10000 + i}" if i % 2 else None,
             created_at=START + timedelta(hours=2 * i),
+            consent_updates=i % 5 == 0,
         )
     for i, flag in enumerate(
         [
@@ -74,8 +83,8 @@ async def expected_rows(
     """The counted signatures matching ``filters``, filtered and formatted here in
     Python rather than by the export's SQL."""
     rows = await pool.fetch(
-        """SELECT created_at, name, country, postal_code, source, email FROM signatures
-           WHERE counted ORDER BY created_at, id"""
+        """SELECT created_at, name, country, postal_code, source, email, consent_updates
+           FROM signatures WHERE counted ORDER BY created_at, id"""
     )
     expected = []
     for row in rows:
@@ -87,6 +96,8 @@ async def expected_rows(
             continue
         if "signed_before" in filters and row["created_at"] >= filters["signed_before"]:
             continue
+        if "consent" in filters and row["consent_updates"] != (filters["consent"] == "yes"):
+            continue
         line = {
             "signed_at": row["created_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "name": row["name"],
@@ -94,6 +105,7 @@ async def expected_rows(
             "country_name": country_name(row["country"]),
             "postal_code": row["postal_code"] or "",
             "source": row["source"] or "",
+            "consent_updates": "yes" if row["consent_updates"] else "no",
         }
         if include_email:
             line["email"] = row["email"]
@@ -119,6 +131,9 @@ def as_query(filters: dict[str, Any]) -> dict[str, str]:
         {"signed_after": START + timedelta(hours=10), "signed_before": START + timedelta(hours=30)},
         {"country": "SY", "source": "partner-a", "signed_after": START + timedelta(days=1)},
         {"country": "DE"},
+        # Exactly the people who agreed to hear from the campaign, and the others.
+        {"consent": "yes"},
+        {"consent": "no", "country": "FR"},
     ],
 )
 async def test_export_is_exactly_the_counted_signatures_for_each_filter(
@@ -476,8 +491,17 @@ async def test_cli_export_writes_the_file_and_audits_it(
     assert result.returncode == 0, result.stderr
     assert read_csv(with_email.read_bytes()) == await expected_rows(pool, include_email=True)
 
+    agreed = tmp_path / "agreed.csv"
+    result = countersign("export", SLUG, "--out", str(agreed), "--consent", "yes", env=worker_env)
+    assert result.returncode == 0, result.stderr
+    assert read_csv(agreed.read_bytes()) == await expected_rows(pool, consent="yes")
+
     rows = await pool.fetch("SELECT * FROM audit_log ORDER BY id")
-    assert [(r["action"], r["row_count"]) for r in rows] == [("export", 12), ("export", 48)]
+    assert [(r["action"], r["row_count"]) for r in rows] == [
+        ("export", 12),
+        ("export", 48),
+        ("export", 10),
+    ]
     assert all(r["actor"].startswith("cli") for r in rows)
     assert json.loads(rows[0]["details"]) == {
         "via": "cli",
@@ -500,7 +524,7 @@ async def test_cli_export_writes_the_file_and_audits_it(
     )
     assert removed.returncode == 2  # --format is gone: there is one format
     assert "No such option '--format'" in removed.stderr
-    assert sorted(os.listdir(tmp_path)) == ["delivery.csv", "with-email.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["agreed.csv", "delivery.csv", "with-email.csv"]
 
 
 async def test_cli_export_progress_ends_where_its_last_line_says(

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pycountry
 
+from counter_worker.worker import CounterWorker
 from tests.support.counts import postgres_tally
 from tests.support.factories import SLUG, StaffTokens, hasher, insert_signature
 from tests.support.http import ADMIN, Client, bearer, error_of
@@ -61,6 +62,12 @@ async def seed(pool: asyncpg.Pool, petition_id: int) -> None:
     await pool.execute(
         "UPDATE signatures SET confirmed_at = NULL WHERE email = 'pending@example.org'"
     )
+    # Three counted signers agreed to hear from the campaign; two that do not count did too.
+    await pool.execute(
+        """UPDATE signatures SET consent_updates = true
+           WHERE (country = 'SY' AND source = 'partner-a')
+              OR email IN ('s0@example.org', 'pending@example.org')"""
+    )
 
 
 def name_of(code: str) -> str:
@@ -97,6 +104,7 @@ async def test_summary_json_matches_postgres(
         {"date": "2025-05-03", "count": 3},
     ]
     assert (body["invalidated"], body["erased"]) == (1, 1)
+    assert body["consent_updates"] == 3
     assert datetime.fromisoformat(body["first_signed_at"]) == DAY_ONE + timedelta(minutes=2)
     assert datetime.fromisoformat(body["last_signed_at"]) == DAY_ONE + timedelta(days=2, minutes=14)
     assert (body["petition"], body["status"], body["goal"]) == (SLUG, "open", 100000)
@@ -124,6 +132,7 @@ async def test_summary_as_csv(
         ["total", "", "", "13"],
         ["invalidated", "", "", "1"],
         ["erased", "", "", "1"],
+        ["consent_updates", "", "", "3"],
         ["country", "SY", name_of("SY"), "6"],
         ["country", "FR", "France", "4"],
         ["country", "RU", name_of("RU"), "2"],
@@ -185,6 +194,23 @@ async def test_delivery_page_has_what_goes_to_the_target(
     assert rows == [("partner-a", "7"), ("(none)", "4"), ("-newsroom", "2")]
     assert sum(int(count) for _, count in rows) == 13
     assert "@media print" in page
+
+
+async def test_the_consent_count_is_on_the_staff_view_only(
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int, worker: CounterWorker
+) -> None:
+    await seed(pool, petition_id)
+    page = await (await client.get(DELIVERY, headers=bearer(staff.exporter))).text()
+    staff_note = re.search(r'<aside class="staff">(.*?)</aside>', page, flags=re.DOTALL)
+    assert staff_note is not None
+    assert "3 of these signers agreed to hear from the campaign" in staff_note[1]
+    # The page goes to the target printed: the note does not.
+    print_rules = page[page.index("@media print") :]
+    assert re.search(r"\.staff\s*\{\s*display:\s*none", print_rules)
+    # The public figures never say it.
+    await worker.drain()
+    public = await (await client.get(f"/v1/petitions/{SLUG}/counts")).text()
+    assert "consent" not in public
 
 
 async def test_delivery_page_security_headers_and_no_active_content(

@@ -44,7 +44,10 @@ async def test_petition_public_fields(client: Client) -> None:
         "status",
         "created_at",
         "closes_at",
+        "privacy",
     }
+    # No data controller or policy configured: nothing to show beside the consent box.
+    assert body["privacy"] == {"data_controller": None, "policy_url": None}
 
 
 async def test_unknown_and_draft_petitions_are_not_found(
@@ -311,7 +314,8 @@ async def test_counts_are_503_until_the_worker_builds_them(client: Client) -> No
 async def test_counts_read_from_redis_with_countries_descending(
     client: Client, worker: CounterWorker
 ) -> None:
-    for i, country in enumerate(["SY", "SY", "SY", "FR", "FR", "RU"]):
+    countries = ["SY"] * 7 + ["FR"] * 5 + ["RU", "BV"]
+    for i, country in enumerate(countries):
         assert (
             await client.post(SIGN, json=signer(email=f"s{i}@example.org", country=country))
         ).status == 201
@@ -320,12 +324,13 @@ async def test_counts_read_from_redis_with_countries_descending(
     assert response.status == 200
     body = await response.json()
     assert body["slug"] == SLUG
-    assert body["total"] == 6
+    assert body["total"] == 14
     assert body["goal"] == 100000
+    # Countries under COUNTERSIGN_PUBLIC_BREAKDOWN_MIN (5) are folded into "other", last.
     assert body["countries"] == [
-        {"code": "SY", "count": 3},
-        {"code": "FR", "count": 2},
-        {"code": "RU", "count": 1},
+        {"code": "SY", "count": 7},
+        {"code": "FR", "count": 5},
+        {"code": "other", "count": 2},
     ]
     assert datetime.fromisoformat(body["updated_at"]) <= datetime.now(UTC)
     assert response.headers["Cache-Control"] == "public, max-age=2"

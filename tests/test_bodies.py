@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from countersign_domain.errors import InvalidJson
-from countersign_domain.partners import create_partner
+from countersign_domain.partners import create_partner, grant_petition
 from petition_api.bodies import parse_json_object
 from tests.support.factories import SLUG, StaffTokens, signature_rows, signer
 from tests.support.http import ADMIN, SIGN, Client, bearer, error_of
@@ -95,6 +95,7 @@ async def test_partner_sign(
     client: Client, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, key = await create_partner(pool, name="Partner", source_code="partner", origins=[])
+    await grant_petition(pool, actor="tests", source_code="partner", slug=SLUG)
     await refused_as_invalid_json(client, caplog, "POST", SIGN, **bearer(key))
     assert await signature_rows(pool) == []
 

@@ -1,15 +1,17 @@
-"""Cross-origin access: granted to the petition's and the partners' origins, per petition,
-on the petition, sign, counts and live endpoints; refused to everyone else."""
+"""Cross-origin access: granted to the petition's and its granted partners' origins, per
+petition, on the petition, sign, counts and live endpoints; refused to everyone else. And
+signing from a browser on another site, which CORS alone does not stop."""
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 import pytest
 
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
 from countersign_domain.origins import normalise_origin
-from countersign_domain.partners import create_partner
+from countersign_domain.partners import create_partner, grant_petition
 from petition_api.app import create_app
 from tests.support.factories import SLUG, signature_rows, signer
 from tests.support.http import SIGN, AiohttpClient, Client, error_of
@@ -33,6 +35,7 @@ async def client(
 ) -> Client:
     await pool.execute("UPDATE petitions SET allowed_origins = $1", [CAMPAIGN])
     await create_partner(pool, name="Partner", source_code="partner", origins=[PARTNER])
+    await grant_petition(pool, actor="tests", source_code="partner", slug=SLUG)
     return await aiohttp_client(create_app(settings))
 
 
@@ -97,7 +100,14 @@ async def test_responses_carry_the_grant_errors_included(
         (CAMPAIGN, await client.get(f"/v1/petitions/{SLUG}/counts", headers={"Origin": CAMPAIGN})),
         (CAMPAIGN, await client.post(SIGN, json=signer(), headers={"Origin": CAMPAIGN})),
         (PARTNER, await client.post(SIGN, json=signer(email="bad"), headers={"Origin": PARTNER})),
-        (PARTNER, await client.get("/v1/petitions/unknown/counts", headers={"Origin": PARTNER})),
+        (
+            CAMPAIGN,
+            await client.post(
+                SIGN,
+                data=b"{not json",
+                headers={"Origin": CAMPAIGN, "Content-Type": "application/json"},
+            ),
+        ),
     ]:
         assert response.headers["Access-Control-Allow-Origin"] == origin, response.status
         assert "Retry-After" in response.headers["Access-Control-Expose-Headers"]
@@ -146,14 +156,21 @@ async def test_origins_are_per_petition(client: Client, pool: asyncpg.Pool) -> N
            VALUES ('other', 'Other', 'open', '{https://other.example}', false)"""
     )
     other = "/v1/petitions/other/signatures"
-    granted = await client.options(
-        other, headers=preflight_headers("https://other.example", "POST")
-    )
-    assert granted.status == 204
+    own = await client.options(other, headers=preflight_headers("https://other.example", "POST"))
+    assert own.status == 204
     refused = await client.options(SIGN, headers=preflight_headers("https://other.example", "POST"))
     assert refused.status == 403
-    # A partner's origin is granted on every petition.
-    assert (await client.options(other, headers=preflight_headers(PARTNER, "POST"))).status == 204
+    # A partner's origin only on the petitions granted it: a preflight on another petition
+    # does not tell that the origin is a partner's.
+    refused = await client.options(other, headers=preflight_headers(PARTNER, "POST"))
+    assert (await error_of(refused, 403))["code"] == "origin_not_allowed"
+    await grant_petition(pool, actor="tests", source_code="partner", slug="other")
+
+    async def partner_granted() -> bool:
+        response = await client.options(other, headers=preflight_headers(PARTNER, "POST"))
+        return response.status == 204
+
+    await eventually(partner_granted, timeout=10)
 
 
 async def test_revoking_a_partner_withdraws_its_origin_within_seconds(
@@ -169,15 +186,94 @@ async def test_revoking_a_partner_withdraws_its_origin_within_seconds(
     await eventually(refused, timeout=10)
 
 
-async def test_a_refused_origin_can_still_be_signed_from_without_a_browser(
+async def test_a_request_without_origin_or_referer_still_signs(
     client: Client, pool: asyncpg.Pool
 ) -> None:
-    # CORS only tells browsers what a page may read; it is not authentication. A
-    # request from a server (no preflight) is answered, just without a grant.
-    response = await client.post(SIGN, json=signer(), headers={"Origin": STRANGER})
+    # Servers and curl send neither header: the origins are no authentication, and
+    # anyone may sign.
+    response = await client.post(SIGN, json=signer())
     assert response.status == 201
     assert "Access-Control-Allow-Origin" not in response.headers
     assert len(await signature_rows(pool)) == 1
+
+
+FORM = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
+
+
+def multipart() -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in FORM.items():
+        form.add_field(name, value)
+    return form
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": STRANGER},
+        {"Origin": "null"},  # a sandboxed frame, a file, a data: URL
+        {"Referer": f"{STRANGER}/a/page?x=1"},  # an older browser sends no Origin
+        {"Referer": "not a web address"},
+        {"Origin": STRANGER, "Referer": f"{CAMPAIGN}/page"},  # Origin decides
+    ],
+    ids=["origin", "null", "referer", "bad-referer", "origin-first"],
+)
+@pytest.mark.parametrize("body", ["form", "multipart", "json"])
+async def test_another_site_cannot_make_its_visitors_sign(
+    client: Client, pool: asyncpg.Pool, headers: dict[str, str], body: str
+) -> None:
+    # A "simple" cross-site POST (a form on any page, submitted by script) needs no
+    # preflight: the browser sends it whatever CORS says. It is refused before its body
+    # is read, and nothing is stored.
+    if body == "form":
+        response = await client.post(SIGN, data=FORM, headers=headers)
+    elif body == "multipart":
+        response = await client.post(SIGN, data=multipart(), headers=headers)
+    else:
+        response = await client.post(SIGN, json=signer(), headers=headers)
+    assert (await error_of(response, 403))["code"] == "origin_not_allowed"
+    assert await signature_rows(pool) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": CAMPAIGN},
+        {"Origin": PARTNER},
+        {"Referer": f"{CAMPAIGN}/article"},
+        {},
+    ],
+    ids=["petition", "partner", "referer", "none"],
+)
+async def test_allowed_sites_sign_with_a_simple_form(
+    client: Client, pool: asyncpg.Pool, headers: dict[str, str]
+) -> None:
+    response = await client.post(SIGN, data=FORM, headers=headers)
+    assert response.status == 201, await response.text()
+    assert len(await signature_rows(pool)) == 1
+
+
+async def test_the_api_own_pages_sign_from_its_own_origin(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    # The embed page (/embed/{slug}) is served by the API itself: same origin.
+    own = str(client.make_url("")).rstrip("/")
+    response = await client.post(SIGN, json=signer(), headers={"Origin": own})
+    assert response.status == 201, await response.text()
+
+
+async def test_a_star_petition_takes_every_origin(client: Client, pool: asyncpg.Pool) -> None:
+    await pool.execute("UPDATE petitions SET allowed_origins = '{*}'")
+
+    async def signed() -> bool:
+        response = await client.post(SIGN, data=FORM, headers={"Origin": "null"})
+        return response.status == 201
+
+    await eventually(signed, timeout=10)
+    response = await client.post(
+        SIGN, json=signer(email="other@example.org"), headers={"Origin": STRANGER}
+    )
+    assert response.status == 201
 
 
 @pytest.mark.parametrize(

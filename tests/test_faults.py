@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import itertools
 import logging
 import signal
@@ -145,6 +146,51 @@ async def test_postgres_hanging_answers_503_instead_of_hanging(
     await eventually(signing.signs)
     assert set(signing.statuses) == {201, 503}
     assert set(signing.accepted) <= await stored_emails(private_database)
+
+
+async def test_a_hanging_postgres_gets_503_within_the_backend_timeout(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    private_database: str,
+    private_postgres: PrivatePostgres,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    quick = dataclasses.replace(
+        settings,
+        database=dataclasses.replace(settings.database, url=private_database),
+        api=dataclasses.replace(settings.api, backend_timeout=0.5),
+    )
+    signing = Signer(await aiohttp_client(create_app(quick)))
+    assert await signing.signs()
+    assert (await signing.client.get("/readyz")).status == 200
+    # The timeout and then some: a request must not wait for the server to acknowledge
+    # the cancellation of its query (that took 6-9 seconds).
+    deadline = aiohttp.ClientTimeout(total=4)
+
+    private_postgres.freeze()
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            ready = await signing.client.get("/readyz", timeout=deadline)
+            assert ready.status == 503
+            assert (await ready.json())["postgres"] == "unavailable"
+            unknown = await signing.client.post(
+                "/v1/petitions/not-cached/signatures", json=signer(), timeout=deadline
+            )
+            await assert_unavailable(unknown)
+            for _ in range(3):  # the petition is cached: the INSERT waits
+                await assert_unavailable(
+                    await signing.client.post(SIGN, json=signer(), timeout=deadline)
+                )
+            asked = await signing.client.post(
+                "/confirm", data={"email": "someone@example.org"}, timeout=deadline
+            )
+            assert asked.status == 503
+    finally:
+        private_postgres.thaw()
+    await eventually(signing.signs)
+    gc.collect()
+    # Each abandoned wait's outcome was read: none is reported as never retrieved.
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 # -- Redis --------------------------------------------------------------------------------

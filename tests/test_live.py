@@ -133,7 +133,8 @@ async def test_changes_are_pushed_as_the_worker_applies_them(
     assert (await client.post(SIGN, json=signer(country="LB"))).status == 201
     await worker.drain()
     pushed = await stream.total(1)
-    assert pushed.counts["countries"] == [{"code": "LB", "count": 1}]
+    # One signature is fewer than the public breakdown shows on its own.
+    assert pushed.counts["countries"] == [{"code": "other", "count": 1}]
     assert int(pushed.fields["id"]) > int(first.fields["id"])
 
 

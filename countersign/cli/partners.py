@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,17 @@ import click
 from countersign.cli.common import origins_callback, with_connection
 from countersign_core.runtime import fail
 from countersign_domain import patterns
-from countersign_domain.partners import create_partner, list_partners, revoke_partner
+from countersign_domain.audit import cli_actor
+from countersign_domain.partners import (
+    Grant,
+    Partner,
+    create_partner,
+    grant_petition,
+    granted_partners,
+    list_partners,
+    revoke_grant,
+    revoke_partner,
+)
 
 
 def _source_code(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -59,18 +70,29 @@ def partner_create(name: str, source_code: str, origins: list[str]) -> None:
 
 
 @partner.command("list")
-def partner_list() -> None:
-    """List partners (never their keys)."""
-    partners = with_connection(list_partners)
+@click.option("--petition", "slug", help="only the partners granted this petition")
+def partner_list(slug: str | None) -> None:
+    """List partners (never their keys), or those granted one petition."""
+    partners: list[tuple[Partner, datetime | None]]
+    if slug is None:
+        partners = [(found, None) for found in with_connection(list_partners)]
+    else:
+
+        async def granted(conn: asyncpg.Connection) -> list[Grant]:
+            return await granted_partners(conn, slug)
+
+        partners = [(grant.partner, grant.granted_at) for grant in with_connection(granted)]
     if not partners:
         click.echo("no partners")
-    for found in partners:
+    for found, granted_at in partners:
         status = f"revoked {found.revoked_at:%Y-%m-%d}" if found.revoked_at else "active"
         origins = " ".join(found.allowed_origins) or "-"
-        click.echo(
-            f"{found.source_code}\t{found.name}\t{status}\t"
-            f"created {found.created_at:%Y-%m-%d}\t{origins}"
+        since = (
+            f"granted {granted_at:%Y-%m-%d}"
+            if granted_at
+            else f"created {found.created_at:%Y-%m-%d}"
         )
+        click.echo(f"{found.source_code}\t{found.name}\t{status}\t{since}\t{origins}")
 
 
 @partner.command("revoke")
@@ -84,3 +106,30 @@ def partner_revoke(source_code: str) -> None:
     if with_connection(action) is None:
         fail(f"no active partner with source code {source_code!r}")
     click.echo(f"partner {source_code} is revoked")
+
+
+@partner.command("grant")
+@click.argument("source_code")
+@click.argument("slug")
+def partner_grant(source_code: str, slug: str) -> None:
+    """Grant a partner a petition: its key signs and reads figures there, and its origins
+    may embed it and sign from the browser. Audited."""
+
+    async def action(conn: asyncpg.Connection) -> Any:
+        return await grant_petition(conn, actor=cli_actor(), source_code=source_code, slug=slug)
+
+    with_connection(action)
+    click.echo(f"partner {source_code} is granted petition {slug}")
+
+
+@partner.command("revoke-grant")
+@click.argument("source_code")
+@click.argument("slug")
+def partner_revoke_grant(source_code: str, slug: str) -> None:
+    """Take a petition back from a partner (within seconds). Audited."""
+
+    async def action(conn: asyncpg.Connection) -> None:
+        await revoke_grant(conn, actor=cli_actor(), source_code=source_code, slug=slug)
+
+    with_connection(action)
+    click.echo(f"partner {source_code} is no longer granted petition {slug}")

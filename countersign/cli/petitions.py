@@ -36,6 +36,13 @@ from petition_api.admin.schemas import PetitionUpdateSchema
 
 CLOSES_AT = click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
 
+NO_CONFIRMATION_WARNING = (
+    "countersign: warning: without confirmation a signature counts at once, so anyone who "
+    "signs someone else's address and watches the total can tell whether that address had "
+    "signed already; only petitions that require confirmation are safe against this "
+    '(README, "What an answer can reveal")'
+)
+
 
 @click.group()
 def petition() -> None:
@@ -112,6 +119,16 @@ def petition_show(slug: str) -> None:
     show_default=True,
     help="Count a signature only once the signer confirms their email address.",
 )
+@click.option(
+    "--data-controller",
+    default=None,
+    help="Who holds the signers' data [COUNTERSIGN_DATA_CONTROLLER].",
+)
+@click.option(
+    "--privacy-policy-url",
+    default=None,
+    help="Where the privacy policy is [COUNTERSIGN_PRIVACY_POLICY_URL].",
+)
 def petition_create(
     slug: str,
     title: str,
@@ -121,8 +138,12 @@ def petition_create(
     closes_at: datetime | None,
     open_now: bool,
     confirmation: bool,
+    data_controller: str | None,
+    privacy_policy_url: str | None,
 ) -> None:
     """Create a petition (a draft unless --open)."""
+    if not confirmation:
+        click.echo(NO_CONFIRMATION_WARNING, err=True)
 
     async def action(conn: asyncpg.Connection) -> ManagedPetition:
         return await create_petition(
@@ -136,6 +157,8 @@ def petition_create(
             status="open" if open_now else "draft",
             closes_at=utc(closes_at),
             require_confirmation=confirmation,
+            data_controller=data_controller,
+            privacy_policy_url=privacy_policy_url,
         )
 
     created = with_connection(action)
@@ -247,7 +270,7 @@ def petition_origins(slug: str, origins: list[str]) -> None:
     """Set the web origins whose pages may embed the petition and sign from the browser.
 
     ORIGINS replace the current ones: e.g. https://example.org, or * for any site.
-    With none, only partners' origins remain allowed.
+    With none, only the origins of the partners granted the petition remain allowed.
     """
 
     async def action(conn: asyncpg.Connection) -> ManagedPetition:

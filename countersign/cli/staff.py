@@ -246,6 +246,12 @@ class _Progress:
 @click.option("--source", default=None, help="Only signatures with this source code.")
 @click.option("--signed-after", type=DATES, default=None, help="From this time (UTC if no zone).")
 @click.option("--signed-before", type=DATES, default=None, help="Before this time.")
+@click.option(
+    "--consent",
+    type=click.Choice(["yes", "no"]),
+    default=None,
+    help="yes: only those who agreed to hear from the campaign; no: only the others.",
+)
 @click.option("--include-email", is_flag=True, help="Add the signers' emails.")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 def export(
@@ -255,6 +261,7 @@ def export(
     source: str | None,
     signed_after: datetime | None,
     signed_before: datetime | None,
+    consent: str | None,
     include_email: bool,
     force: bool,
 ) -> None:
@@ -275,6 +282,7 @@ def export(
             source=source,
             signed_after=utc(signed_after),
             signed_before=utc(signed_before),
+            consent=None if consent is None else consent == "yes",
         )
         # A pool: the audit log is written beside the COPY, and after it if it fails.
         pool = await create_pg_pool(

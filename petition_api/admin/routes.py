@@ -19,15 +19,17 @@ import asyncpg
 from aiohttp import web
 from marshmallow import Schema
 
-from countersign_domain import moderation, petitions
+from countersign_domain import moderation, partners, petitions
 from countersign_domain.errors import (
     ClosesAtPassed,
+    GrantNotFound,
     InsufficientRole,
     InvalidationNotFound,
     InvalidationUndone,
     InvalidJson,
     InvalidStatusTransition,
     InvalidToken,
+    PartnerNotFound,
     PayloadTooLarge,
     PetitionExists,
     PetitionNotFound,
@@ -54,6 +56,8 @@ from petition_api.admin.schemas import (
     InvalidationSchema,
     ManagedPetitionListSchema,
     ManagedPetitionSchema,
+    PartnerGrantListSchema,
+    PartnerGrantSchema,
     PetitionCreateSchema,
     PetitionUpdateSchema,
     RepeatedIpListSchema,
@@ -62,12 +66,13 @@ from petition_api.admin.schemas import (
     UndoneInvalidationSchema,
 )
 from petition_api.bodies import read_json_object
-from petition_api.openapi import SLUG, STAFF_TOKEN, H, Reply, documented
+from petition_api.openapi import SLUG, SOURCE, STAFF_TOKEN, H, Reply, documented
 
 log = logging.getLogger("petition_api.admin")
 
 _petition_schema = ManagedPetitionSchema()
 _invalidation_schema = InvalidationOutSchema()
+_grant_schema = PartnerGrantSchema()
 
 
 # -- documentation --------------------------------------------------------------------------
@@ -199,6 +204,58 @@ async def update_petition(request: web.Request) -> web.Response:
     return web.json_response(petition_json(petition))
 
 
+# -- partners granted a petition ----------------------------------------------------------
+
+PETITION_AND_PARTNER = {"slug": SLUG, "source": SOURCE}
+
+
+def grant_of(request: web.Request) -> dict[str, str]:
+    """Who grants (or takes back) which petition to which partner, from the path."""
+    return {
+        "actor": request[STAFF].name,
+        "source_code": request.match_info["source"],
+        "slug": request.match_info["slug"],
+    }
+
+
+@staff_operation(
+    "The partners granted a petition",
+    exporter=True,
+    path_parameters={"slug": SLUG},
+    responses={200: Reply("By source code.", PartnerGrantListSchema)},
+    problems=(PetitionNotFound,),
+)
+async def list_partner_grants(request: web.Request) -> web.Response:
+    grants = await partners.granted_partners(db(request), request.match_info["slug"])
+    return web.json_response({"partners": _grant_schema.dump(grants, many=True)})
+
+
+@staff_operation(
+    "Grant a partner a petition",
+    description=(
+        "Its key may then sign and read its figures there, and its origins embed the "
+        "petition and sign from the browser. Granting again changes nothing."
+    ),
+    path_parameters=PETITION_AND_PARTNER,
+    responses={200: Reply("Granted.", PartnerGrantSchema)},
+    problems=(PetitionNotFound, PartnerNotFound),
+)
+async def grant_partner(request: web.Request) -> web.Response:
+    grant = await partners.grant_petition(db(request), **grant_of(request))
+    return web.json_response(_grant_schema.dump(grant))
+
+
+@staff_operation(
+    "Take a petition back from a partner",
+    path_parameters=PETITION_AND_PARTNER,
+    responses={204: Reply("No longer granted (within seconds).")},
+    problems=(PetitionNotFound, PartnerNotFound, GrantNotFound),
+)
+async def revoke_partner_grant(request: web.Request) -> web.Response:
+    await partners.revoke_grant(db(request), **grant_of(request))
+    return web.Response(status=204)
+
+
 # -- summary ----------------------------------------------------------------------------------
 
 
@@ -252,6 +309,7 @@ def summary_json(petition: ManagedPetition, figures: Summary) -> dict[str, Any]:
         "days": [{"date": d.date.isoformat(), "count": d.count} for d in figures.days],
         "invalidated": figures.invalidated,
         "erased": figures.erased,
+        "consent_updates": figures.consent_updates,
         "first_signed_at": _iso(figures.first_signed_at),
         "last_signed_at": _iso(figures.last_signed_at),
         "generated_at": datetime.now(UTC).isoformat(),
@@ -266,6 +324,7 @@ def summary_csv(figures: Summary) -> str:
     writer.writerow(["total", "", "", figures.total])
     writer.writerow(["invalidated", "", "", figures.invalidated])
     writer.writerow(["erased", "", "", figures.erased])
+    writer.writerow(["consent_updates", "", "", figures.consent_updates])
     writer.writerows(["country", c.code, c.name, c.count] for c in figures.countries)
     # Signatures without a source: an empty key, named "(none)".
     writer.writerows(

@@ -56,6 +56,17 @@ class _PetitionFields(StrictSchema):
     closes_at = _datetime(allow_none=True)
     # Count a signature only once its address is confirmed by email (double opt-in).
     require_confirmation: fields.Boolean = JsonBoolean()
+    # The privacy notice, when not the deployment's; null clears it.
+    data_controller = fields.String(
+        allow_none=True, validate=[storable_text, validate.Length(1, 200)]
+    )
+    privacy_policy_url = fields.String(
+        allow_none=True,
+        validate=[
+            WholeMatch(patterns.POLICY_URL, error=patterns.POLICY_URL_RULE),
+            validate.Length(max=2000),
+        ],
+    )
 
 
 class PetitionCreateSchema(_PetitionFields):
@@ -73,6 +84,8 @@ class ManagedPetitionSchema(PetitionSchema):
     allowed_origins = fields.List(fields.String())
     closed_at = fields.AwareDateTime(allow_none=True)
     require_confirmation = fields.Boolean()
+    data_controller = fields.String(allow_none=True)
+    privacy_policy_url = fields.String(allow_none=True)
 
 
 class _SignedBetween(StrictSchema):
@@ -86,11 +99,15 @@ class ExportQuerySchema(_SignedBetween):
     country = fields.String(validate=COUNTRY)
     source = fields.String(validate=SOURCE)
     include = fields.String(validate=validate.OneOf(["email"]))
+    # yes: only those who agreed to hear from the campaign (consent_updates); no: the others.
+    consent = fields.String(validate=validate.OneOf(["yes", "no"]))
 
     @post_load
     def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if "country" in data:
             data["country"] = data["country"].upper()
+        if "consent" in data:
+            data["consent"] = data["consent"] == "yes"
         return data
 
 
@@ -191,6 +208,10 @@ class SummarySchema(Schema):
     days = fields.List(fields.Nested(SummaryDaySchema), required=True)
     invalidated = fields.Integer(required=True)
     erased = fields.Integer(required=True)
+    consent_updates = fields.Integer(
+        required=True,
+        metadata={"description": "Counted signers who agreed to hear from the campaign."},
+    )
     first_signed_at = fields.AwareDateTime(required=True, allow_none=True)
     last_signed_at = fields.AwareDateTime(required=True, allow_none=True)
     generated_at = fields.AwareDateTime(required=True)
@@ -223,3 +244,18 @@ class UndoneInvalidationSchema(InvalidationOutSchema):
 class ErasedSchema(Schema):
     erased = fields.Integer(required=True)
     petitions = fields.Integer(required=True)
+
+
+class PartnerGrantSchema(Schema):
+    source = fields.String(required=True, attribute="partner.source_code")
+    name = fields.String(required=True, attribute="partner.name")
+    origins = fields.List(fields.String(), required=True, attribute="partner.allowed_origins")
+    active = fields.Method("_active", required=True, metadata={"type": "boolean"})
+    granted_at = fields.AwareDateTime(required=True)
+
+    def _active(self, grant: Any) -> bool:
+        return grant.partner.revoked_at is None
+
+
+class PartnerGrantListSchema(Schema):
+    partners = fields.List(fields.Nested(PartnerGrantSchema), required=True)

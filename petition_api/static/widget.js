@@ -1,6 +1,7 @@
 /* countersign widget, in a Shadow DOM per <div data-countersign-petition="slug">.
    Options: data-source, data-lang, data-share-url, data-poll (seconds).
-   Texts: window.CountersignTexts = {fr: {submit: "Je signe"}}. No dependencies. */
+   Texts: window.CountersignTexts = {fr: {submit: "Je signe"}}. No dependencies.
+   Countries below the deployment's threshold come folded as "other" (t.other). */
 (function () {
   "use strict";
   if (window.Countersign) { window.Countersign.scan(); return; }
@@ -33,7 +34,8 @@
       missing: "This petition could not be loaded.", thanks: "Thank you for signing!",
       inbox: "Check your inbox: confirm your signature with the link we sent.",
       share: "Now share the petition: every signature counts.", link: "Link to share",
-      copy: "Copy link", copied: "Link copied.", pitch: "I signed: {title}"
+      copy: "Copy link", copied: "Link copied.", pitch: "I signed: {title}",
+      other: "Other countries", privacy: "Your data is held by {controller}.", policy: "Privacy policy"
     },
     fr: {
       to: "À :", count: "{n} signatures sur {goal}",
@@ -52,7 +54,9 @@
       missing: "Cette pétition n’a pas pu être chargée.", thanks: "Merci d’avoir signé !",
       inbox: "Vérifiez vos e-mails : confirmez votre signature par le lien envoyé.",
       share: "Partagez la pétition : chaque signature compte.", link: "Lien à partager",
-      copy: "Copier le lien", copied: "Lien copié.", pitch: "J’ai signé : {title}"
+      copy: "Copier le lien", copied: "Lien copié.", pitch: "J’ai signé : {title}",
+      other: "Autres pays", privacy: "Vos données sont conservées par {controller}.",
+      policy: "Politique de confidentialité"
     },
     ru: {
       to: "Кому:", count: "Подписали: {n} из {goal}",
@@ -71,7 +75,9 @@
       missing: "Не удалось загрузить петицию.", thanks: "Спасибо за подпись!",
       inbox: "Проверьте почту и подтвердите подпись по ссылке из письма.",
       share: "Поделитесь петицией: важна каждая подпись.", link: "Ссылка",
-      copy: "Скопировать ссылку", copied: "Ссылка скопирована.", pitch: "Я подписал(а): {title}"
+      copy: "Скопировать ссылку", copied: "Ссылка скопирована.", pitch: "Я подписал(а): {title}",
+      other: "Другие страны", privacy: "Ваши данные хранит {controller}.",
+      policy: "Политика конфиденциальности"
     },
     ar: {
       to: "إلى:", count: "التوقيعات: {n} من {goal}",
@@ -90,7 +96,8 @@
       missing: "تعذّر تحميل العريضة.", thanks: "شكرًا لتوقيعك!",
       inbox: "تحقّق من بريدك وأكّد توقيعك عبر الرابط المرسل.",
       share: "شارك العريضة: كل توقيع مهم.", link: "رابط للمشاركة",
-      copy: "انسخ الرابط", copied: "تم نسخ الرابط.", pitch: "وقّعت: {title}"
+      copy: "انسخ الرابط", copied: "تم نسخ الرابط.", pitch: "وقّعت: {title}",
+      other: "دول أخرى", privacy: "يحتفظ {controller} ببياناتك.", policy: "سياسة الخصوصية"
     }
   };
   var CSS = ":host{all:initial;display:block}" +
@@ -111,7 +118,7 @@
     "padding:.55em 1.1em;border:0;border-radius:4px;background:#0b5cad;color:#fff;" +
     "cursor:pointer;text-decoration:none}[aria-disabled=true]{opacity:.75}" +
     ":focus-visible{outline:3px solid #0b5cad;outline-offset:2px}" +
-    ".msg{font-weight:600;margin:.8em 0 0}.share{display:flex;flex-wrap:wrap;gap:.5em}" +
+    ".privacy{font-size:.9em}.msg{font-weight:600;margin:.8em 0 0}.share{display:flex;flex-wrap:wrap;gap:.5em}" +
     "[hidden]{display:none!important}";
 
   function h(tag, attrs, kids) {
@@ -204,7 +211,8 @@
         fill.style.width = (c.total ? Math.max(1, Math.min(100, (100 * c.total) / c.goal)) : 0) + "%";
         top.textContent = "";
         c.countries.slice(0, 5).forEach(function (x) {
-          top.appendChild(h("li", {}, [h("span", { text: nameOf(x.code) }), h("span", { text: num.format(x.count) })]));
+          var name = x.code === "other" ? t.other : nameOf(x.code);
+          top.appendChild(h("li", {}, [h("span", { text: name }), h("span", { text: num.format(x.count) })]));
         });
         topBox.hidden = !c.countries.length;
       };
@@ -241,11 +249,21 @@
         field("country", t.country, country),
         field("postal_code", t.postal, h("input", { type: "text", autocomplete: "postal-code", maxlength: "16" })),
         field("consent_updates", t.consent, consent, true),
+        notice(p.privacy || {}),
         h("div", { "class": "hp", "aria-hidden": "true" }, [h("label", { "for": "cs-website", text: "Website" }), hp]),
         submit
       ]);
       box.insertBefore(f, msg);
       var busy = false;
+
+      // Who holds the data, and its privacy policy: beside the consent box.
+      function notice(v) {
+        var url = /^https?:\/\//.test(v.policy_url) && v.policy_url;
+        return (v.data_controller || url) && h("p", { "class": "privacy" }, [
+          v.data_controller && document.createTextNode(t.privacy.replace("{controller}", v.data_controller) + " "),
+          url && h("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: t.policy })
+        ]);
+      }
 
       function clear() {
         say("");

@@ -91,8 +91,9 @@ async def test_the_widget_renders_from_the_snippet(
     bar = box.get_by_role("progressbar")
     await expect(bar).to_have_attribute("aria-valuenow", "12")
     await expect(bar).to_have_attribute("aria-valuemax", "100000")
-    # Top countries, named in the reader's language.
-    await expect(box.locator(".top li")).to_have_text(["Syria8", "France4"])
+    # Top countries, named in the reader's language; those with fewer signatures than
+    # the public breakdown shows on their own (5) are "Other countries".
+    await expect(box.locator(".top li")).to_have_text(["Syria8", "Other countries4"])
     # The form: every field labelled; the country preselected from the locale (en-GB).
     for label in ("Full name", "Email", "Country", "Postal code (optional)"):
         await expect(box.get_by_label(label, exact=True)).to_be_visible()
@@ -305,7 +306,7 @@ async def test_after_signing_the_total_rises_without_reload_on_every_page(
     # Pushed by the worker over the live stream, to both pages: no reload, no polling.
     await shows_total(box, 1)
     await shows_total(other, 1)
-    await expect(other.locator(".top li")).to_have_text(["Syria1"])
+    await expect(other.locator(".top li")).to_have_text(["Other countries1"])
     await signer_page.screenshot(path=artifacts / "widget-after-signing.png", full_page=True)
     assert not [r for r in requests if "/counts" in r]
     assert len([r for r in requests if r.endswith("/live")]) == 2
@@ -420,6 +421,26 @@ async def test_the_iframe_embed_is_refused_to_other_origins(
     assert await frame.locator("[data-countersign-petition]").count() == 0
 
 
+async def test_another_site_cannot_make_its_visitors_sign_with_a_form(
+    browser: Browser, api: str, stranger: Site, pool: asyncpg.Pool
+) -> None:
+    # A form posted by script needs no preflight: the browser sends it, with its Origin.
+    fields = {"name": "Amal Haddad", "email": "amal@example.org", "country": "SY"}
+    inputs = "".join(f'<input name="{k}" value="{v}">' for k, v in fields.items())
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Win</title></head>'
+        f'<body><form method="post" action="{api}/v1/petitions/{SLUG}/signatures">{inputs}'
+        "</form><script>document.forms[0].submit()</script></body></html>"
+    )
+    page = await (await browser.new_context()).new_page()
+    async with page.expect_response(lambda r: r.url.endswith("/signatures")) as answer:
+        await page.goto(stranger.page("trap", html))
+    response = await answer.value
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "origin_not_allowed"
+    assert await rows(pool) == []
+
+
 async def test_an_origin_that_is_not_allowed_gets_no_cors_grant(
     browser: Browser, api: str, stranger: Site, pool: asyncpg.Pool
 ) -> None:
@@ -466,7 +487,7 @@ async def test_the_widget_speaks_the_reader_language(
     direction: str,
     syria: str,
 ) -> None:
-    await add_signatures(pool, petition_id, 2, countries=("SY",))
+    await add_signatures(pool, petition_id, 5, countries=("SY",))
     page = await open_page(browser, partner.page("article", snippet_page(api)), locale=locale)
     box = widget(page)
     await expect(box.get_by_label(label, exact=True)).to_be_visible()
@@ -478,10 +499,61 @@ async def test_the_widget_speaks_the_reader_language(
     await expect(box.locator("select")).to_have_value(region)
 
 
-async def test_texts_can_be_overridden_per_language(
-    browser: Browser, api: str, partner: Site, running_worker: CounterWorker
+@pytest.mark.parametrize(
+    ("locale", "said", "policy"),
+    [
+        ("en-GB", "Your data is held by Syria Justice Campaign.", "Privacy policy"),
+        ("fr-FR", "Vos données sont conservées par Syria Justice Campaign.", "Politique"),
+        ("ar-EG", "يحتفظ Syria Justice Campaign ببياناتك.", "سياسة الخصوصية"),
+    ],
+)
+async def test_the_privacy_notice_is_beside_the_consent_box(
+    browser: Browser,
+    api: str,
+    partner: Site,
+    pool: asyncpg.Pool,
+    running_worker: CounterWorker,
+    locale: str,
+    said: str,
+    policy: str,
 ) -> None:
-    overrides = {"fr": {"submit": "Je signe !"}, "en": {"submit": "Add my name"}}
+    await pool.execute(
+        "UPDATE petitions SET data_controller = $1, privacy_policy_url = $2",
+        "Syria Justice Campaign",
+        "https://campaign.example/privacy",
+    )
+    page = await open_page(browser, partner.page("article", snippet_page(api)), locale=locale)
+    notice = widget(page).locator(".privacy")
+    await expect(notice).to_contain_text(said)
+    link = notice.get_by_role("link", name=re.compile(policy))
+    await expect(link).to_have_attribute("href", "https://campaign.example/privacy")
+    # Right after the consent box.
+    following = (
+        await widget(page)
+        .locator("#cs-consent_updates")
+        .evaluate("input => input.closest('div').nextElementSibling.className")
+    )
+    assert following == "privacy"
+
+
+async def test_the_embed_page_shows_the_privacy_notice_in_its_language(
+    browser: Browser, api: str, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    await pool.execute("UPDATE petitions SET data_controller = 'Syria Justice Campaign'")
+    page = await open_page(browser, f"{api}/embed/{SLUG}?lang=ru", locale="ru-RU")
+    await expect(widget(page).locator(".privacy")).to_have_text(
+        "Ваши данные хранит Syria Justice Campaign. "
+    )
+
+
+async def test_texts_can_be_overridden_per_language(
+    browser: Browser, api: str, partner: Site, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    overrides = {
+        "fr": {"submit": "Je signe !"},
+        "en": {"submit": "Add my name", "privacy": "{controller} keeps what you send."},
+    }
+    await pool.execute("UPDATE petitions SET data_controller = 'Syria Justice Campaign'")
     html = snippet_page(api).replace(
         "<script src=",
         f"<script>window.CountersignTexts = {json.dumps(overrides)};</script>\n<script src=",
@@ -494,6 +566,9 @@ async def test_texts_can_be_overridden_per_language(
     ).to_be_visible()  # the rest stays French
     english = widget(await open_page(browser, url, locale="en-US"))
     await expect(english.get_by_role("button", name="Add my name")).to_be_visible()
+    await expect(english.locator(".privacy")).to_have_text(
+        "Syria Justice Campaign keeps what you send. "
+    )
 
 
 # -- accessibility ------------------------------------------------------------------------
@@ -511,6 +586,10 @@ async def test_no_serious_accessibility_violations(
     locale: str,
 ) -> None:
     await add_signatures(pool, petition_id, 5)
+    await pool.execute(
+        "UPDATE petitions SET data_controller = 'Syria Justice Campaign', "
+        "privacy_policy_url = 'https://campaign.example/privacy'"
+    )
     page = await open_page(browser, partner.page("article", snippet_page(api)), locale=locale)
     box = widget(page)
     await shows_total(box, 5)

@@ -93,12 +93,13 @@ async def insert_signature(
     postal_code: str | None = None,
     ip: str | None = None,
     created_at: datetime | None = None,
+    consent_updates: bool = False,
 ) -> int:
     """One signature with exactly these fields, hashed as the sign endpoint hashes them."""
     signature_id: int = await pool.fetchval(
         """INSERT INTO signatures (petition_id, name, email, email_hash, country, source,
-                                   postal_code, ip_hash, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now())) RETURNING id""",
+                                   postal_code, ip_hash, created_at, consent_updates)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10) RETURNING id""",
         petition_id,
         name,
         email,
@@ -108,6 +109,7 @@ async def insert_signature(
         postal_code,
         hasher.ip(ip) if ip else None,
         created_at,
+        consent_updates,
     )
     return signature_id
 

@@ -1,7 +1,8 @@
 """What schemathesis needs to reach past 401 and 404, for tests/test_openapi.py and the
 schemathesis step of .ci/run (``eval "$(python -m tests.support.schemathesis_data)"``): an
-admin token, a partner key, an invalidation to undo (id 1), a confirmation link and a
-receipt, handed to it as the environment variables tests/schemathesis.toml names.
+admin token, a partner key (granted the petition), an invalidation to undo (id 1), a
+confirmation link and a receipt, handed to it as the environment variables
+tests/schemathesis.toml names.
 
 Run it after the petition refer-syria-to-icc exists, with the API's DATABASE_URL and
 COUNTERSIGN_SECRET_KEY.
@@ -18,7 +19,7 @@ from countersign_core.connections import create_pg_pool
 from countersign_core.settings import load_settings
 from countersign_domain import moderation
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
-from countersign_domain.partners import create_partner
+from countersign_domain.partners import create_partner, grant_petition
 from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
 from countersign_domain.staff import Role, create_token
@@ -33,6 +34,8 @@ async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:
     _, partner_key = await create_partner(
         pool, name="Schemathesis", source_code="schemathesis", origins=[]
     )
+    # tests/schemathesis.toml names it in the staff's grant paths.
+    await grant_petition(pool, actor="schemathesis", source_code="schemathesis", slug=SLUG)
     invalidation = await moderation.apply_invalidation(
         pool,
         actor="schemathesis",
