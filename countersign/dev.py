@@ -403,8 +403,10 @@ def countersign_command() -> list[str]:
 def print_banner(base: str, demo: str, data_dir: Path, embedded: bool, *, catching: bool) -> None:
     petition = f"{base}/v1/petitions/{DEMO_SLUG}"
     rows = [
+        ("petition page", f"{base}/petitions/{DEMO_SLUG}  (read, sign and share it)"),
+        ("petitions", f"{base}/"),
         ("API", base),
-        ("petition", petition),
+        ("petition JSON", petition),
         ("live counts", f"{petition}/counts"),
         ("partner page", f"{demo}/  (the widget, embedded from another origin)"),
         ("embed", f"{base}/embed/{DEMO_SLUG}"),

@@ -107,6 +107,10 @@ class ApiConfig:
     # X-Forwarded-For is believed only from these peers.
     trusted_proxies: tuple[IPNetwork, ...]
     live_heartbeat: float
+    # GET / redirects to this petition's page instead of listing the open petitions.
+    home_petition: str | None
+    # A petition's share card (card.png) is drawn again at most this often per language.
+    card_refresh_seconds: float
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,10 @@ def load_settings() -> Settings:
                 trusted_proxies=_networks(env, "COUNTERSIGN_TRUSTED_PROXIES"),
                 live_heartbeat=env.float(
                     "COUNTERSIGN_LIVE_HEARTBEAT", 15.0, validate=Range(min=0.1, max=300)
+                ),
+                home_petition=env.str("COUNTERSIGN_HOME_PETITION", None, validate=Length(1, 100)),
+                card_refresh_seconds=env.float(
+                    "COUNTERSIGN_CARD_REFRESH_SECONDS", 60.0, validate=Range(min=0, max=86_400)
                 ),
             ),
             limits=LimitsConfig(

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from markupsafe import Markup, escape
 
 DEFAULT_LANGUAGE = "en"
 _LANGUAGE_FILE = re.compile(r"^[a-z]{2,3}\.json$")
@@ -38,6 +40,22 @@ class Texts:
         return _PLACEHOLDER.sub(
             lambda match: str(values.get(match[1], match[0])), self.strings[key]
         )
+
+    def html(self, key: str, **values: object) -> Markup:
+        """The same, escaped for HTML; values that are ``Markup`` go in as they are."""
+        return Markup(  # noqa: S704 - every part is escaped here
+            _PLACEHOLDER.sub(
+                lambda match: escape(values.get(match[1], match[0])), escape(self.strings[key])
+            )
+        )
+
+    def foreign(self, text: str, lang: str) -> Markup:
+        """``text``, written in ``lang``: escaped, and marked with its own language and
+        ``dir="auto"`` when that is not this language, so that a browser or a mail client
+        lays out mixed scripts (Arabic in an English sentence) correctly."""
+        if lang == self.language:
+            return escape(text)
+        return Markup('<span lang="{}" dir="auto">{}</span>').format(lang, text)
 
 
 class TextCatalog:
@@ -75,14 +93,30 @@ class TextCatalog:
     def get(self, language: str) -> Texts:
         return self._languages.get(language) or self._languages[DEFAULT_LANGUAGE]
 
-    def negotiate(self, requested: str | None, accept_language: str | None) -> str:
+    def negotiate(
+        self,
+        requested: str | None,
+        accept_language: str | None,
+        fallback: str = DEFAULT_LANGUAGE,
+    ) -> str:
         """The language to use: the one asked for if we have it, else the reader's
-        browser's first choice that we have (``Accept-Language``), else English."""
-        for tag in [requested or "", *parse_accept_language(accept_language)]:
-            match = _PRIMARY_TAG.match(tag)
-            if match and match[0].lower() in self._languages:
-                return match[0].lower()
-        return DEFAULT_LANGUAGE
+        browser's first choice that we have (``Accept-Language``), else ``fallback`` if
+        we have it (a petition's default language), else English."""
+        return negotiate(
+            [requested, *parse_accept_language(accept_language)],
+            self._languages,
+            fallback if fallback in self._languages else DEFAULT_LANGUAGE,
+        )
+
+
+def negotiate(candidates: Iterable[str | None], available: Collection[str], default: str) -> str:
+    """The primary language of the first candidate tag (``fr`` of ``fr-CA``) that is
+    available, else ``default``."""
+    for tag in candidates:
+        match = _PRIMARY_TAG.match(tag or "")
+        if match and match[0].lower() in available:
+            return match[0].lower()
+    return default
 
 
 def parse_accept_language(header: str | None) -> list[str]:

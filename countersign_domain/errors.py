@@ -146,6 +146,11 @@ class StaffAccountNotFound(Problem):
     description = "no active staff account has this address"
 
 
+class TranslationNotFound(Problem):
+    status, code = 404, "translation_not_found"
+    description = "the petition has no text in this language"
+
+
 class MethodNotAllowed(Problem):
     status, code = 405, "method_not_allowed"
     description = "this method is not allowed here"
@@ -182,6 +187,14 @@ class InvalidStatusTransition(Problem):
 class ClosesAtPassed(Problem):
     status, code = 409, "closes_at_passed"
     description = "the close date has passed: give a later one (or none)"
+
+
+class DefaultLanguageKept(Problem):
+    status, code = 409, "default_language_kept"
+    description = (
+        "the text in the petition's default language cannot be removed: make another "
+        "language the default first"
+    )
 
 
 class InvalidationUndone(Problem):

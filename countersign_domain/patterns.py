@@ -166,7 +166,12 @@ WEBSITE = around(
     f"{any_but(WHITESPACE)}(?:{any_but(())}{{0,498}}{any_but(WHITESPACE)})?", optional=True
 )
 # -- language: a BCP 47 tag such as "fr" or "ar-SY", for the confirmation email.
-LANGUAGE = around("[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}", optional=True)
+LANGUAGE_TAG = "[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}"
+LANGUAGE = around(LANGUAGE_TAG, optional=True)
+# A language a petition is written in: a primary subtag (sql/009_translations.sql checks
+# the same pattern); readers' tags (fr-CA) choose among them by their primary subtag.
+PETITION_LANGUAGE = "^[a-z]{2,3}$"
+PETITION_LANGUAGE_RULE = "Use a language code of 2 or 3 lowercase letters, such as fr or ar."
 
 # -- a privacy policy's address (sql/008_trust.sql checks the same pattern).
 POLICY_URL = r"^https?://[^\s]+$"

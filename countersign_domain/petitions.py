@@ -1,9 +1,14 @@
 """Petitions: the rows, the rules of changing them, and a short-lived cache for readers.
 
 Every door that changes a petition (the staff API, the ``countersign`` command, ``dev``)
-calls ``create_petition`` or ``update_petition``, allowed origins included: the status
-transitions and the close-date rule are checked here, and the audit entry is written
-here, in the same transaction as the change.
+calls ``create_petition``, ``update_petition`` or ``translate_petition``, allowed origins
+included: the status transitions and the close-date rule are checked here, and the audit
+entry is written here, in the same transaction as the change.
+
+A petition speaks several languages: its row holds the title, text and target in its
+default language (``default_lang``), and ``petition_translations`` one row per other
+language. ``petition_in`` gives the text in a language; ``choose_language`` picks it as
+every door does: an explicit choice, then the reader's browser, then the default.
 
 The sign and counts paths look a petition up by slug on every request; the cache keeps
 that off Postgres. A status change is seen within ``ttl`` seconds, and the signature
@@ -13,8 +18,10 @@ signature into a closed petition.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -23,12 +30,15 @@ import asyncpg
 from countersign_core.caching import FreshValues
 from countersign_core.connections import transaction, within
 from countersign_core.settings import PrivacyConfig
+from countersign_core.texts import negotiate
 from countersign_domain import audit, patterns
 from countersign_domain.errors import (
     ClosesAtPassed,
+    DefaultLanguageKept,
     InvalidStatusTransition,
     PetitionExists,
     PetitionNotFound,
+    TranslationNotFound,
     ValidationFailed,
 )
 
@@ -41,18 +51,41 @@ STATUSES = ("draft", "open", "closed")
 # How the staff API and the audit log name a field whose column is named otherwise.
 PUBLIC_FIELD_NAMES = {"body": "text"}
 
+_LANGUAGE = re.compile(patterns.PETITION_LANGUAGE)
+
+# Each query reads the columns and the other languages' texts of the petition of the row,
+# as one JSON object.
 _SELECT_PUBLIC = """
 SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation,
-       data_controller, privacy_policy_url
-FROM petitions"""
-SELECT_BY_SLUG = _SELECT_PUBLIC + " WHERE slug = $1"
-SELECT_BY_ID = _SELECT_PUBLIC + " WHERE id = $1"
-
-_MANAGED_COLUMNS = """id, slug, title, body, target, goal, status, created_at, closes_at,
-       require_confirmation, data_controller, privacy_policy_url, allowed_origins, closed_at
+       data_controller, privacy_policy_url, default_lang, (%s) AS translations
 """
-_SELECT_MANAGED = "SELECT " + _MANAGED_COLUMNS
-_RETURNING_MANAGED = "RETURNING " + _MANAGED_COLUMNS
+_SELECT_MANAGED = """
+SELECT id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
+       closed_at, require_confirmation, data_controller, privacy_policy_url, default_lang,
+       (%s) AS translations
+"""
+_RETURNING_MANAGED = """
+RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
+          closed_at, require_confirmation, data_controller, privacy_policy_url, default_lang,
+          (%s) AS translations
+"""
+_TRANSLATIONS = """
+SELECT coalesce(json_object_agg(t.lang, json_build_object(
+           'title', t.title, 'body', t.body, 'target', t.target)), '{}')::text
+FROM petition_translations t WHERE t.petition_id = petitions.id
+"""
+_SELECT_PUBLIC %= _TRANSLATIONS
+_SELECT_MANAGED %= _TRANSLATIONS
+_RETURNING_MANAGED %= _TRANSLATIONS
+
+SELECT_BY_SLUG = _SELECT_PUBLIC + "FROM petitions WHERE slug = $1"
+SELECT_BY_ID = _SELECT_PUBLIC + "FROM petitions WHERE id = $1"
+# The open petitions, for the home page: newest first, at most $1.
+LIST_OPEN = (
+    _SELECT_PUBLIC
+    + """FROM petitions WHERE status = 'open' AND (closes_at IS NULL OR closes_at > now())
+ORDER BY created_at DESC, id DESC LIMIT $1"""
+)
 
 # Built from constant fragments only; values always travel as parameters.
 SELECT_MANAGED = _SELECT_MANAGED + "FROM petitions WHERE slug = $1"
@@ -62,11 +95,24 @@ LIST_MANAGED = _SELECT_MANAGED + "FROM petitions ORDER BY created_at DESC, id DE
 INSERT_MANAGED = (
     """
 INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins,
-                       require_confirmation, data_controller, privacy_policy_url)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-"""
+                       require_confirmation, data_controller, privacy_policy_url, default_lang)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
     + _RETURNING_MANAGED
 )
+
+# A translation, added or replaced.
+UPSERT_TRANSLATION = """
+INSERT INTO petition_translations (petition_id, lang, title, body, target)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (petition_id, lang) DO UPDATE
+SET title = excluded.title, body = excluded.body, target = excluded.target
+"""
+# The text in the default language: the row's own.
+UPDATE_TEXT = "UPDATE petitions SET title = $2, body = $3, target = $4 WHERE id = $1"
+DELETE_TRANSLATION = """
+DELETE FROM petition_translations WHERE petition_id = $1 AND lang = $2
+RETURNING title, body, target
+"""
 
 # NULL keeps a column as it is; closes_at and the privacy notice can be set to NULL, so
 # each has its own flag.
@@ -82,11 +128,31 @@ UPDATE petitions SET
     status = coalesce($9, status),
     require_confirmation = coalesce($10, require_confirmation),
     data_controller = CASE WHEN $11 THEN $12 ELSE data_controller END,
-    privacy_policy_url = CASE WHEN $13 THEN $14 ELSE privacy_policy_url END
-WHERE id = $1
-"""
+    privacy_policy_url = CASE WHEN $13 THEN $14 ELSE privacy_policy_url END,
+    default_lang = coalesce($15, default_lang)
+WHERE id = $1"""
     + _RETURNING_MANAGED
 )
+
+
+@dataclass(frozen=True)
+class PetitionText:
+    """What a reader reads of a petition, in one language."""
+
+    lang: str
+    title: str
+    body: str
+    target: str
+
+
+def _fields_of(row: asyncpg.Record) -> dict[str, Any]:
+    """A row's columns as the dataclasses' fields: the translations' JSON object read."""
+    values = dict(row)
+    values["translations"] = {
+        lang: PetitionText(lang, **text)
+        for lang, text in json.loads(values.get("translations") or "{}").items()
+    }
+    return values
 
 
 @dataclass(frozen=True)
@@ -106,10 +172,18 @@ class Petition:
     # deployment's (``privacy_notice``).
     data_controller: str | None
     privacy_policy_url: str | None
+    # The language of title, body and target; the others are in ``translations``.
+    default_lang: str = field(default="en", kw_only=True)
+    translations: Mapping[str, PetitionText] = field(default_factory=dict, kw_only=True)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Petition:
-        return cls(**dict(row))
+        return cls(**_fields_of(row))
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language the petition is written in: the default first."""
+        return [self.default_lang, *sorted(set(self.translations) - {self.default_lang})]
 
     def privacy_notice(self, config: PrivacyConfig) -> PrivacyNotice:
         return PrivacyNotice.of(config, self.data_controller, self.privacy_policy_url)
@@ -135,7 +209,7 @@ class ManagedPetition(Petition):
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ManagedPetition:
-        return cls(**dict(row))
+        return cls(**_fields_of(row))
 
 
 @dataclass(frozen=True)
@@ -170,6 +244,36 @@ class PetitionChanges(TypedDict, total=False):
     require_confirmation: bool
     data_controller: str | None
     privacy_policy_url: str | None
+    # Another language becomes the default: its translation, if any, moves into the row
+    # and the row's text becomes the translation of the former default.
+    default_lang: str
+
+
+# -- languages ------------------------------------------------------------------------------
+
+
+def petition_in(petition: Petition, lang: str) -> PetitionText:
+    """The petition's title, text and target in ``lang``; in its default language if it
+    has no such translation."""
+    return petition.translations.get(lang) or PetitionText(
+        petition.default_lang, petition.title, petition.body, petition.target
+    )
+
+
+def choose_language(petition: Petition, explicit: Iterable[str | None], accepted: list[str]) -> str:
+    """The petition's language for a reader, in the order every door uses: an explicit
+    choice (``?lang=``, ``data-lang``, the signature's language), then the browser's
+    ``Accept-Language`` (its tags, most wanted first), then the petition's default."""
+    return negotiate([*explicit, *accepted], petition.languages, petition.default_lang)
+
+
+def goal_reached(total: int, goal: int) -> bool:
+    return total >= goal
+
+
+def _check_language(lang: str, name: str = "lang") -> None:
+    if not _LANGUAGE.fullmatch(lang):
+        raise ValidationFailed(fields={name: [patterns.PETITION_LANGUAGE_RULE]})
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -200,6 +304,13 @@ async def managed_petition(
 async def list_petitions(conn: asyncpg.Pool | asyncpg.Connection) -> list[ManagedPetition]:
     """Every petition, drafts included, newest first."""
     return [ManagedPetition.from_row(row) for row in await conn.fetch(LIST_MANAGED)]
+
+
+async def list_open_petitions(
+    conn: asyncpg.Pool | asyncpg.Connection, *, limit: int = 100
+) -> list[Petition]:
+    """The petitions taking signatures now, newest first."""
+    return [Petition.from_row(row) for row in await conn.fetch(LIST_OPEN, limit)]
 
 
 # -- the rules ------------------------------------------------------------------------------
@@ -264,12 +375,14 @@ async def create_petition(
     require_confirmation: bool = True,
     data_controller: str | None = None,
     privacy_policy_url: str | None = None,
+    default_lang: str = "en",
 ) -> ManagedPetition:
     """Create a petition (a draft, or open at once) and its ``petition.create`` entry.
     Raises PetitionExists, ClosesAtPassed, ValidationFailed."""
     _check_slug(slug)
     _check_status(status, NEW_STATUSES)
     _check_privacy(data_controller, privacy_policy_url)
+    _check_language(default_lang, "default_lang")
     refuse_passed_close(closes_at)
     async with transaction(db) as conn:
         try:
@@ -286,6 +399,7 @@ async def create_petition(
                 require_confirmation,
                 data_controller,
                 privacy_policy_url,
+                default_lang,
             )
         except asyncpg.UniqueViolationError:
             raise PetitionExists from None
@@ -308,8 +422,11 @@ async def update_petition(
     ClosesAtPassed, ValidationFailed."""
     _check_privacy(changes.get("data_controller"), changes.get("privacy_policy_url"))
     refuse_passed_close(changes.get("closes_at"))
+    if "default_lang" in changes:
+        _check_language(changes["default_lang"], "default_lang")
     async with transaction(db) as conn:
         current = await managed_petition(conn, slug, for_update=True)
+        changes = await _swap_default_language(conn, current, changes)
         status = changes.get("status", current.status)
         _check_status(status, STATUSES)
         check_transition(current.status, status)
@@ -334,6 +451,7 @@ async def update_petition(
             changes.get("data_controller"),
             "privacy_policy_url" in changes,
             changes.get("privacy_policy_url"),
+            changes.get("default_lang"),
         )
         petition = ManagedPetition.from_row(row)
         details: dict[str, Any] = {
@@ -343,6 +461,77 @@ async def update_petition(
             details["status"] = {"from": current.status, "to": petition.status}
         await audit.record(conn, actor, "petition.update", petition_id=petition.id, details=details)
     return petition
+
+
+async def _swap_default_language(
+    conn: asyncpg.Connection, current: ManagedPetition, changes: PetitionChanges
+) -> PetitionChanges:
+    """When another language becomes the default and has a translation, that translation
+    moves into the row (unless the change gives the row's text itself) and the row's
+    text becomes the translation of the former default; without one, the row's text is
+    only relabelled. The changes to make to the row."""
+    new = changes.get("default_lang", current.default_lang)
+    if new == current.default_lang:
+        return changes
+    moved = await conn.fetchrow(DELETE_TRANSLATION, current.id, new)
+    if moved is None:
+        return changes
+    await conn.execute(
+        UPSERT_TRANSLATION,
+        current.id,
+        current.default_lang,
+        current.title,
+        current.body,
+        current.target,
+    )
+    return {**dict(moved), **changes}
+
+
+async def translate_petition(
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    actor: str,
+    slug: str,
+    lang: str,
+    title: str,
+    body: str = "",
+    target: str = "",
+) -> ManagedPetition:
+    """Add or replace the petition's title, text and target in ``lang`` (in its default
+    language: its own text), with a ``petition.translate`` entry. Raises
+    PetitionNotFound, ValidationFailed."""
+    _check_language(lang)
+    async with transaction(db) as conn:
+        current = await managed_petition(conn, slug, for_update=True)
+        if lang == current.default_lang:
+            await conn.execute(UPDATE_TEXT, current.id, title, body, target)
+        else:
+            await conn.execute(UPSERT_TRANSLATION, current.id, lang, title, body, target)
+        await audit.record(
+            conn, actor, "petition.translate", petition_id=current.id, details={"lang": lang}
+        )
+        return await managed_petition(conn, slug)
+
+
+async def remove_translation(
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, slug: str, lang: str
+) -> ManagedPetition:
+    """Remove the petition's text in ``lang``, with a ``petition.translate`` entry.
+    Raises PetitionNotFound, DefaultLanguageKept, TranslationNotFound."""
+    async with transaction(db) as conn:
+        current = await managed_petition(conn, slug, for_update=True)
+        if lang == current.default_lang:
+            raise DefaultLanguageKept()
+        if await conn.fetchrow(DELETE_TRANSLATION, current.id, lang) is None:
+            raise TranslationNotFound()
+        await audit.record(
+            conn,
+            actor,
+            "petition.translate",
+            petition_id=current.id,
+            details={"lang": lang, "removed": True},
+        )
+        return await managed_petition(conn, slug)
 
 
 async def set_status(

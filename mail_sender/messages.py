@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email import policy
+from email.header import Header
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import formatdate, parseaddr
 
 import asyncpg
@@ -21,6 +25,28 @@ from countersign_core.texts import TextCatalog, Texts
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.petitions import PrivacyNotice
 from countersign_domain.sessions import sign_in_secret
+
+
+class EncodedWordsSubject(UnstructuredHeader, BaseHeader):
+    """A Subject folded by ``email.header.Header``, which keeps every space inside its
+    encoded words.
+
+    The standard library's folding of a non-ASCII subject (Python 3.11 to 3.13) can put
+    the space between two words outside the encoded words, where RFC 2047 says it is
+    ignored: "Передайте дело" then decodes as "Передайтедело" in every mail client.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        text = str(self)
+        header = Header(text, "us-ascii" if text.isascii() else "utf-8", header_name=self.name)
+        return f"{self.name}: {header.encode(linesep=policy.linesep)}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("subject", EncodedWordsSubject)
+# How the message's headers are built (the SMTP client serialises it with its own
+# policy; the Subject folds itself).
+MESSAGE_POLICY = policy.default.clone(header_factory=_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -38,6 +64,8 @@ class ClaimedJob:
     # The petition's own privacy notice, if it has one.
     data_controller: str | None
     privacy_policy_url: str | None
+    # The title's language: the job's, or the petition's default if not translated.
+    title_lang: str | None
     sign_in_nonce: bytes | None  # a sign-in link's
     language: str
     message_id: str
@@ -98,6 +126,7 @@ class Composer:
         context = {
             "t": texts,
             "title": job.title,
+            "title_lang": job.title_lang,
             "days": self._link_days,
             "link": f"{self._public_url}/confirm/{token}",
             "privacy": PrivacyNotice.of(self._privacy, job.data_controller, job.privacy_policy_url),
@@ -124,7 +153,7 @@ class Composer:
         subject: str,
         context: Mapping[str, object],
     ) -> EmailMessage:
-        message = EmailMessage()
+        message = EmailMessage(policy=MESSAGE_POLICY)
         message["From"] = self._mail_from
         message["To"] = job.email
         # One line, whatever the title holds: a header cannot break.

@@ -92,11 +92,13 @@ WITH due AS (
               j.message_id, j.attempts
 )
 SELECT c.id, c.kind, c.signature_id, c.submission_id, s.petition_id,
-       coalesce(s.email, a.email) AS email, p.title, p.data_controller, p.privacy_policy_url,
+       coalesce(s.email, a.email) AS email, coalesce(t.title, p.title) AS title,
+       coalesce(t.lang, p.default_lang) AS title_lang, p.data_controller, p.privacy_policy_url,
        l.nonce AS sign_in_nonce, c.language, c.message_id, c.attempts
 FROM claimed c
 LEFT JOIN signatures s ON s.id = c.signature_id
 LEFT JOIN petitions p ON p.id = s.petition_id
+LEFT JOIN petition_translations t ON t.petition_id = p.id AND t.lang = c.language
 LEFT JOIN staff_sign_in_links l ON l.id = c.sign_in_link_id
 LEFT JOIN staff_accounts a ON a.id = l.account_id
 ORDER BY c.id

@@ -29,6 +29,7 @@ from petition_api.admin.auth import staff_middleware
 from petition_api.admin.delivery import templates
 from petition_api.appkeys import (
     ABUSE,
+    CARDS,
     COUNTS,
     DB,
     HASHER,
@@ -47,6 +48,8 @@ from petition_api.appkeys import (
     WIDGET,
     WRITER,
 )
+from petition_api.cards import CardRenderer
+from petition_api.compression import compression_middleware
 from petition_api.console.app import create_console_app
 from petition_api.cors import add_cors_headers
 from petition_api.counts import CountsRenderer
@@ -63,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     settings.require_servers()
     secret_key = settings.require_secret_key()
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware],
+        middlewares=[compression_middleware, observe_middleware, error_middleware],
         client_max_size=settings.api.max_body_bytes,
     )
     app.on_response_prepare.extend([stamp_request_id, security_headers, add_cors_headers])
@@ -71,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LAYOUT] = KeyLayout(settings.redis.prefix)
     app[HASHER] = Hasher(secret_key)
     app[TOKENS] = ConfirmationTokens(secret_key, max_age_days=settings.confirmation.link_days)
+    app[CARDS] = CardRenderer(refresh_seconds=settings.api.card_refresh_seconds)
     app.cleanup_ctx.extend([postgres, redis, files])
     app.on_shutdown.append(end_live_streams)
     app.add_routes(routes.PUBLIC)

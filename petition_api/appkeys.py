@@ -19,6 +19,7 @@ from countersign_domain.partners import PartnerDirectory
 from countersign_domain.petitions import PetitionDirectory
 from countersign_domain.signatures import Hasher, SignatureWriter
 from petition_api.abuse import AbuseChecks
+from petition_api.cards import CardRenderer
 from petition_api.counts import CountsRenderer
 from petition_api.live_hub import LiveHub
 from petition_api.pages import Pages
@@ -43,3 +44,4 @@ LIVE = web.AppKey("live", LiveHub)
 WIDGET = web.AppKey("widget", WidgetAssets)
 ABUSE = web.AppKey("abuse", AbuseChecks)
 LIMITER = web.AppKey("limiter", RateLimiter)
+CARDS = web.AppKey("cards", CardRenderer)

@@ -12,6 +12,8 @@ an expired or damaged link. The answer is the same whether or not the address si
 
 from __future__ import annotations
 
+import functools
+
 import asyncpg
 from aiohttp import web
 from marshmallow import ValidationError
@@ -19,23 +21,26 @@ from marshmallow import ValidationError
 from countersign_core.connections import within
 from countersign_domain.confirmation_tokens import ConfirmationRef, TokenExpired, TokenInvalid
 from countersign_domain.errors import PayloadTooLarge, ServiceUnavailable
-from countersign_domain.petitions import PrivacyNotice
+from countersign_domain.petitions import petition_in
 from countersign_domain.signature_log.receipts import receipt_code
 from petition_api import appkeys as keys
 from petition_api.bodies import FORM_TYPES, read_form
 from petition_api.openapi import Reply, documented
+from petition_api.petition_page import petition_view, reader_of
 from petition_api.schemas import ConfirmationRequestSchema
 
 _request_schema = ConfirmationRequestSchema()
 
-# What the page for a token says: the petition's title and privacy notice, whether what
-# the link confirms (the signature, or the partner's submission $3) is confirmed, whether
-# the petition is open. No row when the signature (or the submission) is gone.
+# What the page for a token says: the petition, whether what the link confirms (the
+# signature, or the partner's submission $3) is confirmed, whether the petition is open,
+# the signer's language. No row when the signature (or the submission) is gone.
 STATE = """
-SELECT p.title, p.slug, p.data_controller, p.privacy_policy_url, s.receipt_secret,
+SELECT p.slug, s.receipt_secret,
        CASE WHEN $3::bigint IS NULL THEN s.confirmed_at IS NOT NULL
             ELSE ps.confirmed_at IS NOT NULL END AS confirmed,
-       countersign_petition_open(p) AS open
+       countersign_petition_open(p) AS open,
+       (SELECT j.language FROM email_jobs j WHERE j.signature_id = s.id
+        ORDER BY j.sequence DESC LIMIT 1) AS language
 FROM signatures s
 JOIN petitions p ON p.id = s.petition_id
 LEFT JOIN partner_submissions ps ON ps.id = $3 AND ps.signature_id = s.id
@@ -87,6 +92,7 @@ TOKEN_PAGES = {
 
 @documented(
     "The page of a confirmation link",
+    html=True,
     tags=("confirmation",),
     description="Shows the petition and a button; opening the link confirms nothing.",
     responses=TOKEN_PAGES,
@@ -98,6 +104,7 @@ async def show_confirmation(request: web.Request) -> web.Response:
 
 @documented(
     "Confirm a signature (the button of the link's page)",
+    html=True,
     tags=("confirmation",),
     description="The token in the path is the capability; the body is ignored.",
     responses={**TOKEN_PAGES, 200: Reply("Confirmed.", text_types=HTML)},
@@ -120,20 +127,30 @@ async def _answer(request: web.Request, *, confirm: bool) -> web.Response:
         request.app[keys.SETTINGS].api.backend_timeout,
         confirmation_state(request.app[keys.DB], ref, confirm=confirm),
     )
-    if row is None:  # purged unconfirmed, or erased
+    petition = await request.app[keys.PETITIONS].get(row["slug"]) if row else None
+    if row is None or petition is None:  # purged unconfirmed, or erased
         return pages.render(request, "gone", status=410)
-    title = row["title"]
-    privacy = PrivacyNotice.of(
-        request.app[keys.SETTINGS].privacy, row["data_controller"], row["privacy_policy_url"]
+    # In the signer's language first (the one their email spoke).
+    reader = reader_of(request, petition, row["language"])
+    text = petition_in(petition, reader.lang)
+    page = functools.partial(
+        pages.render,
+        request,
+        title=text.title,
+        title_lang=text.lang,
+        texts=reader.texts,
+        privacy=petition.privacy_notice(request.app[keys.SETTINGS].privacy),
     )
     if row["confirmed"]:
         # The signer's receipt (the signature log): the page is theirs, the link a secret.
         secret = row["receipt_secret"]
         receipt = receipt_code(row["slug"], ref.signature_id, secret) if secret else None
-        return pages.render(request, "confirmed", title=title, privacy=privacy, receipt=receipt)
+        # Not a dead end: the count it joined, and the links to share the petition.
+        view = await petition_view(request, petition, reader.texts, reader.lang, None)
+        return page("confirmed", receipt=receipt, view=view)
     if not row["open"]:
-        return pages.render(request, "closed", status=409, title=title, privacy=privacy)
-    return pages.render(request, "confirm", title=title, privacy=privacy)
+        return page("closed", status=409)
+    return page("confirm")
 
 
 async def confirmation_state(
@@ -150,6 +167,7 @@ async def confirmation_state(
 
 @documented(
     "The form asking for a new confirmation link",
+    html=True,
     tags=("confirmation",),
     responses={200: Reply("The form.", text_types=HTML)},
 )
@@ -159,6 +177,7 @@ async def new_link_form(request: web.Request) -> web.Response:
 
 @documented(
     "Ask for a new confirmation link",
+    html=True,
     tags=("confirmation",),
     description=(
         "The same answer whether or not the address signed: this tells nobody whether someone did."

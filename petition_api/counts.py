@@ -18,7 +18,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LRUCache
@@ -48,6 +49,8 @@ class RenderedCounts:
     # The answer's headers (with the body, and on a 304), made once.
     headers: Headers
     not_modified_headers: Headers
+    # The same figures, for pages that show them (the petition page, its share card).
+    payload: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 def counts_payload(petition: Petition, counts: LiveCounts, breakdown_min: int) -> dict[str, Any]:
@@ -140,10 +143,15 @@ class CountsRenderer:
         json_type = {"Content-Type": "application/json"}
         if stale:  # not to be cached, and no ETag to revalidate with
             headers = _headers(**json_type, **{"Cache-Control": "no-store"})
-            return RenderedCounts(body, etag, stale, headers, headers)
+            return RenderedCounts(body, etag, stale, headers, headers, payload)
         validators = {"Cache-Control": self._cache_control, "ETag": f'"{etag}"'}
         return RenderedCounts(
-            body, etag, stale, _headers(**json_type, **validators), _headers(**validators)
+            body,
+            etag,
+            stale,
+            _headers(**json_type, **validators),
+            _headers(**validators),
+            payload,
         )
 
 

@@ -31,6 +31,8 @@ from countersign_domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from petition_api import appkeys as keys
+from petition_api.html import wants_html
 
 log = logging.getLogger("petition_api")
 
@@ -63,7 +65,14 @@ def as_problem(exc: BaseException) -> Problem | None:
     return None
 
 
-def error_response(problem: Problem) -> web.Response:
+def error_response(problem: Problem, request: web.Request | None = None) -> web.Response:
+    """The problem's answer: the JSON envelope, or for a browser on an HTML route, a page."""
+    # The root app's pages (a sub-app's request reaches them through its parents).
+    pages = request.config_dict.get(keys.PAGES) if request is not None else None
+    if request is not None and pages is not None and wants_html(request):
+        page = pages.error(request, problem.status, problem.code)
+        page.headers.update(problem.headers or {})
+        return page
     error: dict[str, Any] = {"code": problem.code, "message": problem.message}
     if problem.fields:
         error["fields"] = problem.fields
@@ -80,7 +89,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         known = _HTTP_PROBLEMS.get(exc.status)
         if known is not None:
-            return error_response(known(headers=headers))
+            return error_response(known(headers=headers), request)
         # A refusal of aiohttp's that no route of ours leads to: said as it is.
         body = {"error": {"code": "http_error", "message": exc.reason.lower()}}
         return web.json_response(body, status=exc.status, headers=headers)
@@ -94,7 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 type(exc).__name__,
             )
         if problem is not None:
-            return error_response(problem)
+            return error_response(problem, request)
         # The exception's message may quote a row (asyncpg's DETAIL does): log the type
         # and the frames, never the message.
         log.error(
@@ -104,7 +113,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             type(exc).__name__,
             frames_of(exc.__traceback__),
         )
-        return error_response(InternalError())
+        return error_response(InternalError(), request)
 
 
 def _route(request: web.Request) -> str:

@@ -29,6 +29,7 @@ from countersign_domain.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
+from petition_api.html import html_route
 from petition_api.schemas import ErrorSchema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,17 +83,18 @@ SLUG = {"type": "string", "pattern": patterns.SLUG}
 SOURCE = {"type": "string", "pattern": patterns.SOURCE_CODE}
 
 
-def error_replies(problems: Iterable[type[Problem]]) -> dict[int, Reply]:
+def error_replies(problems: Iterable[type[Problem]], *, html: bool = False) -> dict[int, Reply]:
     """The answers of these problems, one per status, in the error envelope
-    ``{"error": {"code", "message", "fields"?}}``: each lists its codes and their meaning."""
+    ``{"error": {"code", "message", "fields"?}}`` (``html``: an HTML page in the reader's
+    language, on routes that answer people): each lists its codes and their meaning."""
     by_status: dict[int, list[type[Problem]]] = {}
     for problem in problems:
         if problem not in by_status.setdefault(problem.status, []):
             by_status[problem.status].append(problem)
-    return {status: _error_reply(group) for status, group in by_status.items()}
+    return {status: _error_reply(group, html=html) for status, group in by_status.items()}
 
 
-def _error_reply(problems: list[type[Problem]]) -> Reply:
+def _error_reply(problems: list[type[Problem]], *, html: bool) -> Reply:
     lines = [f"`{problem.code}`: {problem.description}." for problem in problems]
     description = lines[0] if len(lines) == 1 else "\n".join(f"- {line}" for line in lines)
     headers = {
@@ -100,6 +102,13 @@ def _error_reply(problems: list[type[Problem]]) -> Reply:
         for kinds, name, text in _PROBLEM_HEADERS
         if any(issubclass(problem, kinds) for problem in problems)
     }
+    if html:
+        return Reply(
+            f"An HTML page saying so, in the reader's language.\n\n{description}",
+            text_types=("text/html",),
+            headers=headers,
+            problems=tuple(problems),
+        )
     return Reply(description, ErrorSchema, headers=headers, problems=tuple(problems))
 
 
@@ -153,14 +162,18 @@ def documented(
     header_parameters: Mapping[str, str] | None = None,
     query: type[Schema] | None = None,
     security: tuple[Mapping[str, list[str]], ...] = (),
+    html: bool = False,
 ) -> Callable[[H], H]:
     """Document a handler: every answer it can give, the ones of its ``responses`` and
-    those of the ``problems`` it can raise (written from the error vocabulary)."""
-    errors = error_replies(problems)
+    those of the ``problems`` it can raise (written from the error vocabulary). ``html``:
+    a route that answers people, whose errors are HTML pages (petition_api/html.py)."""
+    errors = error_replies(problems, html=html)
     if both := set(errors) & set(responses):
         raise ValueError(f"{summary!r}: status {sorted(both)} is both a reply and a problem")
 
     def register(handler: H) -> H:
+        if html:
+            html_route(handler)
         _OPERATIONS[handler] = Operation(
             summary,
             {**responses, **errors},

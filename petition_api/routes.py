@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from petition_api import confirmation, docs, live, partners, signature_log, views, widget
+from petition_api import (
+    confirmation,
+    docs,
+    live,
+    partners,
+    petition_page,
+    signature_log,
+    views,
+    widget,
+)
 from petition_api.admin import delivery
 from petition_api.admin import routes as staff
 from petition_api.console import exports as console_exports
@@ -21,6 +30,12 @@ STAFF_PREFIX = "/v1/admin"
 CONSOLE_PREFIX = "/admin"
 
 PUBLIC = [
+    # Pages for people (HTML): the open petitions, a petition's page, its form, its card.
+    web.get("/", petition_page.home),
+    web.get("/petitions/{slug}", petition_page.petition_page),
+    web.post("/petitions/{slug}", petition_page.sign_from_page),
+    web.get("/petitions/{slug}/card.png", petition_page.card),
+    web.get("/assets/page-{version:[0-9a-f]{1,64}}.js", petition_page.page_script),
     web.get("/healthz", views.healthz),
     web.get("/readyz", views.readyz),
     # What the widget calls from partners' pages: answered to other origins too.
@@ -60,6 +75,8 @@ STAFF = [
     web.post("/petitions", staff.create_petition),
     web.get("/petitions/{slug}", staff.get_petition),
     web.patch("/petitions/{slug}", staff.update_petition),
+    web.put("/petitions/{slug}/translations/{lang}", staff.put_translation),
+    web.delete("/petitions/{slug}/translations/{lang}", staff.delete_translation),
     web.get("/petitions/{slug}/summary", staff.summary),
     # No HEAD: it would run (and audit) a whole export to send nothing.
     web.get("/petitions/{slug}/signatures.csv", staff.export_signatures, allow_head=False),

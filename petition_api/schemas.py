@@ -10,7 +10,16 @@ import re
 import unicodedata
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+)
 
 from countersign_domain import patterns
 
@@ -193,6 +202,26 @@ class SignatureFormSchema(SignatureSchema):
     )
 
 
+# A language the API reads in a query (?lang=fr, ?lang=pt-BR): a BCP 47 tag, of which the
+# primary subtag decides.
+valid_language = WholeMatch(f"^{patterns.LANGUAGE_TAG}$", error="Not a language tag.")
+
+
+class LanguageQuerySchema(Schema):
+    """``?lang=``: an explicit choice of language; other parameters are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    lang = fields.String(
+        validate=valid_language,
+        metadata={
+            "description": "The language to read the petition in (BCP 47, e.g. fr or ar-SY); "
+            "without it, Accept-Language, then the petition's default language."
+        },
+    )
+
+
 class PetitionSchema(Schema):
     slug = fields.String()
     title = fields.String()
@@ -202,6 +231,11 @@ class PetitionSchema(Schema):
     status = fields.String()
     created_at = fields.AwareDateTime()
     closes_at = fields.AwareDateTime(allow_none=True)
+    default_lang = fields.String(metadata={"description": "The petition's default language."})
+    languages = fields.List(
+        fields.String(),
+        metadata={"description": "Every language the petition is written in, default first."},
+    )
 
 
 class PrivacyNoticeSchema(Schema):
@@ -214,6 +248,9 @@ class PrivacyNoticeSchema(Schema):
 
 
 class PublicPetitionSchema(PetitionSchema):
+    lang = fields.String(
+        metadata={"description": "The language of title, text and target (Content-Language)."}
+    )
     privacy = fields.Nested(
         PrivacyNoticeSchema,
         metadata={"description": "To show beside the consent box (null parts: not set)."},

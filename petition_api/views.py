@@ -8,6 +8,7 @@ from dataclasses import asdict
 from aiohttp import web
 
 from countersign_core.connections import TRANSIENT_ERRORS, ping_redis, within
+from countersign_core.texts import negotiate, parse_accept_language
 from countersign_domain.errors import (
     CountsUnavailable,
     InvalidForm,
@@ -23,6 +24,8 @@ from countersign_domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from countersign_domain.partners import Partner
+from countersign_domain.petitions import Petition, choose_language, petition_in
 from countersign_domain.signatures import (
     BackendUnavailable,
     NewSignature,
@@ -41,7 +44,9 @@ from petition_api.schemas import (
     CompiledLoad,
     CountsSchema,
     HealthSchema,
+    LanguageQuerySchema,
     PendingConfirmationSchema,
+    PrivacyNoticeSchema,
     PublicPetitionSchema,
     ReadinessSchema,
     SignatureFormSchema,
@@ -53,30 +58,50 @@ _signature_schema = SignatureSchema()
 _signature_json = CompiledLoad(_signature_schema)
 _signature_form_schema = SignatureFormSchema()
 _petition_schema = PublicPetitionSchema()
+_privacy_schema = PrivacyNoticeSchema()
+_language_query = LanguageQuerySchema()
 
 
 @documented(
-    "A petition",
+    "A petition, in a language",
     tags=("petitions",),
+    description=(
+        "Title, text and target in the language asked for (`?lang=`), else the first of "
+        "Accept-Language the petition is written in, else its default language; `lang` and "
+        "Content-Language say which, `languages` lists them all. One total whatever the "
+        "language."
+    ),
     path_parameters={"slug": SLUG},
+    header_parameters={"Accept-Language": "The reader's languages, most wanted first."},
+    query=LanguageQuerySchema,
     responses={
         200: Reply(
             "The petition; `status` reads closed once its close date has passed.",
             PublicPetitionSchema,
+            headers={"Content-Language": ("The language of title, text and target.", True)},
         ),
     },
-    problems=(PetitionNotFound, ServiceUnavailable),
+    problems=(PetitionNotFound, ValidationFailed, ServiceUnavailable),
 )
 async def get_petition(request: web.Request) -> web.Response:
     petition = await public_petition(request)
-    body = _petition_schema.dump(
-        {
-            **asdict(petition),
-            "status": petition.effective_status,
-            "privacy": petition.privacy_notice(request.app[keys.SETTINGS].privacy),
-        }
+    query = _language_query.load(request.query)
+    lang = choose_language(
+        petition, [query.get("lang")], parse_accept_language(request.headers.get("Accept-Language"))
     )
-    return web.json_response(body)
+    text = petition_in(petition, lang)
+    body = _petition_schema.dump(petition)
+    body.update(
+        status=petition.effective_status,
+        lang=text.lang,
+        title=text.title,
+        text=text.body,
+        target=text.target,
+        privacy=_privacy_schema.dump(petition.privacy_notice(request.app[keys.SETTINGS].privacy)),
+    )
+    return web.json_response(
+        body, headers={"Content-Language": text.lang, "Vary": "Accept-Language"}
+    )
 
 
 @documented(
@@ -155,6 +180,20 @@ async def _sign(request: web.Request) -> web.Response:
         fields = _signature_form_schema.load(data)
     else:
         fields = _signature_json.load(data)
+    # The same answer whether the address is new, had signed already, or had confirmed
+    # already: nobody can use this endpoint to find out whether someone signed.
+    return _accepted(await record_signature(request, petition, fields, partner))
+
+
+async def record_signature(
+    request: web.Request,
+    petition: Petition,
+    fields: dict[str, Any],
+    partner: Partner | None = None,
+) -> SignStatus:
+    """Record the signature of these checked fields (a filled honeypot records nothing)
+    after the abuse checks, whichever door it came through (the API, the petition's
+    page): what it will count as. Raises PetitionClosed, ServiceUnavailable, RateLimited."""
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         count_signature("rejected", "honeypot")
@@ -184,9 +223,7 @@ async def _sign(request: web.Request) -> web.Response:
         source=partner.source_code if partner is not None else fields["source"],
         consent_updates=fields["consent_updates"],
         ip_hash=today.ip(str(client)) if today else None,
-        language=request.app[keys.TEXTS].negotiate(
-            fields["language"], request.headers.get("Accept-Language")
-        ),
+        language=signature_language(request, petition, fields["language"]),
         suspect_reason=suspect_reason,
     )
     try:
@@ -195,9 +232,16 @@ async def _sign(request: web.Request) -> web.Response:
         raise ServiceUnavailable("the signature could not be recorded; try again shortly") from None
     if status is None:
         raise PetitionClosed()
-    # The same answer whether the address is new, had signed already, or had confirmed
-    # already: nobody can use this endpoint to find out whether someone signed.
-    return _accepted(status)
+    return status
+
+
+def signature_language(request: web.Request, petition: Petition, explicit: str | None) -> str:
+    """The language of the signer's emails and pages: the one they chose, else their
+    browser's first that we speak or the petition is written in, else the petition's
+    default (as its title will be)."""
+    available = request.app[keys.TEXTS].languages | set(petition.languages)
+    accepted = parse_accept_language(request.headers.get("Accept-Language"))
+    return negotiate([explicit, *accepted], available, petition.default_lang)
 
 
 def _accepted(status: SignStatus) -> web.Response:

@@ -68,7 +68,7 @@ class EmbedQuerySchema(Schema):
 )
 async def loader(request: web.Request) -> web.Response:
     assets = request.app[keys.WIDGET]
-    return _javascript(
+    return javascript_response(
         assets.loader,
         f"public, max-age={LOADER_MAX_AGE}",
         etag=assets.version,
@@ -95,10 +95,10 @@ async def loader(request: web.Request) -> web.Response:
 async def script(request: web.Request) -> web.Response:
     assets = request.app[keys.WIDGET]
     if request.match_info["version"] == assets.version:
-        return _javascript(assets.script, IMMUTABLE, etag=assets.version, request=request)
+        return javascript_response(assets.script, IMMUTABLE, etag=assets.version, request=request)
     # Another version (a process of the previous or next deploy answered the loader):
     # serve ours, but briefly, since this URL should hold different bytes.
-    return _javascript(
+    return javascript_response(
         assets.script,
         f"public, max-age={LOADER_MAX_AGE}",
         etag=assets.version,
@@ -106,7 +106,10 @@ async def script(request: web.Request) -> web.Response:
     )
 
 
-def _javascript(body: bytes, cache: str, *, etag: str, request: web.Request) -> web.Response:
+def javascript_response(
+    body: bytes, cache: str, *, etag: str, request: web.Request
+) -> web.Response:
+    """A script with its ETag, or 304 when the browser's copy is that version."""
     headers = {**_SCRIPT_HEADERS, "Cache-Control": cache, "ETag": f'"{etag}"'}
     if any(candidate.value == etag for candidate in request.if_none_match or ()):
         return web.Response(status=304, headers=headers)
@@ -115,6 +118,7 @@ def _javascript(body: bytes, cache: str, *, etag: str, request: web.Request) -> 
 
 @documented(
     "The widget as a page of its own, for an iframe",
+    html=True,
     tags=("widget",),
     path_parameters={"slug": SLUG},
     query=EmbedQuerySchema,

@@ -48,7 +48,12 @@ def admin_routes(app: web.Application) -> list[tuple[str, str]]:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{slug}", SLUG).replace("{id}", "1").replace("{source}", "daily")
+    return (
+        path.replace("{slug}", SLUG)
+        .replace("{id}", "1")
+        .replace("{source}", "daily")
+        .replace("{lang}", "fr")
+    )
 
 
 @pytest.fixture

@@ -45,7 +45,12 @@ async def test_petition_public_fields(client: Client) -> None:
         "created_at",
         "closes_at",
         "privacy",
+        "lang",
+        "default_lang",
+        "languages",
     }
+    assert (body["lang"], body["languages"]) == ("en", ["en"])
+    assert response.headers["Content-Language"] == "en"
     # No data controller or policy configured: nothing to show beside the consent box.
     assert body["privacy"] == {"data_controller": None, "policy_url": None}
 

@@ -14,7 +14,7 @@ from countersign_domain.partners import create_partner, grant_petition
 from petition_api.widget import content_security_policy
 from petition_api.widget_assets import STATIC, WidgetAssets, partner_page, partner_snippet
 from tests.support.factories import SLUG
-from tests.support.http import Client, error_of
+from tests.support.http import Client
 
 SCRIPT = (STATIC / "widget.js").read_text(encoding="utf-8")
 
@@ -149,9 +149,12 @@ async def test_a_star_petition_may_be_framed_anywhere(client: Client, pool: asyn
 async def test_no_embed_page_for_unknown_or_draft_petitions(
     client: Client, pool: asyncpg.Pool
 ) -> None:
-    assert (await error_of(await client.get("/embed/nope"), 404))["code"] == "petition_not_found"
+    # An HTML route: its errors are pages too, in the reader's language.
+    unknown = await client.get("/embed/nope", headers={"Accept-Language": "fr"})
+    assert (unknown.status, unknown.content_type) == (404, "text/html")
+    assert "<h1>Page introuvable</h1>" in await unknown.text()
     await pool.execute("INSERT INTO petitions (slug, title) VALUES ('a-draft', 'Draft')")
-    await error_of(await client.get("/embed/a-draft"), 404)
+    assert (await client.get("/embed/a-draft")).status == 404
 
 
 def test_content_security_policy() -> None:

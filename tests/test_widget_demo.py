@@ -20,6 +20,11 @@ async def test_dev_serves_a_partner_page_on_another_origin(dev: DevRun) -> None:
     origin = dev.partner_page.rstrip("/")
     assert origin != dev.api
     assert f"embed         {dev.api}/embed/refer-syria-to-icc" in dev.banner
+    # The petition's own page, printed first: a page for people, not JSON.
+    page_line = f"petition page {dev.api}/petitions/refer-syria-to-icc"
+    assert page_line in dev.banner
+    status, headers, _ = await asyncio.to_thread(fetch, f"{dev.api}/petitions/refer-syria-to-icc")
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
 
     status, _, page = await asyncio.to_thread(fetch, dev.partner_page)
     assert status == 200

@@ -1,11 +1,13 @@
-"""``countersign petition``: list, show, create and edit petitions, move them through
-their statuses, and set their allowed origins. The rules and the audit entries are the
-domain's (``countersign_domain.petitions``), and the fields are checked by the staff API's
-own schema: what the API refuses, the command refuses alike."""
+"""``countersign petition``: list, show, create and edit petitions and their translations,
+move them through their statuses, and set their allowed origins. The rules and the audit
+entries are the domain's (``countersign_domain.petitions``), and the fields are checked by
+the staff API's own schema: what the API refuses, the command refuses alike."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
@@ -29,10 +31,12 @@ from countersign_domain.petitions import (
     create_petition,
     list_petitions,
     managed_petition,
+    remove_translation,
     set_status,
+    translate_petition,
     update_petition,
 )
-from petition_api.admin.schemas import PetitionUpdateSchema
+from petition_api.admin.schemas import PetitionUpdateSchema, TranslationSchema
 
 CLOSES_AT = click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
 
@@ -46,8 +50,8 @@ NO_CONFIRMATION_WARNING = (
 
 @click.group()
 def petition() -> None:
-    """List, show, create and edit petitions; open or close them; set where they may be
-    signed from."""
+    """List, show, create, edit and translate petitions; open or close them; set where
+    they may be signed from."""
 
 
 @petition.command("list")
@@ -95,6 +99,7 @@ def petition_show(slug: str) -> None:
         ("closed at", when(found.closed_at)),
         ("created", when(found.created_at)),
         ("origins", " ".join(found.allowed_origins) or "-"),
+        ("languages", " ".join(found.languages)),
     ]
     click.echo("\n".join(f"{name:<14}{value}" for name, value in fields))
     click.echo(f"text:\n{found.body}" if found.body else "text: -")
@@ -111,6 +116,13 @@ def petition_show(slug: str) -> None:
     type=CLOSES_AT,
     default=None,
     help="When it stops taking signatures (UTC if no zone).",
+)
+@click.option(
+    "--lang",
+    "default_lang",
+    default="en",
+    show_default=True,
+    help="The language of --title, --text and --target (its default language).",
 )
 @click.option("--open", "open_now", is_flag=True, help="Open it for signatures at once.")
 @click.option(
@@ -140,6 +152,7 @@ def petition_create(
     confirmation: bool,
     data_controller: str | None,
     privacy_policy_url: str | None,
+    default_lang: str,
 ) -> None:
     """Create a petition (a draft unless --open)."""
     if not confirmation:
@@ -159,6 +172,7 @@ def petition_create(
             require_confirmation=confirmation,
             data_controller=data_controller,
             privacy_policy_url=privacy_policy_url,
+            default_lang=default_lang,
         )
 
     created = with_connection(action)
@@ -167,10 +181,10 @@ def petition_create(
 
 @petition.command("edit")
 @click.argument("slug")
-@click.option("--title", default=None)
-@click.option("--text", default=None, help="The petition's text.")
-@click.option("--target", default=None, help="Who the petition is addressed to.")
-@click.option("--goal", type=int, default=None)
+@click.option("--title", default=None, help="The title, in the default language.")
+@click.option("--text", default=None, help="The petition's text, in the default language.")
+@click.option("--target", default=None, help="Who it is addressed to, in the default language.")
+@click.option("--goal", type=int, default=None, help="The goal: once reached, set the next one.")
 @click.option(
     "--closes-at",
     type=CLOSES_AT,
@@ -192,6 +206,13 @@ def petition_create(
     "repeatable; replaces the current ones.",
 )
 @click.option("--no-origins", is_flag=True, help="Remove every origin of its own.")
+@click.option(
+    "--default-lang",
+    default=None,
+    help="Make another language the default (its translation, if any, swaps with the text).",
+)
+@click.option("--data-controller", default=None, help="Who holds the signers' data.")
+@click.option("--privacy-policy-url", default=None, help="Where the privacy policy is.")
 def petition_edit(
     slug: str,
     title: str | None,
@@ -203,9 +224,12 @@ def petition_edit(
     confirmation: bool | None,
     origins: list[str],
     no_origins: bool,
+    default_lang: str | None,
+    data_controller: str | None,
+    privacy_policy_url: str | None,
 ) -> None:
     """Change the fields given, and only those (audited). Its status changes with
-    `petition open` and `petition close`."""
+    `petition open` and `petition close`, its translations with `petition translate`."""
     if closes_at and no_closes_at:
         raise click.UsageError("give --closes-at or --no-closes-at, not both")
     if origins and no_origins:
@@ -219,6 +243,9 @@ def petition_edit(
             "goal": goal,
             "require_confirmation": confirmation,
             "allowed_origins": origins or None,
+            "default_lang": default_lang,
+            "data_controller": data_controller,
+            "privacy_policy_url": privacy_policy_url,
         }.items()
         if value is not None
     }
@@ -280,3 +307,68 @@ def petition_origins(slug: str, origins: list[str]) -> None:
 
     allowed = with_connection(action).allowed_origins
     click.echo(f"petition {slug} allows: {' '.join(allowed) or 'no origin of its own'}")
+
+
+@petition.command("translate")
+@click.argument("slug")
+@click.option("--lang", required=True, help="The language, e.g. fr, ar, ru.")
+@click.option("--title", default=None, help="The title in that language.")
+@click.option("--text", default=None, help="The text in that language.")
+@click.option("--target", default=None, help="Who it is addressed to, in that language.")
+@click.option(
+    "--file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='A UTF-8 JSON file {"title": ..., "text": ..., "target": ...}; options given win.',
+)
+@click.option("--remove", is_flag=True, help="Remove the petition's text in that language.")
+def petition_translate(
+    slug: str,
+    lang: str,
+    title: str | None,
+    text: str | None,
+    target: str | None,
+    from_file: Path | None,
+    remove: bool,
+) -> None:
+    """Add or replace a petition's title, text and target in a language (in its default
+    language: its own text), or remove them (--remove)."""
+    if remove:
+
+        async def removing(conn: asyncpg.Connection) -> ManagedPetition:
+            return await remove_translation(conn, actor=cli_actor(), slug=slug, lang=lang)
+
+        with_connection(removing)
+        click.echo(f"petition {slug}: {lang} removed")
+        return
+    given = _translation_file(from_file) if from_file else {}
+    given.update({k: v for k, v in {"title": title, "text": text, "target": target}.items() if v})
+    if not given.get("title"):
+        raise click.UsageError("give --title (or a file with a title)")
+    try:
+        # The staff API's own schema: what it refuses, the command refuses alike.
+        loaded = cast(dict[str, str], TranslationSchema().load(given))
+    except ValidationError as exc:
+        refuse(ValidationFailed(fields=cast(dict[str, Any], exc.messages)))
+
+    async def action(conn: asyncpg.Connection) -> ManagedPetition:
+        return await translate_petition(conn, actor=cli_actor(), slug=slug, lang=lang, **loaded)
+
+    languages = with_connection(action).languages
+    click.echo(f"petition {slug} is written in: {' '.join(languages)}")
+
+
+def _translation_file(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {type(exc).__name__}", param_hint="--file") from None
+    if not isinstance(data, dict) or not all(
+        key in ("title", "text", "target") and isinstance(value, str) for key, value in data.items()
+    ):
+        raise click.BadParameter(
+            f'{path}: must be a JSON object with "title", "text" and "target" strings',
+            param_hint="--file",
+        )
+    return data

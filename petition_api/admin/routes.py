@@ -19,9 +19,10 @@ import asyncpg
 from aiohttp import web
 from marshmallow import Schema
 
-from countersign_domain import moderation, partners, petitions
+from countersign_domain import moderation, partners, patterns, petitions
 from countersign_domain.errors import (
     ClosesAtPassed,
+    DefaultLanguageKept,
     GrantNotFound,
     InsufficientRole,
     InvalidationNotFound,
@@ -35,6 +36,7 @@ from countersign_domain.errors import (
     PetitionNotFound,
     Problem,
     ServiceUnavailable,
+    TranslationNotFound,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -63,6 +65,7 @@ from petition_api.admin.schemas import (
     RepeatedIpListSchema,
     RepeatedIpQuerySchema,
     SummarySchema,
+    TranslationSchema,
     UndoneInvalidationSchema,
 )
 from petition_api.bodies import read_json_object
@@ -254,6 +257,54 @@ async def grant_partner(request: web.Request) -> web.Response:
 async def revoke_partner_grant(request: web.Request) -> web.Response:
     await partners.revoke_grant(db(request), **grant_of(request))
     return web.Response(status=204)
+LANGUAGE_PARAMETER = {"lang": {"type": "string", "pattern": patterns.PETITION_LANGUAGE}}
+
+
+def language_of(request: web.Request) -> str:
+    lang = request.match_info["lang"]
+    if not re.fullmatch(patterns.PETITION_LANGUAGE, lang):
+        raise ValidationFailed(fields={"lang": [patterns.PETITION_LANGUAGE_RULE]})
+    return lang
+
+
+@staff_operation(
+    "Add or replace a petition's text in a language",
+    description=(
+        "Title, text and target in that language; in the default language, the petition's "
+        "own text. Readers choose among the languages with `?lang=`, or their browser's."
+    ),
+    path_parameters={"slug": SLUG, **LANGUAGE_PARAMETER},
+    body={"application/json": TranslationSchema},
+    responses={200: Reply("The petition as changed.", ManagedPetitionSchema)},
+    problems=(PetitionNotFound, *JSON_BODY),
+)
+async def put_translation(request: web.Request) -> web.Response:
+    lang = language_of(request)
+    fields = load(TranslationSchema(), await json_body(request))
+    petition = await petitions.translate_petition(
+        db(request),
+        actor=request[STAFF].name,
+        slug=request.match_info["slug"],
+        lang=lang,
+        **fields,
+    )
+    return web.json_response(petition_json(petition))
+
+
+@staff_operation(
+    "Remove a petition's text in a language",
+    path_parameters={"slug": SLUG, **LANGUAGE_PARAMETER},
+    responses={200: Reply("The petition as changed.", ManagedPetitionSchema)},
+    problems=(PetitionNotFound, TranslationNotFound, DefaultLanguageKept, ValidationFailed),
+)
+async def delete_translation(request: web.Request) -> web.Response:
+    petition = await petitions.remove_translation(
+        db(request),
+        actor=request[STAFF].name,
+        slug=request.match_info["slug"],
+        lang=language_of(request),
+    )
+    return web.json_response(petition_json(petition))
 
 
 # -- summary ----------------------------------------------------------------------------------

@@ -46,11 +46,41 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-class _PetitionFields(StrictSchema):
+PETITION_LANGUAGE = WholeMatch(patterns.PETITION_LANGUAGE, error=patterns.PETITION_LANGUAGE_RULE)
+
+
+class _PetitionText(StrictSchema):
     title = fields.String(validate=[storable_text, validate.Length(1, 300)])
     text = fields.String(attribute="body", validate=[storable_text, validate.Length(max=100_000)])
     target = fields.String(validate=[storable_text, validate.Length(max=300)])
-    goal = fields.Integer(strict=True, validate=POSTGRES_INTEGER)
+
+
+class TranslationSchema(_PetitionText):
+    """A petition's title, text and target in one language (PUT replaces all three)."""
+
+    title = fields.String(required=True, validate=[storable_text, validate.Length(1, 300)])
+    text = fields.String(
+        attribute="body",
+        load_default="",
+        validate=[storable_text, validate.Length(max=100_000)],
+    )
+    target = fields.String(load_default="", validate=[storable_text, validate.Length(max=300)])
+
+
+class _PetitionFields(_PetitionText):
+    # Once the count passes it, staff set the next goal here.
+    goal = fields.Integer(
+        strict=True,
+        validate=POSTGRES_INTEGER,
+        metadata={"description": "The goal; once reached, set the next one."},
+    )
+    default_lang = fields.String(
+        validate=PETITION_LANGUAGE,
+        metadata={
+            "description": "The language of title, text and target. Making another language "
+            "the default swaps its translation (if any) with the row's text."
+        },
+    )
     allowed_origins = fields.List(fields.String(validate=ORIGIN), validate=validate.Length(max=50))
     # In the future (else 409 closes_at_passed: a rule of the time of the request).
     closes_at = _datetime(allow_none=True)
@@ -79,6 +109,12 @@ class PetitionUpdateSchema(_PetitionFields):
     status = fields.String(validate=validate.OneOf(STATUSES))
 
 
+class TranslationOutSchema(Schema):
+    title = fields.String(required=True)
+    text = fields.String(attribute="body", required=True)
+    target = fields.String(required=True)
+
+
 class ManagedPetitionSchema(PetitionSchema):
     id = fields.Integer()
     allowed_origins = fields.List(fields.String())
@@ -86,6 +122,11 @@ class ManagedPetitionSchema(PetitionSchema):
     require_confirmation = fields.Boolean()
     data_controller = fields.String(allow_none=True)
     privacy_policy_url = fields.String(allow_none=True)
+    translations = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(TranslationOutSchema),
+        metadata={"description": "The texts in languages other than the default, by language."},
+    )
 
 
 class _SignedBetween(StrictSchema):

@@ -19,6 +19,7 @@
   var TEXTS = {
     en: {
       to: "To:", count: "{n} of {goal} signatures",
+      reached: "Goal reached: {n} signatures!",
       top: "Top countries", name: "Full name", email: "Email", country: "Country",
       choose: "Choose your country", postal: "Postal code (optional)",
       consent: "Keep me updated about this campaign by email", submit: "Sign the petition",
@@ -39,6 +40,7 @@
     },
     fr: {
       to: "À :", count: "{n} signatures sur {goal}",
+      reached: "Objectif atteint : {n} signatures !",
       top: "Principaux pays", name: "Nom complet", email: "E-mail", country: "Pays",
       choose: "Choisissez votre pays", postal: "Code postal (facultatif)",
       consent: "Tenez-moi informé·e de cette campagne par e-mail", submit: "Signer la pétition",
@@ -60,6 +62,7 @@
     },
     ru: {
       to: "Кому:", count: "Подписали: {n} из {goal}",
+      reached: "Цель достигнута: {n} подписей!",
       top: "Больше всего подписей", name: "Имя и фамилия", email: "Эл. почта",
       country: "Страна", choose: "Выберите страну", postal: "Почтовый индекс (необязательно)",
       consent: "Сообщайте мне новости этой кампании по почте", submit: "Подписать петицию",
@@ -81,6 +84,7 @@
     },
     ar: {
       to: "إلى:", count: "التوقيعات: {n} من {goal}",
+      reached: "تحقّق الهدف: {n} توقيع!",
       top: "أكثر الدول توقيعًا", name: "الاسم الكامل", email: "البريد الإلكتروني",
       country: "الدولة", choose: "اختر دولتك", postal: "الرمز البريدي (اختياري)",
       consent: "أبقوني على اطلاع بهذه الحملة عبر البريد", submit: "وقّع العريضة",
@@ -100,25 +104,15 @@
       other: "دول أخرى", privacy: "يحتفظ {controller} ببياناتك.", policy: "سياسة الخصوصية"
     }
   };
-  var CSS = ":host{all:initial;display:block}" +
-    ".cs{font:16px/1.5 system-ui,sans-serif;color:#1a1a1a;" +
-    "background:#fff;border:1px solid #c4c8cc;border-radius:8px;padding:16px;max-width:36em}" +
-    ".cs *{box-sizing:border-box}h2{font-size:1.3em;margin:0 0 .3em}" +
-    "h3{font-size:1em;margin:1em 0 .3em}p{margin:0 0 .6em}.text{white-space:pre-line}" +
-    ".total{font-size:1.5em}.bar{height:10px;background:#e1e4e7;border-radius:5px;" +
-    "overflow:hidden;margin:.3em 0 .8em}.fill{height:100%;width:0;background:#0b5cad}" +
-    "ul{margin:0;padding:0;list-style:none}.top li{display:flex;justify-content:space-between;" +
-    "max-width:20em}label{display:block;font-weight:600;margin:.8em 0 .2em}" +
-    "input,select{width:100%;font:inherit;color:inherit;padding:.45em;background:#fff;" +
-    "border:1px solid #6b7075;border-radius:4px}label.check{display:flex;gap:.5em;" +
-    "font-weight:400}.check input{width:auto;margin:.3em 0 0}[aria-invalid=true]" +
-    "{border:2px solid #b00020}.err{color:#b00020;margin:.2em 0 0}" +
+  var CSS = ":host{all:initial;display:block}.cs{font:16px/1.5 system-ui,sans-serif;color:#1a1a1a;background:#fff;border:1px solid #c4c8cc;border-radius:8px;padding:16px;max-width:36em}" +
+    ".cs *{box-sizing:border-box}h2{font-size:1.3em;margin:0 0 .3em}h3{font-size:1em;margin:1em 0 .3em}p{margin:0 0 .6em}.text{white-space:pre-line}.total{font-size:1.5em}" +
+    ".bar{height:10px;background:#e1e4e7;border-radius:5px;overflow:hidden;margin:.3em 0 .8em}.fill{height:100%;width:0;background:#0b5cad}ul{margin:0;padding:0;list-style:none}" +
+    ".top li{display:flex;justify-content:space-between;max-width:20em}label{display:block;font-weight:600;margin:.8em 0 .2em}" +
+    "input,select{width:100%;font:inherit;color:inherit;padding:.45em;background:#fff;border:1px solid #6b7075;border-radius:4px}label.check{display:flex;gap:.5em;font-weight:400}" +
+    ".check input{width:auto;margin:.3em 0 0}[aria-invalid=true]{border:2px solid #b00020}.err{color:#b00020;margin:.2em 0 0}" +
     ".hp{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}" +
-    "button,.share a{display:inline-block;font:inherit;font-weight:600;margin:.8em 0 0;" +
-    "padding:.55em 1.1em;border:0;border-radius:4px;background:#0b5cad;color:#fff;" +
-    "cursor:pointer;text-decoration:none}[aria-disabled=true]{opacity:.75}" +
-    ":focus-visible{outline:3px solid #0b5cad;outline-offset:2px}" +
-    ".privacy{font-size:.9em}.msg{font-weight:600;margin:.8em 0 0}.share{display:flex;flex-wrap:wrap;gap:.5em}" +
+    "button,.share a{display:inline-block;font:inherit;font-weight:600;margin:.8em 0 0;padding:.55em 1.1em;border:0;border-radius:4px;background:#0b5cad;color:#fff;cursor:pointer;text-decoration:none}" +
+    "[aria-disabled=true]{opacity:.75}:focus-visible{outline:3px solid #0b5cad;outline-offset:2px}.privacy{font-size:.9em}.msg{font-weight:600;margin:.8em 0 0}.share{display:flex;flex-wrap:wrap;gap:.5em}" +
     "[hidden]{display:none!important}";
 
   function h(tag, attrs, kids) {
@@ -165,7 +159,7 @@
     var base = API + "/v1/petitions/" + encodeURIComponent(slug);
     var root = host.attachShadow({ mode: "open" });
     if (root.adoptedStyleSheets && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
-      // A constructed sheet is not inline style, so a strict CSP on the page allows it.
+      // Not inline style: a strict CSP on the page allows it.
       var sheet = new CSSStyleSheet();
       sheet.replaceSync(CSS);
       root.adoptedStyleSheets = [sheet];
@@ -179,33 +173,36 @@
     root.appendChild(box);
     var say = function (text) { msg.textContent = text; };
 
-    fetch(base, { credentials: "omit" })
+    var asked = host.getAttribute("data-lang");
+    fetch(base + (asked ? "?lang=" + encodeURIComponent(asked) : ""), { credentials: "omit" })
       .then(function (r) { if (!r.ok) throw r; return r.json(); })
       .then(function (p) { render(p); }, function () { box.firstChild.textContent = t.missing; });
 
     function render(p) {
-      var total = h("strong", { "class": "total", "data-total": "", text: "…" });
-      var goal = h("span", { "class": "goal", text: num.format(p.goal) });
       var count = h("p", { "class": "count", id: "cs-count" });
-      t.count.split(/(\{n\}|\{goal\})/).forEach(function (part) {
-        count.appendChild(part === "{n}" ? total : part === "{goal}" ? goal : document.createTextNode(part));
-      });
+      // Past the goal: never "16 of 10".
+      var write = function (n, goal) {
+        count.textContent = "";
+        (n >= goal ? t.reached : t.count).split(/(\{n\}|\{goal\})/).forEach(function (part) {
+          count.appendChild(part === "{n}" ? h("strong", { "class": "total", "data-total": String(n), text: num.format(n) })
+            : document.createTextNode(part === "{goal}" ? num.format(goal) : part));
+        });
+      };
       var fill = h("div", { "class": "fill" });
       var bar = h("div", { "class": "bar", role: "progressbar", "aria-labelledby": "cs-count",
         "aria-valuemin": "0", "aria-valuemax": String(p.goal), "aria-valuenow": "0" }, [fill]);
       var top = h("ul");
       var topBox = h("div", { "class": "top", hidden: "" }, [h("h3", { text: t.top }), top]);
+      var o = p.lang !== tx.lang, mark = function (a) { a.lang = o && p.lang; a.dir = o && "auto"; return a; };
       box.replaceChild(h("div", {}, [
-        h("h2", { text: p.title }),
-        p.target ? h("p", { "class": "target", text: t.to + " " + p.target }) : null,
-        h("p", { "class": "text", text: p.text }),
+        h("h2", mark({ text: p.title })),
+        p.target ? h("p", { "class": "target" }, [document.createTextNode(t.to + " "), h("span", mark({ text: p.target }))]) : null,
+        h("p", mark({ "class": "text", text: p.text })),
         count, bar, topBox
       ]), box.firstChild);
 
       var show = function (c) {
-        total.textContent = num.format(c.total);
-        total.setAttribute("data-total", String(c.total));
-        goal.textContent = num.format(c.goal);
+        write(c.total, c.goal);
         bar.setAttribute("aria-valuemax", String(c.goal));
         bar.setAttribute("aria-valuenow", String(Math.min(c.total, c.goal)));
         fill.style.width = (c.total ? Math.max(1, Math.min(100, (100 * c.total) / c.goal)) : 0) + "%";
@@ -240,9 +237,7 @@
       if (!country.value) country.value = "";
       var submit = h("button", { type: "submit", text: t.submit });
       var consent = h("input", { type: "checkbox" });
-      var hp = h("input", { type: "text", tabindex: "-1", autocomplete: "off" });
-      hp.id = "cs-website";
-      hp.name = "website";
+      var hp = h("input", { type: "text", tabindex: "-1", autocomplete: "off", id: "cs-website", name: "website" });
       var f = h("form", { novalidate: "" }, [
         field("name", t.name, h("input", { type: "text", required: "", autocomplete: "name", maxlength: "120" })),
         field("email", t.email, h("input", { type: "email", required: "", autocomplete: "email", maxlength: "254" })),
@@ -288,7 +283,6 @@
         if (first) first.focus();
         return other;
       }
-      // What a 2xx answer means, by its status word.
       var done = {
         counted: function () { thanks(p, t.share); },
         pending_confirmation: function () { thanks(p, t.inbox + " " + t.share); }
@@ -356,8 +350,7 @@
     }
   }
 
-  // Counts pushed over Server-Sent Events; polling /counts where EventSource is missing,
-  // the stream cannot open, or it keeps failing (retrying the stream every minute).
+  // Counts over Server-Sent Events; else polling /counts (and the stream again each minute).
   function live(base, show, every) {
     var timer = 0;
     function fetchCounts() {

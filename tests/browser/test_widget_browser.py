@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from counter_worker.worker import CounterWorker
+from countersign_domain.petitions import translate_petition
 from petition_api.widget_assets import partner_page
 from tests.support.accessibility import axe_violations, describe_violations
+from tests.support.browser import open_page
 from tests.support.factories import SLUG, add_signatures
 from tests.support.http import Site
 from tests.support.mail import confirmation_link, parse
@@ -33,22 +34,6 @@ def snippet_page(api: str, source: str | None = "daily-example", **options: str)
     return html.replace(
         f'data-countersign-petition="{SLUG}"', f'data-countersign-petition="{SLUG}"{extra}'
     )
-
-
-async def open_page(
-    browser: Browser,
-    url: str,
-    *,
-    locale: str = "en-GB",
-    requests: list[str] | None = None,
-    **context: Any,
-) -> Page:
-    """A page in a fresh browser context; ``requests`` collects the URLs it fetches."""
-    page = await (await browser.new_context(locale=locale, **context)).new_page()
-    if requests is not None:
-        page.on("request", lambda request: requests.append(request.url))
-    await page.goto(url)
-    return page
 
 
 def widget(page: Page, index: int = 0) -> Locator:
@@ -381,6 +366,35 @@ def iframe_page(api: str, slug: str = SLUG) -> str:
         f'</head><body><main><iframe src="{api}/embed/{slug}?lang=fr" title="Pétition" '
         'width="600" height="1400"></iframe></main></body></html>'
     )
+
+
+async def test_the_widget_and_the_embed_say_when_the_goal_is_reached(
+    browser: Browser, api: str, partner: Site, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    await pool.execute("UPDATE petitions SET goal = 10")
+    await add_signatures(pool, await pool.fetchval("SELECT id FROM petitions"), 16)
+    page = await open_page(browser, partner.page("article", snippet_page(api)))
+    for box in (widget(page), (await open_page(browser, f"{api}/embed/{SLUG}")).locator("body")):
+        await shows_total(box, 16)
+        await expect(box.locator(".count")).to_have_text("Goal reached: 16 signatures!")
+        bar = box.get_by_role("progressbar")
+        await expect(bar).to_have_attribute("aria-valuenow", "10")  # full, never past it
+
+
+async def test_the_widget_shows_the_petition_in_its_language_and_marks_any_other(
+    browser: Browser, api: str, partner: Site, pool: asyncpg.Pool, running_worker: CounterWorker
+) -> None:
+    await translate_petition(
+        pool, actor="test", slug=SLUG, lang="fr", title="Saisir la CPI", body="Texte"
+    )
+    french = await open_page(browser, partner.page("fr", snippet_page(api, lang="fr")))
+    heading = widget(french).get_by_role("heading", name="Saisir la CPI")
+    await expect(heading).to_be_visible()
+    assert await heading.get_attribute("lang") is None  # the widget's own language
+    arabic = await open_page(browser, partner.page("ar", snippet_page(api, lang="ar")))
+    heading = widget(arabic).get_by_role("heading", name=TITLE)  # no Arabic text: the default
+    await expect(heading).to_have_attribute("lang", "en")
+    await expect(heading).to_have_attribute("dir", "auto")
 
 
 async def test_the_iframe_embed(
