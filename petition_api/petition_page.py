@@ -25,6 +25,7 @@ from countersign_domain import patterns
 from countersign_domain.errors import (
     InvalidForm,
     NotFound,
+    OriginNotAllowed,
     PayloadTooLarge,
     PetitionClosed,
     PetitionNotFound,
@@ -44,6 +45,7 @@ from countersign_domain.petitions import (
 from countersign_domain.signatures import count_signature
 from petition_api import appkeys as keys
 from petition_api.bodies import FORM_TYPES, read_form
+from petition_api.cors import refuse_foreign_origin
 from petition_api.countries import countries_in, country_name
 from petition_api.errors import as_problem
 from petition_api.openapi import SLUG, Reply, documented
@@ -381,6 +383,7 @@ SIGN_ANSWERS = {
     responses=SIGN_ANSWERS,
     problems=(
         PetitionNotFound,
+        OriginNotAllowed,
         InvalidForm,
         PetitionClosed,
         PayloadTooLarge,
@@ -391,6 +394,8 @@ SIGN_ANSWERS = {
 )
 async def sign_from_page(request: web.Request) -> web.Response:
     petition = await public_petition(request)
+    # Before the body is read: another site's page must not make its visitors sign.
+    await refuse_foreign_origin(request, petition.slug)
     form = await read_form(request) if request.content_type in FORM_TYPES else None
     if form is None:
         count_signature("rejected", InvalidForm.code)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
@@ -197,8 +197,7 @@ async def record_signature(
     if fields["website"]:
         # The honeypot was filled in: a bot. Answer as for anyone, store nothing.
         count_signature("rejected", "honeypot")
-        return _accepted("pending_confirmation" if petition.require_confirmation else "counted")
-
+        return "pending_confirmation" if petition.require_confirmation else "counted"
     if partner is None:
         client = client_address(request, request.app[keys.SETTINGS].api.trusted_proxies)
     else:

@@ -262,6 +262,23 @@ async def test_the_api_own_pages_sign_from_its_own_origin(
     assert response.status == 201, await response.text()
 
 
+async def test_another_site_cannot_post_the_petition_page_form(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    # The petition's own page (/petitions/{slug}) takes the same form: a page elsewhere
+    # posting it gets the error page, in HTML, and nothing is stored.
+    page = f"/petitions/{SLUG}"
+    refused = await client.post(page, data=FORM, headers={"Origin": STRANGER})
+    assert refused.status == 403
+    assert refused.content_type == "text/html"
+    assert refused.headers["X-Error-Code"] == "origin_not_allowed"
+    assert await signature_rows(pool) == []
+    own = str(client.make_url("")).rstrip("/")
+    signed = await client.post(page, data=FORM, headers={"Origin": own})
+    assert signed.status == 201, await signed.text()
+    assert len(await signature_rows(pool)) == 1
+
+
 async def test_a_star_petition_takes_every_origin(client: Client, pool: asyncpg.Pool) -> None:
     await pool.execute("UPDATE petitions SET allowed_origins = '{*}'")
 

@@ -447,6 +447,8 @@ async def test_the_card_is_drawn_again_at_most_once_a_minute(petition_id: int) -
         created_at=datetime.now(UTC),
         closes_at=None,
         require_confirmation=False,
+        data_controller=None,
+        privacy_policy_url=None,
     )
     text = PetitionText("en", "Refer Syria to the ICC", "", "")
     first = await cards.card(petition, text, texts, 12)

@@ -257,6 +257,8 @@ async def grant_partner(request: web.Request) -> web.Response:
 async def revoke_partner_grant(request: web.Request) -> web.Response:
     await partners.revoke_grant(db(request), **grant_of(request))
     return web.Response(status=204)
+
+
 LANGUAGE_PARAMETER = {"lang": {"type": "string", "pattern": patterns.PETITION_LANGUAGE}}
 
 
