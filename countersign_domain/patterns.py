@@ -173,9 +173,13 @@ LANGUAGE = around(LANGUAGE_TAG, optional=True)
 PETITION_LANGUAGE = "^[a-z]{2,3}$"
 PETITION_LANGUAGE_RULE = "Use a language code of 2 or 3 lowercase letters, such as fr or ar."
 
-# -- a privacy policy's address (sql/008_trust.sql checks the same pattern).
-POLICY_URL = r"^https?://[^\s]+$"
-POLICY_URL_RULE = "Use an http or https address (up to 2000 characters)."
+# -- a privacy policy's address (sql/008_trust.sql checks the same pattern): visible ASCII
+# only, so that Python, Postgres and the OpenAPI schema's ECMAScript regexes agree on it.
+POLICY_URL = r"^https?://[!-~]+$"
+POLICY_URL_RULE = (
+    "Use an http or https address, without spaces, other characters percent-encoded "
+    "(up to 2000 characters)."
+)
 
 # -- petition slug: the name in its URLs (SLUG above).
 SLUG_RULE = "Use 1-100 of a-z, 0-9 and '-', starting with a letter or digit."

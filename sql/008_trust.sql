@@ -7,7 +7,7 @@
 ALTER TABLE petitions
     ADD COLUMN data_controller text CHECK (length(data_controller) BETWEEN 1 AND 200),
     ADD COLUMN privacy_policy_url text
-        CHECK (privacy_policy_url ~ '^https?://[^\s]+$' AND length(privacy_policy_url) <= 2000);
+        CHECK (privacy_policy_url ~ '^https?://[!-~]+$' AND length(privacy_policy_url) <= 2000);
 
 -- A partner works on the petitions it is granted: its key signs and reads only those,
 -- and its origins are allowed (CORS, the embed page's frame-ancestors) only on those.

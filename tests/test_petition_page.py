@@ -153,7 +153,7 @@ async def test_count_top_countries_form_and_privacy_notice(
         "Tenez-moi informé·e de cette campagne par e-mail",
     ]
     notice = one(soup, "#privacy-notice")
-    assert "Responsable de vos données : Syria Justice Campaign." in notice.get_text()
+    assert "Vos données sont conservées par Syria Justice Campaign." in notice.get_text()
     assert one(notice, "a")["href"] == "https://example.org/privacy"
     assert one(soup, "#field-consent_updates")["aria-describedby"] == "privacy-notice"
     # The honeypot is out of sight and out of the tab order.
