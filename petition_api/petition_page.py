@@ -51,7 +51,11 @@ from petition_api.errors import as_problem
 from petition_api.openapi import SLUG, Reply, documented
 from petition_api.pages import PUBLIC, number
 from petition_api.petitions import public_petition
-from petition_api.schemas import LanguageQuerySchema, SignatureFormSchema
+from petition_api.schemas import (
+    LanguageQuerySchema,
+    PageLanguageQuerySchema,
+    SignatureFormSchema,
+)
 from petition_api.views import record_signature
 from petition_api.widget import IF_NONE_MATCH, IMMUTABLE, NOT_MODIFIED, javascript_response
 
@@ -351,7 +355,7 @@ async def render_petition(
         "without JavaScript. `?source=` is signed with."
     ),
     path_parameters={"slug": SLUG},
-    query=LanguageQuerySchema,
+    query=PageLanguageQuerySchema,
     responses={200: Reply("The page.", text_types=HTML)},
     problems=(PetitionNotFound, ServiceUnavailable),
 )
@@ -491,6 +495,7 @@ class Listed:
         "Each open petition's title (in the reader's language where it has one), count "
         "and page; or, with COUNTERSIGN_HOME_PETITION set, a redirect to that petition's page."
     ),
+    query=PageLanguageQuerySchema,
     responses={
         200: Reply("The list.", text_types=HTML),
         302: Reply("To the petition the settings name.", headers={"Location": ("Its page.", True)}),

@@ -222,6 +222,22 @@ class LanguageQuerySchema(Schema):
     )
 
 
+class PageLanguageQuerySchema(Schema):
+    """``?lang=`` on a page for people: a choice of language, ignored when it is not a
+    language tag (a shared link with a damaged ``lang`` still opens the page)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    lang = fields.String(
+        metadata={
+            "description": "The language to read the page in (BCP 47, e.g. fr or ar-SY); "
+            "ignored if it is not a language tag. Without it, Accept-Language, then the "
+            "petition's default language."
+        },
+    )
+
+
 class PetitionSchema(Schema):
     slug = fields.String()
     title = fields.String()

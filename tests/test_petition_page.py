@@ -82,6 +82,12 @@ async def test_the_page_speaks_the_readers_language_in_the_order_of_the_rules(
     # Neither: the petition's default language.
     english = await page_of(await client.get(PAGE, headers={"Accept-Language": "de"}))
     assert one(english, "h1").get_text() == "Refer Syria to the ICC"
+    # A ?lang= that is no language tag (a damaged shared link) is ignored, not refused.
+    for damaged in ("%C2%9A", "fr_FR!", ""):
+        kept = await page_of(
+            await client.get(f"{PAGE}?lang={damaged}", headers={"Accept-Language": "fr"})
+        )
+        assert one(kept, "h1").get_text() == FRENCH
     # The switcher lists the petition's languages, each named in itself.
     switcher = [(a.get_text(), a["href"], a.get("aria-current")) for a in french.select("nav a")]
     assert switcher == [
