@@ -340,7 +340,14 @@ async def render_petition(
         errors=errors or {},
         message=message,
         privacy=petition.privacy_notice(request.app[keys.SETTINGS].privacy),
-        headers={"Content-Language": texts.language, "Vary": "Accept-Language", **(headers or {})},
+        headers={
+            "Content-Language": texts.language,
+            "Vary": "Accept-Language",
+            # Not the pages' no-referrer: under it a browser sends "Origin: null" with the
+            # form, which refuse_foreign_origin must refuse; the address goes to no one else.
+            "Referrer-Policy": "same-origin",
+            **(headers or {}),
+        },
     )
 
 

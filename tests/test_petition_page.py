@@ -379,6 +379,8 @@ async def test_the_page_weighs_under_60_kb_and_loads_nothing_from_elsewhere(
         policy = response.headers["Content-Security-Policy"]
         assert "default-src 'none'" in policy
         assert "script-src 'self'" in policy
+        # Its address goes to no other site; to its own, so that its form carries an Origin.
+        assert response.headers["Referrer-Policy"] == "same-origin"
 
 
 @pytest.mark.parametrize(
