@@ -22,7 +22,7 @@ import asyncpg
 import idna
 from prometheus_client import Counter
 
-from countersign_core.batching import Batcher
+from countersign_core.batching import Batcher, wait_within
 from countersign_core.connections import TRANSIENT_ERRORS
 
 log = logging.getLogger("countersign_domain.signatures")
@@ -219,11 +219,9 @@ class SignatureWriter:
         None if the petition is not open. Raises BackendUnavailable, also when no answer
         comes within the timeout (the signature may still be written: a retry then finds
         it, as a duplicate)."""
-        future = self._batcher.submit(signature)
         try:
-            async with asyncio.timeout(self._timeout):
-                # Shielded: a client hanging up must not take a half-written batch with it.
-                return await asyncio.shield(future)
+            # Shielded: a client hanging up must not take a half-written batch with it.
+            return await wait_within(self._batcher.submit(signature), self._timeout)
         except TimeoutError:
             raise BackendUnavailable() from None
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -170,9 +171,17 @@ async def _sign(request: web.Request) -> web.Response:
     return _accepted(status)
 
 
+# The two answers a signature gets, encoded once.
+_ACCEPTED = {
+    status: (json.dumps({"status": status}).encode(), 201 if status == "counted" else 202)
+    for status in get_args(SignStatus)
+}
+
+
 def _accepted(status: SignStatus) -> web.Response:
     """201 for a signature that counts; 202 for one that counts once confirmed."""
-    return web.json_response({"status": status}, status=201 if status == "counted" else 202)
+    body, code = _ACCEPTED[status]
+    return web.Response(body=body, status=code, content_type="application/json", charset="utf-8")
 
 
 @documented(
