@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from aiohttp import web
 
+from countersign_core.caching import MISSING
 from countersign_core.connections import TRANSIENT_ERRORS, ping_redis
 from countersign_domain.errors import (
     CountsUnavailable,
@@ -208,7 +209,10 @@ def _accepted(status: SignStatus) -> web.Response:
 )
 async def get_counts(request: web.Request) -> web.Response:
     petition = await public_petition(request)
-    rendered = await request.app[keys.COUNTS].render(petition)
+    counts = request.app[keys.COUNTS]
+    rendered = counts.cached(petition.id)
+    if rendered is MISSING:
+        rendered = await counts.render(petition)
     if rendered is None:
         raise CountsUnavailable()
     # Body and headers were made once for every reader of these figures.
