@@ -37,7 +37,13 @@ SIGNATURES = Counter(
 
 
 def count_signature(outcome: str, reason: str = "") -> None:
-    SIGNATURES.labels(outcome=outcome, reason=reason).inc()
+    _signatures_of(outcome, reason).inc()
+
+
+@functools.lru_cache(maxsize=256)  # outcomes and reasons are a short list of words
+def _signatures_of(outcome: str, reason: str) -> Counter:
+    """The counter of one outcome and reason: looked up once, not per signature."""
+    return SIGNATURES.labels(outcome=outcome, reason=reason)
 
 
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
