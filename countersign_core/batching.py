@@ -26,6 +26,41 @@ R = TypeVar("R")
 BatchHandler = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
+async def wait_within(future: asyncio.Future[R], timeout: float | None) -> R:
+    """``future``'s outcome, or TimeoutError after ``timeout`` seconds (None: no limit);
+    as ``asyncio.timeout`` around ``asyncio.shield``: the caller giving up (a timeout, a
+    cancellation) never cancels ``future``, whose outcome is retrieved anyway. Each
+    signature waits on two batches: one timer and one waiter each, not a Timeout context
+    and a shield, is a few microseconds less per request."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[R] = loop.create_future()
+
+    def settle(done: asyncio.Future[R]) -> None:
+        if done.cancelled():
+            if not waiter.done():
+                waiter.cancel()
+            return
+        error = done.exception()  # retrieved, whoever still waits
+        if waiter.done():
+            return
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    def expire() -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
+
+    future.add_done_callback(settle)
+    timer = loop.call_later(timeout, expire) if timeout is not None else None
+    try:
+        return await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
 class Batcher(Generic[T, R]):
     def __init__(self, handle: BatchHandler[T, R], *, max_batch: int, tasks: int = 1) -> None:
         self._handle = handle

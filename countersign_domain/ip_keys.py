@@ -15,6 +15,7 @@ database dump alone (without the secret key) from testing addresses within the w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -94,13 +95,20 @@ class DailyIpKeys:
         self._timeout = timeout
         self._clock = clock
         self._current: DayKey | None = None
+        # One read at a time: the requests that arrive while the day's key is read (at
+        # start, at midnight) wait for it instead of each reading it.
+        self._reading = asyncio.Lock()
 
     async def today(self) -> DayKey:
         day = self._clock()
-        if self._current is None or self._current.day != day:
-            key = await within(self._timeout, key_of(self._pool, day))
-            self._current = DayKey(day, key, self._hasher)
-        return self._current
+        current = self._current
+        if current is not None and current.day == day:
+            return current
+        async with self._reading:
+            if self._current is None or self._current.day != day:
+                key = await within(self._timeout, key_of(self._pool, day))
+                self._current = DayKey(day, key, self._hasher)
+            return self._current
 
 
 async def destroy_expired_keys(

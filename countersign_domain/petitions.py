@@ -27,7 +27,7 @@ from typing import Any, TypedDict
 
 import asyncpg
 
-from countersign_core.caching import FreshValues
+from countersign_core.caching import FreshValues, Missing
 from countersign_core.connections import transaction, within
 from countersign_core.settings import PrivacyConfig
 from countersign_core.texts import negotiate
@@ -559,6 +559,10 @@ class PetitionDirectory:
         self._pool = pool
         self._cache: FreshValues[str, Petition | None] = FreshValues(ttl=ttl, size=size)
         self._timeout = timeout  # a hung Postgres must not hang the request (TimeoutError)
+
+    def cached(self, slug: str) -> Petition | Missing | None:
+        """What ``get`` would answer from memory now, or MISSING (then ``get``)."""
+        return self._cache.fresh(slug)
 
     async def get(self, slug: str) -> Petition | None:
         async def read() -> Petition | None:

@@ -7,7 +7,6 @@ signatures. Under light load a batch is a single signature and adds no delay.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import hmac
@@ -22,8 +21,8 @@ import asyncpg
 import idna
 from prometheus_client import Counter
 
-from countersign_core.batching import Batcher
-from countersign_core.connections import TRANSIENT_ERRORS, retrieve_outcome, within
+from countersign_core.batching import Batcher, wait_within
+from countersign_core.connections import TRANSIENT_ERRORS, within
 
 log = logging.getLogger("countersign_domain.signatures")
 
@@ -37,7 +36,13 @@ SIGNATURES = Counter(
 
 
 def count_signature(outcome: str, reason: str = "") -> None:
-    SIGNATURES.labels(outcome=outcome, reason=reason).inc()
+    _signatures_of(outcome, reason).inc()
+
+
+@functools.lru_cache(maxsize=256)  # outcomes and reasons are a short list of words
+def _signatures_of(outcome: str, reason: str) -> Counter:
+    """The counter of one outcome and reason: looked up once, not per signature."""
+    return SIGNATURES.labels(outcome=outcome, reason=reason)
 
 
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
@@ -269,13 +274,9 @@ class SignatureWriter:
         None if the petition is not open. Raises BackendUnavailable, also when no answer
         comes within the timeout (the signature may still be written: a retry then finds
         it, as a duplicate)."""
-        future = self._batcher.submit(signature)
-        # A caller that stopped waiting (the timeout) never reads the outcome.
-        future.add_done_callback(retrieve_outcome)
         try:
-            async with asyncio.timeout(self._timeout):
-                # Shielded: a client hanging up must not take a half-written batch with it.
-                return await asyncio.shield(future)
+            # Shielded: a client hanging up must not take a half-written batch with it.
+            return await wait_within(self._batcher.submit(signature), self._timeout)
         except TimeoutError:
             raise BackendUnavailable() from None
 

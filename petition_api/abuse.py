@@ -46,6 +46,12 @@ class AbuseChecks:
             )
             if rate is not None
         )
+        # The same for every signature: made once.
+        self._global = (
+            None
+            if config.overall is None
+            else Limit("global", (("rate", config.overall),), OVER_GLOBAL_LIMIT)
+        )
 
     async def limits(
         self, petition_id: int, client: IPAddress | None, partner: str | None
@@ -67,9 +73,8 @@ class AbuseChecks:
         if partner is not None and config.partner is not None:
             windows = (("rate", config.partner),)
             limits.append(Limit(f"partner:{partner}", windows, OVER_PARTNER_LIMIT))
-        if config.overall is not None:
-            windows = (("rate", config.overall),)
-            limits.append(Limit("global", windows, OVER_GLOBAL_LIMIT))
+        if self._global is not None:
+            limits.append(self._global)
         return limits
 
     async def assess(

@@ -51,14 +51,13 @@ from petition_api.appkeys import (
 from petition_api.cards import CardRenderer
 from petition_api.compression import compression_middleware
 from petition_api.console.app import create_console_app
-from petition_api.cors import add_cors_headers
+from petition_api.cors import add_cors_headers, is_cross_origin
 from petition_api.counts import CountsRenderer
-from petition_api.errors import error_middleware
 from petition_api.live_hub import LiveHub
 from petition_api.observability import observe_middleware, stamp_request_id
 from petition_api.pages import Pages
 from petition_api.ratelimit import RateLimiter
-from petition_api.security import security_headers
+from petition_api.security import set_security_headers
 from petition_api.widget_assets import WidgetAssets
 
 
@@ -66,10 +65,10 @@ def create_app(settings: Settings) -> web.Application:
     settings.require_servers()
     secret_key = settings.require_secret_key()
     app = web.Application(
-        middlewares=[compression_middleware, observe_middleware, error_middleware],
+        middlewares=[compression_middleware, observe_middleware],
         client_max_size=settings.api.max_body_bytes,
     )
-    app.on_response_prepare.extend([stamp_request_id, security_headers, add_cors_headers])
+    app.on_response_prepare.append(answer_headers)
     app[SETTINGS] = settings
     app[LAYOUT] = KeyLayout(settings.redis.prefix)
     app[HASHER] = Hasher(secret_key)
@@ -81,6 +80,16 @@ def create_app(settings: Settings) -> web.Application:
     app.add_subapp(routes.STAFF_PREFIX, create_staff_app())
     app.add_subapp(routes.CONSOLE_PREFIX, create_console_app(settings.texts_dir))
     return app
+
+
+async def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``, for every answer (streams and errors included): the
+    request id, the security headers, and CORS on cross-origin routes. One hook, not
+    three: each is a coroutine per answer."""
+    stamp_request_id(response)
+    set_security_headers(response)
+    if is_cross_origin(request):
+        await add_cors_headers(request, response)
 
 
 def create_staff_app() -> web.Application:

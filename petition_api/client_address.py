@@ -9,6 +9,7 @@ the client's own to invent.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SIGNER_IP_HEADER = "Countersign-Signer-IP"
 
 
+@functools.lru_cache(maxsize=4096)  # the proxy's own address comes with every request
 def parse_address(text: str | None) -> IPAddress | None:
     """An address as proxies write it (``192.0.2.1``, ``2001:db8::1``, with or without a
     port), IPv4-mapped IPv6 as IPv4; None if it is not one."""

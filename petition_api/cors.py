@@ -69,10 +69,14 @@ async def _granted_origin(request: web.Request) -> str | None:
     return origin if allowed else None
 
 
+def is_cross_origin(request: web.Request) -> bool:
+    """Whether the request's route answers other origins (``cross_origin``)."""
+    return _cors_methods(request) is not None
+
+
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: runs for every response, streams and errors included."""
-    if _cors_methods(request) is None:
-        return
+    """For every response to a cross-origin route, streams and errors included
+    (petition_api.app's ``answer_headers``)."""
     response.headers.add("Vary", "Origin")
     origin = await _granted_origin(request)
     if origin is not None:

@@ -26,7 +26,7 @@ from cachetools import LRUCache
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from counter_worker.counts import KeyLayout, LiveCounts, read_counts
-from countersign_core.caching import FreshValues
+from countersign_core.caching import FreshValues, Missing
 from countersign_core.connections import TRANSIENT_ERRORS, RedisClient
 from countersign_core.logs import OutageNotice
 from countersign_domain.petitions import Petition
@@ -109,6 +109,10 @@ class CountsRenderer:
         """The body, its ETag and headers; the last known (stale) one if Redis cannot say;
         None if there is none."""
         return await self._fresh.get(petition.id, lambda: self._read(petition), keep=_fresh_figures)
+
+    def cached(self, petition_id: int) -> RenderedCounts | Missing | None:
+        """What ``render`` would answer from memory now, or MISSING (then ``render``)."""
+        return self._fresh.fresh(petition_id)
 
     def changed(self, petition_id: int) -> None:
         """The petition's counts changed: the next reader gets them rendered anew."""

@@ -1,8 +1,9 @@
 """One JSON error envelope for every failure: ``{"error": {"code", "message", "fields"?}}``.
 
 Handlers raise the typed problems of countersign_domain/errors.py (or let marshmallow's
-ValidationError and a back end's transient errors through); this middleware is the one
-place that turns them into answers. Messages never echo what the client sent: a
+ValidationError and a back end's transient errors through); the answers made here are the
+one place that turns them into answers (in the API's one middleware,
+petition_api.observability). Messages never echo what the client sent: a
 signer's email or name must not come back in an error (or be logged because of one).
 """
 
@@ -12,7 +13,6 @@ import logging
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from countersign_core.connections import TRANSIENT_ERRORS
@@ -79,41 +79,39 @@ def error_response(problem: Problem, request: web.Request | None = None) -> web.
     return web.json_response({"error": error}, status=problem.status, headers=problem.headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        known = _HTTP_PROBLEMS.get(exc.status)
-        if known is not None:
-            return error_response(known(headers=headers), request)
-        # A refusal of aiohttp's that no route of ours leads to: said as it is.
-        body = {"error": {"code": "http_error", "message": exc.reason.lower()}}
-        return web.json_response(body, status=exc.status, headers=headers)
-    except Exception as exc:
-        problem = as_problem(exc)
-        if isinstance(exc, TRANSIENT_ERRORS):
-            log.warning(
-                "%s %s: back end unavailable (%s)",
-                request.method,
-                _route(request),
-                type(exc).__name__,
-            )
-        if problem is not None:
-            return error_response(problem, request)
-        # The exception's message may quote a row (asyncpg's DETAIL does): log the type
-        # and the frames, never the message.
-        log.error(
-            "%s %s failed with %s\n%s",
+def refusal_response(exc: web.HTTPException, request: web.Request) -> web.Response:
+    """The answer to one of aiohttp's refusals (no route, wrong method, body too large)."""
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    known = _HTTP_PROBLEMS.get(exc.status)
+    if known is not None:
+        return error_response(known(headers=headers), request)
+    # A refusal of aiohttp's that no route of ours leads to: said as it is.
+    body = {"error": {"code": "http_error", "message": exc.reason.lower()}}
+    return web.json_response(body, status=exc.status, headers=headers)
+
+
+def failure_response(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to an exception a handler raised: its problem's, or a 500 (logged)."""
+    problem = as_problem(exc)
+    if isinstance(exc, TRANSIENT_ERRORS):
+        log.warning(
+            "%s %s: back end unavailable (%s)",
             request.method,
             _route(request),
             type(exc).__name__,
-            frames_of(exc.__traceback__),
         )
-        return error_response(InternalError(), request)
+    if problem is not None:
+        return error_response(problem, request)
+    # The exception's message may quote a row (asyncpg's DETAIL does): log the type
+    # and the frames, never the message.
+    log.error(
+        "%s %s failed with %s\n%s",
+        request.method,
+        _route(request),
+        type(exc).__name__,
+        frames_of(exc.__traceback__),
+    )
+    return error_response(InternalError(), request)
 
 
 def _route(request: web.Request) -> str:

@@ -19,8 +19,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Histogram
 
-from countersign_core.logs import REQUEST_ID, trusted_info
+from countersign_core.logs import REQUEST_ID, FixedFields, trusted_info
 from petition_api import metrics
+from petition_api.errors import failure_response, refusal_response
 
 access_log = logging.getLogger("petition_api.access")
 
@@ -36,16 +37,20 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-# The latency histogram of each (method, route, status): looked up once, not per request.
-_durations: dict[tuple[str, str, int], Histogram] = {}
+# Per (method, route, status): its latency histogram and its access-log fields, encoded;
+# made once, not per request.
+_observers: dict[tuple[str, str, int], tuple[Histogram, FixedFields]] = {}
 
 
-def _duration_of(method: str, route: str, status: int) -> Histogram:
-    histogram = _durations.get((method, route, status))
-    if histogram is None:
+def _observer_of(method: str, route: str, status: int) -> tuple[Histogram, FixedFields]:
+    observer = _observers.get((method, route, status))
+    if observer is None:
         histogram = metrics.REQUEST_DURATION.labels(method, route, str(status))
-        _durations[method, route, status] = histogram
-    return histogram
+        observer = _observers[method, route, status] = (
+            histogram,
+            FixedFields(method=method, route=route, status=status),
+        )
+    return observer
 
 
 def route_of(request: web.Request) -> str:
@@ -56,39 +61,39 @@ def route_of(request: web.Request) -> str:
 
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The API's one middleware: the request id, the error envelope (petition_api.errors),
+    the access log line and the latency histogram, in one layer per request."""
     offered = request.headers.get(REQUEST_ID_HEADER, "")
     # Each request runs in a task of its own, so the id stays set for its whole life,
-    # answer headers included (stamp_request_id), and is gone with the task.
+    # answer headers included (answer_headers), and is gone with the task.
     REQUEST_ID.set(offered if offered and _WELL_FORMED_ID.fullmatch(offered) else new_request_id())
     started = time.monotonic()
     status = 500
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # a redirect: aiohttp sends it
+                status = exc.status
+                raise
+            response = refusal_response(exc, request)
+        except Exception as exc:
+            response = failure_response(request, exc)
         status = response.status
         return response
-    except web.HTTPException as exc:  # a redirect, passed on by the error middleware
-        status = exc.status
-        raise
     except asyncio.CancelledError:
         status = CLIENT_CLOSED
         raise
     finally:
         duration = time.monotonic() - started
         method = request.method if request.method in _METHODS else "other"
-        route = route_of(request)
-        _duration_of(method, route, status).observe(duration)
+        histogram, fields = _observer_of(method, route_of(request), status)
+        histogram.observe(duration)
         # Route pattern, method, status and duration only: trusted_info's kind of line.
-        trusted_info(
-            access_log,
-            "request",
-            method=method,
-            route=route,
-            status=status,
-            duration=round(duration, 4),
-        )
+        trusted_info(access_log, "request", fields, duration=round(duration, 4))
 
 
-async def stamp_request_id(_request: web.Request, response: web.StreamResponse) -> None:
+def stamp_request_id(response: web.StreamResponse) -> None:
     request_id = REQUEST_ID.get()
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id

@@ -32,7 +32,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from countersign_core.batching import Batcher
+from countersign_core.batching import Batcher, wait_within
 from countersign_core.connections import TRANSIENT_ERRORS, RedisClient
 from countersign_core.logs import OutageNotice
 from countersign_core.settings import Rate
@@ -130,8 +130,7 @@ class RateLimiter:
         if self._batcher is None:  # made on first use: it needs the running loop
             self._batcher = Batcher(self._check_batch, max_batch=MAX_BATCH)
         try:
-            async with asyncio.timeout(self._timeout):
-                verdict = await asyncio.shield(self._batcher.submit(limits))
+            verdict = await wait_within(self._batcher.submit(limits), self._timeout)
         except TRANSIENT_ERRORS as exc:
             metrics.RATE_LIMITS_SKIPPED.inc()
             self._outage.failed(exc)

@@ -17,7 +17,7 @@ HTML_POLICY = (
 OTHER_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
-async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+def set_security_headers(response: web.StreamResponse) -> None:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
+from countersign_core.caching import MISSING
 from countersign_core.connections import TRANSIENT_ERRORS, ping_redis, within
 from countersign_core.texts import negotiate, parse_accept_language
 from countersign_domain.errors import (
@@ -243,9 +245,17 @@ def signature_language(request: web.Request, petition: Petition, explicit: str |
     return negotiate([explicit, *accepted], available, petition.default_lang)
 
 
+# The two answers a signature gets, encoded once.
+_ACCEPTED = {
+    status: (json.dumps({"status": status}).encode(), 201 if status == "counted" else 202)
+    for status in get_args(SignStatus)
+}
+
+
 def _accepted(status: SignStatus) -> web.Response:
     """201 for a signature that counts; 202 for one that counts once confirmed."""
-    return web.json_response({"status": status}, status=201 if status == "counted" else 202)
+    body, code = _ACCEPTED[status]
+    return web.Response(body=body, status=code, content_type="application/json", charset="utf-8")
 
 
 @documented(
@@ -272,7 +282,10 @@ def _accepted(status: SignStatus) -> web.Response:
 )
 async def get_counts(request: web.Request) -> web.Response:
     petition = await public_petition(request)
-    rendered = await request.app[keys.COUNTS].render(petition)
+    counts = request.app[keys.COUNTS]
+    rendered = counts.cached(petition.id)
+    if rendered is MISSING:
+        rendered = await counts.render(petition)
     if rendered is None:
         raise CountsUnavailable()
     # Body and headers were made once for every reader of these figures.

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from countersign_core.caching import FreshValues
+from countersign_core.caching import MISSING, FreshValues
 from tests.support.waiting import eventually
 
 
@@ -121,3 +121,16 @@ async def test_the_oldest_values_go_first_when_it_is_full() -> None:
     assert await cache.get(3, source.load) == 3
     assert await cache.get(2, source.load) == 2
     assert await cache.get(1, source.load) == 4  # forgotten, loaded anew
+
+
+async def test_fresh_says_what_get_would_answer_from_memory() -> None:
+    cache: FreshValues[str, int] = FreshValues(ttl=60)
+    source = Source()
+    assert cache.fresh("a") is MISSING
+    assert await cache.get("a", source.load) == 1
+    assert cache.fresh("a") == 1
+    cache.invalidate("a")
+    assert cache.fresh("a") is MISSING
+    never: FreshValues[str, int] = FreshValues(ttl=0)
+    await never.get("a", source.load)
+    assert never.fresh("a") is MISSING

@@ -5,11 +5,13 @@ database, can tell which address a stored hash (or a rate limit key) was for."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
 import ipaddress
 from datetime import date, timedelta
+from typing import cast
 
 import asyncpg
 import pytest
@@ -168,3 +170,24 @@ async def test_the_running_worker_destroys_keys_past_the_setting(
 
     assert await eventually(destroyed, timeout=30) == [today.day - timedelta(days=2)]
     assert await pool.fetchval("SELECT count(*) FROM ip_hash_keys WHERE key IS NOT NULL") == 2
+
+
+async def test_requests_arriving_while_the_days_key_is_read_share_the_read(
+    pool: asyncpg.Pool,
+) -> None:
+    class CountingPool:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        async def execute(self, *args: object) -> str:
+            return str(await pool.execute(*args))
+
+        async def fetchval(self, *args: object) -> object:
+            self.reads += 1
+            return await pool.fetchval(*args)
+
+    counting = CountingPool()
+    keys = DailyIpKeys(cast(asyncpg.Pool, counting), HASHER, clock=lambda: date(2026, 4, 1))
+    found = await asyncio.gather(*(keys.today() for _ in range(20)))
+    assert counting.reads == 1
+    assert all(key is found[0] for key in found)

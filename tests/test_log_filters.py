@@ -16,12 +16,14 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from countersign_core.logs import (
     REQUEST_ID,
+    FixedFields,
     is_ours,
     log_handler,
     process_log_handler,
@@ -227,3 +229,20 @@ def test_a_trusted_line_goes_as_a_record_where_a_logger_has_handlers_of_its_own(
     finally:
         logger.removeHandler(mine)
     assert json.loads(own.getvalue())["status"] == 200
+
+
+def test_a_trusted_line_with_fixed_fields_is_written_as_its_record_would_be() -> None:
+    logger = logging.getLogger("petition_api.access")
+    fixed = FixedFields(method="GET", route="/v1/petitions/{slug}/counts", status=200)
+    varying: dict[str, str | int | float] = {"duration": 0.0123, "note": 'a "quoted" é', "n": 7}
+    as_record, as_line = io.StringIO(), io.StringIO()
+    with root_handlers(log_handler(as_record)):
+        trusted_info(logger, "request", fixed, **varying)
+    with root_handlers(process_log_handler(as_line)):
+        trusted_info(logger, "request", fixed, **varying)
+    record, line = json.loads(as_record.getvalue()), json.loads(as_line.getvalue())
+    # The very same text (the same separators, the same escapes), but for the time.
+    same_time = as_record.getvalue().replace(record["time"], line["time"])
+    assert as_line.getvalue() == same_time
+    assert line["request_id"] is None
+    assert datetime.fromisoformat(line["time"]).tzinfo is not None
