@@ -24,6 +24,7 @@ from petition_api.console import moderation as console_moderation
 from petition_api.console import people as console_people
 from petition_api.console import petitions as console_petitions
 from petition_api.console import signing_in
+from petition_api.console import translations as console_translations
 from petition_api.cors import cross_origin
 
 STAFF_PREFIX = "/v1/admin"
@@ -110,6 +111,9 @@ CONSOLE = [
     web.get("/petitions/{slug}/edit", console_petitions.edit_petition),
     web.post("/petitions/{slug}/edit", console_petitions.update_petition),
     web.post("/petitions/{slug}/status", console_petitions.change_status),
+    web.get("/petitions/{slug}/languages", console_translations.languages_page),
+    web.post("/petitions/{slug}/languages", console_translations.save_language),
+    web.post("/petitions/{slug}/languages/{lang}", console_translations.language_action),
     web.get("/petitions/{slug}/export", console_exports.export_page),
     web.get("/petitions/{slug}/signatures.csv", console_exports.download, allow_head=False),
     web.get("/petitions/{slug}/delivery", console_exports.delivery_page),
