@@ -247,8 +247,10 @@ async def petition_figures(request: web.Request) -> web.Response:
     context = await _figures(request, petition)
     response = render(request, "figures.html", context)
     assert response.text is not None
-    tag = '"' + hashlib.sha256(response.text.encode()).hexdigest()[:32] + '"'
-    if request.headers.get("If-None-Match") == tag:
+    digest = hashlib.sha256(response.text.encode()).hexdigest()[:32]
+    tag = f'"{digest}"'
+    # Compared weakly (RFC 9110): the compression middleware marks the tag it sends W/.
+    if any(sent.value == digest for sent in request.if_none_match or ()):
         return web.Response(status=304, headers={"ETag": tag})
     response.headers["ETag"] = tag
     return response
