@@ -51,6 +51,8 @@ class _PetitionFields(StrictSchema):
     text = fields.String(attribute="body", validate=[storable_text, validate.Length(max=100_000)])
     target = fields.String(validate=[storable_text, validate.Length(max=300)])
     goal = fields.Integer(strict=True, validate=POSTGRES_INTEGER)
+    # Shown as the goal once the total reaches it; above the goal; null: none.
+    next_goal = fields.Integer(strict=True, allow_none=True, validate=POSTGRES_INTEGER)
     allowed_origins = fields.List(fields.String(validate=ORIGIN), validate=validate.Length(max=50))
     # In the future (else 409 closes_at_passed: a rule of the time of the request).
     closes_at = _datetime(allow_none=True)
@@ -81,6 +83,7 @@ class PetitionUpdateSchema(_PetitionFields):
 
 class ManagedPetitionSchema(PetitionSchema):
     id = fields.Integer()
+    next_goal = fields.Integer(allow_none=True)
     allowed_origins = fields.List(fields.String())
     closed_at = fields.AwareDateTime(allow_none=True)
     require_confirmation = fields.Boolean()
