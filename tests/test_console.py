@@ -564,6 +564,7 @@ async def test_partners_are_granted_petitions_from_both_pages_and_audited(
         data={"csrf": csrf, "petition": SLUG, "back": "partners"},
     )
     assert "The partner is granted the petition." in listed
+    assert f'<option value="{SLUG}">' not in listed  # both granted it: none is offered
     assert listed.count(f'<a href="/admin/petitions/{SLUG}">') == 2  # both partners' rows
 
     async def granted_codes() -> list[str]:
