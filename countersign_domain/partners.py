@@ -74,6 +74,14 @@ WHERE g.petition_id = $1
 ORDER BY pa.source_code
 """
 
+SELECT_ALL_GRANTS = """
+SELECT pa.source_code, p.slug, p.title, g.granted_at
+FROM partner_grants g
+JOIN partners pa ON pa.id = g.partner_id
+JOIN petitions p ON p.id = g.petition_id
+ORDER BY pa.source_code, p.slug
+"""
+
 IS_GRANTED = (
     "SELECT EXISTS (SELECT 1 FROM partner_grants WHERE partner_id = $1 AND petition_id = $2)"
 )
@@ -112,11 +120,20 @@ def hash_key(key: str) -> bytes:
 
 
 async def create_partner(
-    conn: asyncpg.Pool | asyncpg.Connection, *, name: str, source_code: str, origins: list[str]
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    actor: str,
+    name: str,
+    source_code: str,
+    origins: list[str],
 ) -> tuple[Partner, str]:
-    """A new partner and its key: the only time the key exists outside the caller."""
+    """A new partner and its key: the only time the key exists outside the caller. The
+    ``partner.create`` entry names its code (never the key). Raises
+    asyncpg.UniqueViolationError when the code is taken."""
     key = new_key()
-    row = await conn.fetchrow(INSERT_PARTNER, name, source_code, origins, hash_key(key))
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(INSERT_PARTNER, name, source_code, origins, hash_key(key))
+        await audit.record(conn, actor, "partner.create", details={"partner": source_code})
     return Partner.from_row(row), key
 
 
@@ -125,11 +142,16 @@ async def list_partners(conn: asyncpg.Pool | asyncpg.Connection) -> list[Partner
 
 
 async def revoke_partner(
-    conn: asyncpg.Pool | asyncpg.Connection, source_code: str
+    db: asyncpg.Pool | asyncpg.Connection, *, actor: str, source_code: str
 ) -> Partner | None:
-    """Revoke an active partner's key and origins; None if none is active by that code."""
-    row = await conn.fetchrow(REVOKE_PARTNER, source_code)
-    return Partner.from_row(row) if row else None
+    """Revoke an active partner's key and origins, with the ``partner.revoke`` entry; None
+    (and no entry) if none is active by that code."""
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(REVOKE_PARTNER, source_code)
+        if row is None:
+            return None
+        await audit.record(conn, actor, "partner.revoke", details={"partner": source_code})
+    return Partner.from_row(row)
 
 
 async def _active_partner(conn: asyncpg.Connection, source_code: str) -> Partner:
@@ -186,6 +208,25 @@ async def granted_partners(conn: asyncpg.Pool | asyncpg.Connection, slug: str) -
     petition = await managed_petition(conn, slug)
     rows = await conn.fetch(SELECT_GRANTED, petition.id)
     return [Grant(Partner.from_row(row), row["granted_at"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class GrantedPetition:
+    slug: str
+    title: str
+    granted_at: datetime
+
+
+async def grants_by_partner(
+    conn: asyncpg.Pool | asyncpg.Connection,
+) -> dict[str, list[GrantedPetition]]:
+    """Every partner's granted petitions, by source code (partners with none left out)."""
+    found: dict[str, list[GrantedPetition]] = {}
+    for row in await conn.fetch(SELECT_ALL_GRANTS):
+        found.setdefault(row["source_code"], []).append(
+            GrantedPetition(row["slug"], row["title"], row["granted_at"])
+        )
+    return found
 
 
 @dataclass(frozen=True)

@@ -56,18 +56,19 @@ _LANGUAGE = re.compile(patterns.PETITION_LANGUAGE)
 # Each query reads the columns and the other languages' texts of the petition of the row,
 # as one JSON object.
 _SELECT_PUBLIC = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at, require_confirmation,
-       data_controller, privacy_policy_url, default_lang, (%s) AS translations
-"""
-_SELECT_MANAGED = """
-SELECT id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
-       closed_at, require_confirmation, data_controller, privacy_policy_url, default_lang,
+SELECT id, slug, title, body, target, goal, next_goal, status, created_at, closes_at,
+       require_confirmation, data_controller, privacy_policy_url, default_lang,
        (%s) AS translations
 """
+_SELECT_MANAGED = """
+SELECT id, slug, title, body, target, goal, next_goal, status, created_at, closes_at,
+       allowed_origins, closed_at, require_confirmation, data_controller, privacy_policy_url,
+       default_lang, (%s) AS translations
+"""
 _RETURNING_MANAGED = """
-RETURNING id, slug, title, body, target, goal, status, created_at, closes_at, allowed_origins,
-          closed_at, require_confirmation, data_controller, privacy_policy_url, default_lang,
-          (%s) AS translations
+RETURNING id, slug, title, body, target, goal, next_goal, status, created_at, closes_at,
+          allowed_origins, closed_at, require_confirmation, data_controller, privacy_policy_url,
+          default_lang, (%s) AS translations
 """
 _TRANSLATIONS = """
 SELECT coalesce(json_object_agg(t.lang, json_build_object(
@@ -95,8 +96,9 @@ LIST_MANAGED = _SELECT_MANAGED + "FROM petitions ORDER BY created_at DESC, id DE
 INSERT_MANAGED = (
     """
 INSERT INTO petitions (slug, title, body, target, goal, status, closes_at, allowed_origins,
-                       require_confirmation, data_controller, privacy_policy_url, default_lang)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+                       require_confirmation, data_controller, privacy_policy_url, default_lang,
+                       next_goal)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"""
     + _RETURNING_MANAGED
 )
 
@@ -129,7 +131,8 @@ UPDATE petitions SET
     require_confirmation = coalesce($10, require_confirmation),
     data_controller = CASE WHEN $11 THEN $12 ELSE data_controller END,
     privacy_policy_url = CASE WHEN $13 THEN $14 ELSE privacy_policy_url END,
-    default_lang = coalesce($15, default_lang)
+    default_lang = coalesce($15, default_lang),
+    next_goal = CASE WHEN $16 THEN $17 ELSE next_goal END
 WHERE id = $1"""
     + _RETURNING_MANAGED
 )
@@ -163,6 +166,8 @@ class Petition:
     body: str
     target: str
     goal: int
+    # Shown as the goal once the counted total reaches ``goal`` (None: the goal stays).
+    next_goal: int | None
     status: str
     created_at: datetime
     closes_at: datetime | None
@@ -187,6 +192,12 @@ class Petition:
 
     def privacy_notice(self, config: PrivacyConfig) -> PrivacyNotice:
         return PrivacyNotice.of(config, self.data_controller, self.privacy_policy_url)
+
+    def shown_goal(self, total: int) -> int:
+        """The goal the public figures show: the next goal once this one is reached."""
+        if self.next_goal is not None and total >= self.goal:
+            return self.next_goal
+        return self.goal
 
     @property
     def is_public(self) -> bool:
@@ -238,6 +249,7 @@ class PetitionChanges(TypedDict, total=False):
     body: str
     target: str
     goal: int
+    next_goal: int | None
     allowed_origins: list[str]
     closes_at: datetime | None
     status: str
@@ -348,6 +360,15 @@ def _check_privacy(controller: str | None, url: str | None) -> None:
         raise ValidationFailed(fields=refused)
 
 
+def _check_next_goal(goal: int, next_goal: int | None) -> None:
+    """The next goal, when there is one, is above the goal (sql/014_next_goal.sql)."""
+    if next_goal is not None and next_goal <= goal:
+        raise ValidationFailed(
+            f"next_goal must be above the goal ({goal})",
+            fields={"next_goal": [f"Must be above the goal ({goal})."]},
+        )
+
+
 def _check_status(status: str, allowed: tuple[str, ...]) -> None:
     if status not in allowed:
         raise ValidationFailed(fields={"status": [f"Must be one of: {', '.join(allowed)}."]})
@@ -369,6 +390,7 @@ async def create_petition(
     body: str = "",
     target: str = "",
     goal: int = 1000,
+    next_goal: int | None = None,
     status: str = "draft",
     closes_at: datetime | None = None,
     allowed_origins: list[str] | None = None,
@@ -383,6 +405,7 @@ async def create_petition(
     _check_status(status, NEW_STATUSES)
     _check_privacy(data_controller, privacy_policy_url)
     _check_language(default_lang, "default_lang")
+    _check_next_goal(goal, next_goal)
     refuse_passed_close(closes_at)
     async with transaction(db) as conn:
         try:
@@ -400,6 +423,7 @@ async def create_petition(
                 data_controller,
                 privacy_policy_url,
                 default_lang,
+                next_goal,
             )
         except asyncpg.UniqueViolationError:
             raise PetitionExists from None
@@ -430,6 +454,9 @@ async def update_petition(
         status = changes.get("status", current.status)
         _check_status(status, STATUSES)
         check_transition(current.status, status)
+        _check_next_goal(
+            changes.get("goal", current.goal), changes.get("next_goal", current.next_goal)
+        )
         closes_at = changes.get("closes_at", current.closes_at)
         if "status" in changes and status == "open" and closes_at and closes_at <= _now():
             raise ClosesAtPassed(
@@ -452,6 +479,8 @@ async def update_petition(
             "privacy_policy_url" in changes,
             changes.get("privacy_policy_url"),
             changes.get("default_lang"),
+            "next_goal" in changes,
+            changes.get("next_goal"),
         )
         petition = ManagedPetition.from_row(row)
         details: dict[str, Any] = {

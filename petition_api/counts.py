@@ -54,14 +54,15 @@ class RenderedCounts:
 
 
 def counts_payload(petition: Petition, counts: LiveCounts, breakdown_min: int) -> dict[str, Any]:
-    """What the public sees: the total, and the countries with the small ones folded
-    into "other" (``counter_worker.counts.fold_small_groups``)."""
+    """What the public sees: the total, the goal (the next goal once it is reached), and
+    the countries with the small ones folded into "other"
+    (``counter_worker.counts.fold_small_groups``)."""
     countries = counts.public_countries(breakdown_min)
     payload: dict[str, Any] = _schema.dump(
         {
             "slug": petition.slug,
             "total": counts.total,
-            "goal": petition.goal,
+            "goal": petition.shown_goal(counts.total),
             "countries": [{"code": c, "count": n} for c, n in countries],
             "updated_at": counts.updated_at,
         }

@@ -96,6 +96,10 @@ async def test_create_open_at_once(client: Client, staff: StaffTokens) -> None:
         ({"slug": "x", "title": "x", "goal": 0}, "goal"),
         ({"slug": "x", "title": "x", "goal": "100"}, "goal"),
         ({"slug": "x", "title": "x", "goal": 2**31}, "goal"),
+        ({"slug": "x", "title": "x", "next_goal": 0}, "next_goal"),
+        ({"slug": "x", "title": "x", "next_goal": "2000"}, "next_goal"),
+        ({"slug": "x", "title": "x", "next_goal": 1000}, "next_goal"),  # the default goal
+        ({"slug": "x", "title": "x", "goal": 500, "next_goal": 499}, "next_goal"),
         ({"slug": "x", "title": "x", "closes_at": "next week"}, "closes_at"),
         ({"slug": "x", "title": "x", "allowed_origins": ["https://x.org/path"]}, "allowed_origins"),
         ({"slug": "x", "title": "x", "allowed_origins": "https://x.org"}, "allowed_origins"),
@@ -111,6 +115,35 @@ async def test_create_rejects_bad_fields_one_by_one(
     assert error["code"] == "validation_failed"
     assert set(error["fields"]) == {field}
     assert await pool.fetchval("SELECT count(*) FROM petitions") == 1
+
+
+async def test_the_next_goal_is_above_the_goal_and_can_be_cleared(
+    client: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    headers = bearer(staff.admin)
+    created = await client.post(
+        PETITIONS, json={"slug": "x", "title": "x", "goal": 100, "next_goal": 250}, headers=headers
+    )
+    assert created.status == 201, await created.text()
+    assert ((await created.json())["goal"], (await created.json())["next_goal"]) == (100, 250)
+    x = f"{PETITIONS}/x"
+    # Whichever of the two changes, the next goal stays above the goal; the 422 names it.
+    for change in ({"next_goal": 100}, {"goal": 250}, {"goal": 300, "next_goal": 299}):
+        refused = await error_of(await client.patch(x, json=change, headers=headers), 422)
+        assert (refused["code"], list(refused["fields"])) == ("validation_failed", ["next_goal"])
+    row = await pool.fetchrow("SELECT goal, next_goal FROM petitions WHERE slug = 'x'")
+    assert (row["goal"], row["next_goal"]) == (100, 250)
+    raised = await client.patch(x, json={"goal": 300, "next_goal": 600}, headers=headers)
+    assert ((await raised.json())["goal"], (await raised.json())["next_goal"]) == (300, 600)
+    cleared = await client.patch(x, json={"next_goal": None}, headers=headers)
+    assert (await cleared.json())["next_goal"] is None
+    shown = await client.get(x, headers=bearer(staff.exporter))
+    assert (await shown.json())["next_goal"] is None
+    updates = [e for e in await audit_rows(pool) if e["action"] == "petition.update"]
+    assert [e["details"]["fields"] for e in updates] == [["goal", "next_goal"], ["next_goal"]]
+    # The database holds the same rule, whoever writes.
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute("UPDATE petitions SET next_goal = goal WHERE slug = 'x'")
 
 
 async def test_a_close_date_already_passed_is_a_conflict(
@@ -330,6 +363,8 @@ async def test_the_command_lists_shows_and_edits_as_the_api_does(
         "The UN Security Council",
         "--goal",
         "250000",
+        "--next-goal",
+        "500000",
         "--closes-at",
         "2099-01-01",
         "--no-confirmation",
@@ -337,14 +372,15 @@ async def test_the_command_lists_shows_and_edits_as_the_api_does(
         "https://Example.org",
     )
     assert edited.stdout == (
-        f"petition {SLUG} changed: allowed_origins, closes_at, goal, require_confirmation, "
-        "target, title\n"
+        f"petition {SLUG} changed: allowed_origins, closes_at, goal, next_goal, "
+        "require_confirmation, target, title\n"
     ), edited.stderr
     petition = await api_view()
-    assert {key: petition[key] for key in ("title", "target", "goal")} == {
+    assert {key: petition[key] for key in ("title", "target", "goal", "next_goal")} == {
         "title": "Refer Syria to the International Criminal Court",
         "target": "The UN Security Council",
         "goal": 250000,
+        "next_goal": 500000,
     }
     assert petition["require_confirmation"] is False
     assert petition["allowed_origins"] == ["https://example.org"]
@@ -356,6 +392,7 @@ async def test_the_command_lists_shows_and_edits_as_the_api_does(
             "allowed_origins",
             "closes_at",
             "goal",
+            "next_goal",
             "require_confirmation",
             "target",
             "title",
@@ -363,15 +400,16 @@ async def test_the_command_lists_shows_and_edits_as_the_api_does(
     }
 
     shown = (await run("show", SLUG)).stdout.splitlines()
-    assert shown[:6] == [
+    assert shown[:7] == [
         f"slug          {SLUG}",
         "title         Refer Syria to the International Criminal Court",
         "status        open",
         "target        The UN Security Council",
         "goal          250,000",
+        "next goal     500,000",
         "confirmation  off",
     ]
-    assert shown[6] == "closes at     2099-01-01 00:00:00+0000"
+    assert shown[7] == "closes at     2099-01-01 00:00:00+0000"
     assert "origins       https://example.org" in shown
 
     cleared = await run("edit", SLUG, "--no-closes-at", "--no-origins")

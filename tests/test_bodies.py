@@ -94,7 +94,9 @@ async def test_public_sign(
 async def test_partner_sign(
     client: Client, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, key = await create_partner(pool, name="Partner", source_code="partner", origins=[])
+    _, key = await create_partner(
+        pool, actor="test", name="Partner", source_code="partner", origins=[]
+    )
     await grant_petition(pool, actor="tests", source_code="partner", slug=SLUG)
     await refused_as_invalid_json(client, caplog, "POST", SIGN, **bearer(key))
     assert await signature_rows(pool) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 from html import unescape
 from http.cookies import SimpleCookie
@@ -15,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from countersign.cli import main as cli
 from countersign_core.settings import Rate, Settings
+from countersign_domain.partners import create_partner, grant_petition
 from countersign_domain.sessions import SessionPolicy, request_sign_in_link, sign_in_secret
 from countersign_domain.staff import Role, invite_staff
 from mail_sender.sender import MailSender
@@ -282,6 +284,28 @@ async def test_petitions_are_created_edited_and_moved_through_the_domain_rules(
     assert row["body"] == "Line one\nLine two"
     assert row["allowed_origins"] == ["https://partner.example"]
 
+    # The next goal: above the goal, or refused with the field named; empty clears it.
+    too_low = await console.post(
+        f"{CONSOLE}/petitions/free-them/edit",
+        data={"csrf": csrf, "title": "Free them", "goal": "500", "next_goal": "500"},
+    )
+    assert too_low.status == 422
+    assert 'id="next_goal-error">Must be above the goal (500).<' in await too_low.text()
+    await submit(
+        console,
+        f"{CONSOLE}/petitions/free-them/edit",
+        data={"csrf": csrf, "title": "Free them", "goal": "500", "next_goal": "2000"},
+    )
+    assert await pool.fetchval("SELECT next_goal FROM petitions WHERE slug = 'free-them'") == 2000
+    edit_page = await (await console.get(f"{CONSOLE}/petitions/free-them/edit")).text()
+    assert 'name="next_goal" inputmode="numeric" value="2000"' in edit_page
+    await submit(
+        console,
+        f"{CONSOLE}/petitions/free-them/edit",
+        data={"csrf": csrf, "title": "Free them", "goal": "500", "next_goal": ""},
+    )
+    assert await pool.fetchval("SELECT next_goal FROM petitions WHERE slug = 'free-them'") is None
+
     invalid = await console.post(
         f"{CONSOLE}/petitions/free-them/edit",
         data={"csrf": csrf, "title": "Free them", "goal": "-3", "allowed_origins": "nope"},
@@ -304,7 +328,7 @@ async def test_petitions_are_created_edited_and_moved_through_the_domain_rules(
     assert await pool.fetchval("SELECT status FROM petitions WHERE slug = 'free-them'") == "open"
     actions = [action for _, action in await audit_actions(pool)]
     assert actions.count("petition.create") == 1
-    assert actions.count("petition.update") == 1
+    assert actions.count("petition.update") == 3  # the next goal set, cleared; opened
 
 
 async def test_the_dashboard_shows_the_figures_and_their_updates(
@@ -372,6 +396,49 @@ async def test_the_export_filters_and_the_pdf(
     assert body.startswith(b"%PDF-")
     exports = await pool.fetch("SELECT actor, row_count FROM audit_log WHERE action = 'export'")
     assert [(row["actor"], row["row_count"]) for row in exports] == [("exporter-test", expected)]
+
+
+async def test_the_consent_filter_exports_exactly_those_rows(
+    console: Client, staff: StaffTokens, pool: asyncpg.Pool, petition_id: int
+) -> None:
+    await add_signatures(pool, petition_id, 12)
+    # Some agreed to hear from the campaign, in several countries.
+    await pool.execute("UPDATE signatures SET consent_updates = (id % 3 = 0)")
+    await console_sign_in(console, staff.exporter)
+    form_page = await (await console.get(f"{CONSOLE}/petitions/{SLUG}/export")).text()
+    assert '<select id="consent" name="consent"' in form_page
+
+    async def exported(**params: str) -> list[tuple[str, str, str]]:
+        response = await console.get(f"{CONSOLE}/petitions/{SLUG}/signatures.csv", params=params)
+        assert response.status == 200, await response.text()
+        rows = read_csv(await response.read())
+        return [(r["signed_at"], r["country_code"], r["consent_updates"]) for r in rows]
+
+    async def in_postgres(consent: bool, country: str | None = None) -> list[tuple[str, str, str]]:
+        rows = await pool.fetch(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+            " AS signed_at, country, consent_updates FROM signatures"
+            " WHERE counted AND consent_updates = $1 AND ($2::text IS NULL OR country = $2)"
+            " ORDER BY created_at, id",
+            consent,
+            country,
+        )
+        return [
+            (r["signed_at"], r["country"], "yes" if r["consent_updates"] else "no") for r in rows
+        ]
+
+    agreed = await exported(consent="yes")
+    assert agreed == await in_postgres(True) != []
+    refused = await exported(consent="no", country="FR")
+    assert refused == await in_postgres(False, "FR") != []
+    assert len(await exported(consent="")) == 12  # any
+    bad = await console.get(f"{CONSOLE}/petitions/{SLUG}/signatures.csv?consent=maybe")
+    assert bad.status == 422
+    assert 'aria-invalid="true"' in await bad.text()
+    filters = await pool.fetch(
+        "SELECT details->'filters' AS f FROM audit_log WHERE action = 'export' ORDER BY id"
+    )
+    assert [json.loads(row["f"]).get("consent") for row in filters] == ["True", "False", None]
 
 
 # -- moderation -----------------------------------------------------------------------------
@@ -468,6 +535,113 @@ async def test_partners_get_their_key_once_and_can_be_revoked(
     assert taken.status == 422
     await submit(console, f"{CONSOLE}/partners/daily/revoke", data={"csrf": csrf})
     assert await pool.fetchval("SELECT revoked_at IS NOT NULL FROM partners") is True
+
+
+async def test_partners_are_granted_petitions_from_both_pages_and_audited(
+    console: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    await console_sign_in(console, staff.admin)
+    csrf = await page_csrf(console, f"{CONSOLE}/partners")
+    for code in ("daily", "weekly"):
+        await submit(
+            console,
+            f"{CONSOLE}/partners",
+            data={"csrf": csrf, "name": code.title(), "source_code": code, "origins": ""},
+        )
+    # From the petition's page, a partner chosen; from the partners page, a petition.
+    dashboard = await (await console.get(f"{CONSOLE}/petitions/{SLUG}")).text()
+    assert "No partner is granted this petition." in dashboard
+    assert '<option value="daily">' in dashboard
+    granted = await submit(
+        console, f"{CONSOLE}/petitions/{SLUG}/grants", data={"csrf": csrf, "partner": "daily"}
+    )
+    assert "The partner is granted the petition." in granted
+    assert "<code>daily</code>" in granted
+    assert '<option value="daily">' not in granted  # granted already: no longer offered
+    listed = await submit(
+        console,
+        f"{CONSOLE}/partners/weekly/grants",
+        data={"csrf": csrf, "petition": SLUG, "back": "partners"},
+    )
+    assert "The partner is granted the petition." in listed
+    assert f'<option value="{SLUG}">' not in listed  # both granted it: none is offered
+    assert listed.count(f'<a href="/admin/petitions/{SLUG}">') == 2  # both partners' rows
+
+    async def granted_codes() -> list[str]:
+        rows = await pool.fetch(
+            "SELECT pa.source_code FROM partner_grants g JOIN partners pa ON pa.id = g.partner_id"
+            " ORDER BY 1"
+        )
+        return [row["source_code"] for row in rows]
+
+    assert await granted_codes() == ["daily", "weekly"]
+    # Refusals are the domain's, in words.
+    unknown = await console.post(
+        f"{CONSOLE}/petitions/{SLUG}/grants", data={"csrf": csrf, "partner": "nobody"}
+    )
+    assert unknown.status == 404
+    assert "No active partner has this source code." in await unknown.text()
+    taken_back = await submit(
+        console, f"{CONSOLE}/petitions/{SLUG}/grants/daily/revoke", data={"csrf": csrf}
+    )
+    assert "The petition is taken back from the partner" in taken_back
+    again = await console.post(
+        f"{CONSOLE}/petitions/{SLUG}/grants/daily/revoke", data={"csrf": csrf}
+    )
+    assert again.status == 404
+    assert "This partner is not granted this petition." in await again.text()
+    assert await granted_codes() == ["weekly"]
+    # Without the form's token, nothing changes.
+    forged = await console.post(f"{CONSOLE}/petitions/{SLUG}/grants", data={"partner": "daily"})
+    assert forged.status == 403
+    await submit(console, f"{CONSOLE}/partners/weekly/revoke", data={"csrf": csrf})
+    assert await granted_codes() == ["weekly"]  # a revoked partner's grant stays, inert
+
+    entries = await pool.fetch(
+        "SELECT actor, action, details FROM audit_log WHERE action LIKE 'partner.%' ORDER BY id"
+    )
+    assert [(e["actor"], e["action"], json.loads(e["details"])) for e in entries] == [
+        ("admin-test", "partner.create", {"partner": "daily"}),
+        ("admin-test", "partner.create", {"partner": "weekly"}),
+        ("admin-test", "partner.grant", {"partner": "daily"}),
+        ("admin-test", "partner.grant", {"partner": "weekly"}),
+        ("admin-test", "partner.revoke_grant", {"partner": "daily"}),
+        ("admin-test", "partner.revoke", {"partner": "weekly"}),
+    ]
+    assert "cs_partner_" not in str([dict(e) for e in entries])
+
+
+async def test_an_exporter_sees_the_grants_but_cannot_change_them(
+    console: Client, staff: StaffTokens, pool: asyncpg.Pool
+) -> None:
+    await create_partner(pool, actor="test", name="Daily", source_code="daily", origins=[])
+    await create_partner(pool, actor="test", name="Weekly", source_code="weekly", origins=[])
+    await grant_petition(pool, actor="test", source_code="daily", slug=SLUG)
+    await console_sign_in(console, staff.exporter)
+    page = await console.get(f"{CONSOLE}/petitions/{SLUG}")
+    html = await page.text()
+    assert "<code>daily</code>" in html
+    assert "/grants" not in html  # no grant or take-back forms
+    csrf = csrf_of(html)
+    forged = [
+        await console.post(path, data={"csrf": csrf, **fields})
+        for path, fields in (
+            (f"{CONSOLE}/petitions/{SLUG}/grants", {"partner": "weekly"}),
+            (f"{CONSOLE}/partners/weekly/grants", {"petition": SLUG}),
+            (f"{CONSOLE}/petitions/{SLUG}/grants/daily/revoke", {}),
+        )
+    ]
+    assert [response.status for response in forged] == [403, 403, 403]
+    assert await pool.fetchval("SELECT count(*) FROM partner_grants") == 1
+    forbidden = await pool.fetch(
+        "SELECT actor, details->>'route' AS route FROM audit_log"
+        " WHERE action = 'console.forbidden' ORDER BY id"
+    )
+    assert [(row["actor"], row["route"]) for row in forbidden] == [
+        ("exporter-test", "/admin/petitions/{slug}/grants"),
+        ("exporter-test", "/admin/partners/{code}/grants"),
+        ("exporter-test", "/admin/petitions/{slug}/grants/{code}/revoke"),
+    ]
 
 
 async def test_staff_accounts_from_the_console_and_the_command(

@@ -34,7 +34,9 @@ async def client(
     aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, petition_id: int
 ) -> Client:
     await pool.execute("UPDATE petitions SET allowed_origins = $1", [CAMPAIGN])
-    await create_partner(pool, name="Partner", source_code="partner", origins=[PARTNER])
+    await create_partner(
+        pool, actor="test", name="Partner", source_code="partner", origins=[PARTNER]
+    )
     await grant_petition(pool, actor="tests", source_code="partner", slug=SLUG)
     return await aiohttp_client(create_app(settings))
 

@@ -30,7 +30,7 @@ HISTORIES = ("never", "pending", "confirmed")
 
 @pytest.fixture
 async def partner_key(pool: asyncpg.Pool, confirming_petition_id: int) -> str:
-    _, key = await create_partner(pool, name="Daily", source_code="daily", origins=[])
+    _, key = await create_partner(pool, actor="test", name="Daily", source_code="daily", origins=[])
     await grant_petition(pool, actor="tests", source_code="daily", slug=SLUG)
     return key
 

@@ -32,7 +32,7 @@ PARTNER_COUNTS = f"/v1/partner/counts?petition={SLUG}"
 async def partner_key(pool: asyncpg.Pool, petition_id: int) -> str:
     """A partner granted the usual petition."""
     _, key = await create_partner(
-        pool, name="The Daily Example", source_code="daily-example", origins=[]
+        pool, actor="test", name="The Daily Example", source_code="daily-example", origins=[]
     )
     await grant_petition(pool, actor="tests", source_code="daily-example", slug=SLUG)
     return key
@@ -42,7 +42,9 @@ async def test_a_key_is_random_and_stored_only_as_its_sha256(
     pool: asyncpg.Pool, partner_key: str
 ) -> None:
     assert re.fullmatch(KEY_PREFIX + r"[A-Za-z0-9_-]{43}", partner_key)
-    _, other = await create_partner(pool, name="Other", source_code="other", origins=[])
+    _, other = await create_partner(
+        pool, actor="test", name="Other", source_code="other", origins=[]
+    )
     assert other != partner_key
     stored = await pool.fetchval(
         "SELECT key_hash FROM partners WHERE source_code = 'daily-example'"
@@ -337,9 +339,9 @@ async def test_a_key_signs_and_reads_only_the_petitions_granted_it(
 async def test_grant_commands_are_audited_and_refuse_what_does_not_exist(
     worker_env: dict[str, str], pool: asyncpg.Pool, petition_id: int
 ) -> None:
-    assert (
-        countersign("partner", "create", "D", "--source", "daily", env=worker_env).returncode == 0
-    )
+    created = countersign("partner", "create", "D", "--source", "daily", env=worker_env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
     granted = countersign("partner", "grant", "daily", SLUG, env=worker_env)
     assert granted.returncode == 0, granted.stderr
     assert granted.stdout.strip() == f"partner daily is granted petition {SLUG}"
@@ -370,21 +372,32 @@ async def test_grant_commands_are_audited_and_refuse_what_does_not_exist(
     assert nowhere.returncode == 1
     assert "(petition_not_found)" in nowhere.stderr
 
+    assert countersign("partner", "revoke", "daily", env=worker_env).returncode == 0
+    twice = countersign("partner", "revoke", "daily", env=worker_env)
+    assert twice.returncode != 0
+    assert "no active partner with source code 'daily'" in twice.stderr
+
+    # Creating and revoking a partner are on record too (by its code, never its key);
+    # a revocation that found nothing to revoke is not.
     entries = await pool.fetch("SELECT actor, action, details FROM audit_log ORDER BY id")
-    assert [e["action"] for e in entries] == [
-        "partner.grant",
-        "partner.grant",
-        "partner.revoke_grant",
+    assert [(e["action"], json.loads(e["details"])) for e in entries] == [
+        ("partner.create", {"partner": "daily"}),
+        ("partner.grant", {"partner": "daily"}),
+        ("partner.grant", {"partner": "daily"}),
+        ("partner.create", {"partner": "weekly"}),
+        ("partner.revoke_grant", {"partner": "daily"}),
+        ("partner.revoke", {"partner": "daily"}),
     ]
     assert all(e["actor"].startswith("cli:") for e in entries)
-    assert all(json.loads(e["details"]) == {"partner": "daily"} for e in entries)
+    assert key.startswith(KEY_PREFIX)
+    assert key not in str([dict(e) for e in entries])
 
 
 async def test_staff_grant_list_and_revoke_through_the_api(
     client: Client, pool: asyncpg.Pool, staff: StaffTokens
 ) -> None:
     _, _key = await create_partner(
-        pool, name="Daily", source_code="daily", origins=["https://daily.example"]
+        pool, actor="test", name="Daily", source_code="daily", origins=["https://daily.example"]
     )
     grants = f"{ADMIN}/petitions/{SLUG}/partners"
     granted = await client.put(f"{grants}/daily", headers=bearer(staff.admin))
@@ -413,6 +426,7 @@ async def test_staff_grant_list_and_revoke_through_the_api(
     assert (await error_of(nowhere, 404))["code"] == "petition_not_found"
     actions = await pool.fetch("SELECT actor, action FROM audit_log ORDER BY id")
     assert [(a["actor"], a["action"]) for a in actions] == [
+        ("test", "partner.create"),
         ("admin-test", "partner.grant"),
         ("admin-test", "partner.revoke_grant"),
     ]
@@ -509,7 +523,9 @@ async def test_each_partner_key_has_its_own_limit(
         settings, limits=dataclasses.replace(settings.limits, partner=Rate(2, 60))
     )
     client = await aiohttp_client(create_app(one_a_minute))
-    _, other_key = await create_partner(pool, name="Other", source_code="other", origins=[])
+    _, other_key = await create_partner(
+        pool, actor="test", name="Other", source_code="other", origins=[]
+    )
     await grant_petition(pool, actor="tests", source_code="other", slug=SLUG)
     for i, key in enumerate([partner_key] * 3 + [other_key] * 2):
         response = await client.post(

@@ -457,6 +457,7 @@ async def test_the_card_is_drawn_again_at_most_once_a_minute(petition_id: int) -
         require_confirmation=False,
         data_controller=None,
         privacy_policy_url=None,
+        next_goal=None,
     )
     text = PetitionText("en", "Refer Syria to the ICC", "", "")
     first = await cards.card(petition, text, texts, 12)

@@ -12,11 +12,13 @@ import dataclasses
 import json
 from typing import Any
 
+import asyncpg
 import pytest
 
 from counter_worker.counts import fold_small_groups
 from counter_worker.worker import CounterWorker
 from countersign_core.settings import Settings
+from countersign_domain.petitions import PetitionChanges, update_petition
 from petition_api.app import create_app
 from tests.support.factories import SLUG, signer
 from tests.support.http import COUNTS, SIGN, AiohttpClient, Client
@@ -82,6 +84,29 @@ async def test_the_threshold_is_a_setting(
     await worker.drain()
     body = await (await client.get(COUNTS)).json()
     assert [(c["code"], c["count"]) for c in body["countries"]] == expected
+
+
+async def test_once_the_goal_is_reached_the_next_goal_is_shown(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    worker: CounterWorker,
+    pool: asyncpg.Pool,
+    petition_id: int,
+) -> None:
+    # Set before the app reads the petition (it caches it for a few seconds).
+    changes: PetitionChanges = {"goal": 3, "next_goal": 10}
+    await update_petition(pool, actor="test", slug=SLUG, changes=changes)
+    client = await aiohttp_client(create_app(settings))
+    await sign_many(client, "SY", 2)
+    await worker.drain()
+    before = await (await client.get(COUNTS)).json()
+    assert (before["total"], before["goal"]) == (2, 3)
+    await sign_many(client, "SY", 1, start=2)
+    await worker.drain()
+    reached = await (await client.get(COUNTS)).json()
+    assert (reached["total"], reached["goal"]) == (3, 10)
+    live = await first_live_event(client)
+    assert (live["total"], live["goal"]) == (3, 10)
 
 
 def test_fold_small_groups() -> None:

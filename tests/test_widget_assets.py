@@ -127,10 +127,16 @@ async def test_the_embed_page_may_be_framed_by_its_own_and_its_partners_origins(
         """UPDATE petitions SET allowed_origins = '{https://b.example,https://a.example,
            "https://evil.example; script-src *"}'"""
     )
-    await create_partner(pool, name="P", source_code="p", origins=["https://partner.example"])
-    await create_partner(pool, name="R", source_code="r", origins=["https://revoked.example"])
+    await create_partner(
+        pool, actor="test", name="P", source_code="p", origins=["https://partner.example"]
+    )
+    await create_partner(
+        pool, actor="test", name="R", source_code="r", origins=["https://revoked.example"]
+    )
     # A partner of other petitions: this petition's page does not name it.
-    await create_partner(pool, name="E", source_code="e", origins=["https://elsewhere.example"])
+    await create_partner(
+        pool, actor="test", name="E", source_code="e", origins=["https://elsewhere.example"]
+    )
     for code in ("p", "r"):
         await grant_petition(pool, actor="tests", source_code=code, slug=SLUG)
     await pool.execute("UPDATE partners SET revoked_at = now() WHERE source_code = 'r'")

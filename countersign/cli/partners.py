@@ -59,7 +59,9 @@ def partner_create(name: str, source_code: str, origins: list[str]) -> None:
 
     async def action(conn: asyncpg.Connection) -> str:
         try:
-            _, key = await create_partner(conn, name=name, source_code=source_code, origins=origins)
+            _, key = await create_partner(
+                conn, actor=cli_actor(), name=name, source_code=source_code, origins=origins
+            )
         except asyncpg.UniqueViolationError:
             fail(f"a partner with source code {source_code!r} exists already")
         return key
@@ -101,7 +103,7 @@ def partner_revoke(source_code: str) -> None:
     """Revoke a partner: its key and origins stop working within seconds."""
 
     async def action(conn: asyncpg.Connection) -> Any:
-        return await revoke_partner(conn, source_code)
+        return await revoke_partner(conn, actor=cli_actor(), source_code=source_code)
 
     if with_connection(action) is None:
         fail(f"no active partner with source code {source_code!r}")

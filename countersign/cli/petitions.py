@@ -94,6 +94,7 @@ def petition_show(slug: str) -> None:
         ("status", found.effective_status),
         ("target", found.target or "-"),
         ("goal", f"{found.goal:,}"),
+        ("next goal", f"{found.next_goal:,}" if found.next_goal else "-"),
         ("confirmation", "on" if found.require_confirmation else "off"),
         ("closes at", when(found.closes_at)),
         ("closed at", when(found.closed_at)),
@@ -111,6 +112,12 @@ def petition_show(slug: str) -> None:
 @click.option("--text", default="", help="The petition's text.")
 @click.option("--target", default="", help="Who the petition is addressed to.")
 @click.option("--goal", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option(
+    "--next-goal",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Shown as the goal once the total reaches --goal; above it.",
+)
 @click.option(
     "--closes-at",
     type=CLOSES_AT,
@@ -147,6 +154,7 @@ def petition_create(
     text: str,
     target: str,
     goal: int,
+    next_goal: int | None,
     closes_at: datetime | None,
     open_now: bool,
     confirmation: bool,
@@ -167,6 +175,7 @@ def petition_create(
             body=text,
             target=target,
             goal=goal,
+            next_goal=next_goal,
             status="open" if open_now else "draft",
             closes_at=utc(closes_at),
             require_confirmation=confirmation,
@@ -185,6 +194,13 @@ def petition_create(
 @click.option("--text", default=None, help="The petition's text, in the default language.")
 @click.option("--target", default=None, help="Who it is addressed to, in the default language.")
 @click.option("--goal", type=int, default=None, help="The goal: once reached, set the next one.")
+@click.option(
+    "--next-goal",
+    type=int,
+    default=None,
+    help="Shown as the goal once the total reaches the goal; above it.",
+)
+@click.option("--no-next-goal", is_flag=True, help="Remove the next goal.")
 @click.option(
     "--closes-at",
     type=CLOSES_AT,
@@ -219,6 +235,8 @@ def petition_edit(
     text: str | None,
     target: str | None,
     goal: int | None,
+    next_goal: int | None,
+    no_next_goal: bool,
     closes_at: datetime | None,
     no_closes_at: bool,
     confirmation: bool | None,
@@ -234,6 +252,8 @@ def petition_edit(
         raise click.UsageError("give --closes-at or --no-closes-at, not both")
     if origins and no_origins:
         raise click.UsageError("give --origin or --no-origins, not both")
+    if next_goal is not None and no_next_goal:
+        raise click.UsageError("give --next-goal or --no-next-goal, not both")
     given: dict[str, Any] = {
         name: value
         for name, value in {
@@ -241,6 +261,7 @@ def petition_edit(
             "text": text,
             "target": target,
             "goal": goal,
+            "next_goal": next_goal,
             "require_confirmation": confirmation,
             "allowed_origins": origins or None,
             "default_lang": default_lang,
@@ -254,6 +275,8 @@ def petition_edit(
         given["closes_at"] = stamp.isoformat() if stamp else None
     if no_origins:
         given["allowed_origins"] = []
+    if no_next_goal:
+        given["next_goal"] = None
     if not given:
         raise click.UsageError("nothing to change: give at least one option")
     try:

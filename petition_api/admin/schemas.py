@@ -68,11 +68,15 @@ class TranslationSchema(_PetitionText):
 
 
 class _PetitionFields(_PetitionText):
-    # Once the count passes it, staff set the next goal here.
-    goal = fields.Integer(
+    goal = fields.Integer(strict=True, validate=POSTGRES_INTEGER)
+    next_goal = fields.Integer(
         strict=True,
+        allow_none=True,
         validate=POSTGRES_INTEGER,
-        metadata={"description": "The goal; once reached, set the next one."},
+        metadata={
+            "description": "Above the goal: shown as the goal once the total reaches it; "
+            "null: none."
+        },
     )
     default_lang = fields.String(
         validate=PETITION_LANGUAGE,
@@ -117,6 +121,7 @@ class TranslationOutSchema(Schema):
 
 class ManagedPetitionSchema(PetitionSchema):
     id = fields.Integer()
+    next_goal = fields.Integer(allow_none=True)
     allowed_origins = fields.List(fields.String())
     closed_at = fields.AwareDateTime(allow_none=True)
     require_confirmation = fields.Boolean()

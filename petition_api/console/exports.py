@@ -22,7 +22,7 @@ from petition_api.console.pages import TEMPLATES, Access, console_page, db, rend
 from petition_api.console.petitions import petition_of
 
 # The export form's fields, as a browser sends them (dates as YYYY-MM-DD).
-EXPORT_FIELDS = ("country", "source", "signed_from", "signed_to", "include")
+EXPORT_FIELDS = ("country", "source", "consent", "signed_from", "signed_to", "include")
 
 
 @console_page(Access.EXPORTER)
@@ -42,7 +42,7 @@ async def export_page(request: web.Request) -> web.Response:
 def export_query(typed: dict[str, str]) -> dict[str, Any]:
     """The form's fields as the staff API's query: the last day given is included."""
     query: dict[str, Any] = {
-        name: typed[name] for name in ("country", "source", "include") if typed.get(name)
+        name: typed[name] for name in ("country", "source", "consent", "include") if typed.get(name)
     }
     if typed.get("signed_from"):
         query["signed_after"] = f"{typed['signed_from']}T00:00:00Z"

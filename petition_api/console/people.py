@@ -41,7 +41,13 @@ async def _partners_page(
 ) -> web.Response:
     found = await partners.list_partners(db(request))
     figures = await dashboard.partner_figures(db(request))
-    listed = {"partners": found, "figures": figures}
+    grants = await partners.grants_by_partner(db(request))
+    listed = {
+        "partners": found,
+        "figures": figures,
+        "grants": grants,
+        "petitions": await petitions.list_petitions(db(request)),
+    }
     return render_form_page(request, "partners.html", listed, context, status=status)
 
 
@@ -68,7 +74,11 @@ async def create_partner(request: web.Request) -> web.Response:
     if not errors:
         try:
             partner, key = await partners.create_partner(
-                db(request), name=typed["name"], source_code=typed["source_code"], origins=origins
+                db(request),
+                actor=staff_of(request).name,
+                name=typed["name"],
+                source_code=typed["source_code"],
+                origins=origins,
             )
         except asyncpg.UniqueViolationError:
             errors["source_code"] = ["A partner has this source code already."]
@@ -83,10 +93,49 @@ async def create_partner(request: web.Request) -> web.Response:
 
 @console_page(Access.ADMIN)
 async def revoke_partner(request: web.Request) -> web.Response:
-    revoked = await partners.revoke_partner(db(request), request.match_info["code"])
+    revoked = await partners.revoke_partner(
+        db(request), actor=staff_of(request).name, source_code=request.match_info["code"]
+    )
     if revoked is None:
         raise ValidationFailed("no active partner has this source code")
     return see_other(f"{PREFIX}/partners?done=revoked")
+
+
+# -- partners granted petitions ---------------------------------------------------------------
+# Through the domain's grant_petition and revoke_grant, as the staff API and the CLI: the
+# same refusals (PartnerNotFound, PetitionNotFound, GrantNotFound) and audit entries.
+
+
+def _back_to(fields: Mapping[str, str], slug: str, done: str) -> web.Response:
+    if fields.get("back") == "partners":
+        return see_other(f"{PREFIX}/partners?done={done}")
+    return see_other(f"{PREFIX}/petitions/{slug}?done={done}#grants-heading")
+
+
+@console_page(Access.ADMIN)
+async def grant(request: web.Request) -> web.Response:
+    """Grant a partner a petition: from the petition's page (the partner chosen) or the
+    partners page (the petition chosen)."""
+    fields = await form(request)
+    slug = request.match_info.get("slug") or fields.get("petition") or ""
+    code = request.match_info.get("code") or fields.get("partner") or ""
+    await partners.grant_petition(
+        db(request), actor=staff_of(request).name, source_code=code, slug=slug
+    )
+    return _back_to(fields, slug, "granted")
+
+
+@console_page(Access.ADMIN)
+async def revoke_grant(request: web.Request) -> web.Response:
+    fields = await form(request)
+    slug = request.match_info["slug"]
+    await partners.revoke_grant(
+        db(request),
+        actor=staff_of(request).name,
+        source_code=request.match_info["code"],
+        slug=slug,
+    )
+    return _back_to(fields, slug, "grant_revoked")
 
 
 # -- staff accounts ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from multidict import MultiDictProxy
 
 from countersign_domain import dashboard, petitions
 from countersign_domain.errors import Problem
-from countersign_domain.partners import list_partners
+from countersign_domain.partners import granted_partners, list_partners
 from countersign_domain.petitions import ManagedPetition, PetitionChanges
 from petition_api.admin.delivery import country_bars
 from petition_api.admin.schemas import PetitionCreateSchema, PetitionUpdateSchema
@@ -78,6 +78,7 @@ def form_values(petition: ManagedPetition | None) -> dict[str, Any]:
         "text": petition.body,
         "target": petition.target,
         "goal": petition.goal,
+        "next_goal": petition.next_goal or "",
         "allowed_origins": "\n".join(petition.allowed_origins),
         "closes_at": petition.closes_at.strftime("%Y-%m-%dT%H:%M") if petition.closes_at else "",
         "require_confirmation": petition.require_confirmation,
@@ -98,6 +99,10 @@ def read_petition_form(
             data[name] = fields[name].replace("\r\n", "\n")
     goal = fields.get("goal", "").strip()
     data["goal"] = int(goal) if goal.isdigit() else goal
+    # Empty: none (on an edit, it clears the next goal).
+    next_goal = fields.get("next_goal", "").strip()
+    if next_goal or not new:
+        data["next_goal"] = (int(next_goal) if next_goal.isdigit() else next_goal) or None
     origins = [line.strip() for line in fields.get("allowed_origins", "").splitlines()]
     data["allowed_origins"] = [origin for origin in origins if origin]
     closes_at = fields.get("closes_at", "").strip()
@@ -236,6 +241,15 @@ async def petition_dashboard(request: web.Request) -> web.Response:
     context = await _figures(request, petition)
     context["world"] = world_map()
     context["done"] = request.query.get("done")
+    # The partners granted it (everyone sees them; only admins change them).
+    grants = await granted_partners(db(request), petition.slug)
+    granted = {grant.partner.source_code for grant in grants}
+    context["grants"] = grants
+    context["grantable"] = [
+        p
+        for p in await list_partners(db(request))
+        if p.revoked_at is None and p.source_code not in granted
+    ]
     return render(request, "dashboard.html", context)
 
 

@@ -32,7 +32,7 @@ async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:
         pool, actor="schemathesis", name="schemathesis", role=Role.ADMIN
     )
     _, partner_key = await create_partner(
-        pool, name="Schemathesis", source_code="schemathesis", origins=[]
+        pool, actor="test", name="Schemathesis", source_code="schemathesis", origins=[]
     )
     # tests/schemathesis.toml names it in the staff's grant paths.
     await grant_petition(pool, actor="schemathesis", source_code="schemathesis", slug=SLUG)
