@@ -16,6 +16,7 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from countersign_core.settings import Settings
 from countersign_domain.partners import create_partner, grant_petition
+from countersign_domain.petitions import translate_petition
 from countersign_domain.staff import Role, invite_staff
 from mail_sender.sender import MailSender
 from petition_api.app import create_app
@@ -179,7 +180,8 @@ async def test_an_exporter_is_refused_admin_pages_in_arabic(
 @pytest.fixture
 async def busy_petition(pool: asyncpg.Pool, petition_id: int) -> str:
     """The usual petition with signatures (some agreed to hear from the campaign), one
-    suspect, a partner granted it and one not, and a staff account: every page has rows."""
+    suspect, a partner granted it and one not, a staff account and an Arabic version:
+    every page has rows."""
     await add_signatures(pool, petition_id, 12)
     await pool.execute("UPDATE signatures SET consent_updates = (id % 3 = 0)")
     held = await insert_signature(pool, hasher, petition_id, email="held@example.org")
@@ -194,6 +196,15 @@ async def busy_petition(pool: asyncpg.Pool, petition_id: int) -> str:
     await invite_staff(
         pool, actor="test", name="Lina", email="lina@example.org", role=Role.EXPORTER
     )
+    await translate_petition(
+        pool,
+        actor="test",
+        slug=PETITION,
+        lang="ar",
+        title="أحيلوا سوريا",
+        body="نص",
+        target="روسيا",
+    )
     return PETITION
 
 
@@ -203,6 +214,7 @@ ADMIN_PAGES = (
     ("petition-new", "/petitions/new"),
     ("dashboard-grants", f"/petitions/{PETITION}"),
     ("petition-edit", f"/petitions/{PETITION}/edit"),
+    ("languages", f"/petitions/{PETITION}/languages"),
     ("export-consent", f"/petitions/{PETITION}/export"),
     ("delivery", f"/petitions/{PETITION}/delivery"),
     ("suspects", f"/petitions/{PETITION}/suspects"),
