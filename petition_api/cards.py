@@ -200,14 +200,15 @@ class CardRenderer:
             if total is None and kept is not None:
                 return kept  # no count to show just now: the last card is better
             count = None
+            goal = petition.shown_goal(total or 0)  # the next goal once this one is reached
             if total is not None:
-                reached = goal_reached(total, petition.goal)
+                reached = goal_reached(total, goal)
                 count = texts(
                     "petition_reached" if reached else "petition_count",
                     n=number(texts, total),
-                    goal=number(texts, petition.goal),
+                    goal=number(texts, goal),
                 )
-            inputs = (text.title, count, total, petition.goal, texts("site_name"))
+            inputs = (text.title, count, total, goal, texts("site_name"))
             if kept is not None and kept.inputs == inputs:
                 card = Card(kept.png, kept.etag, now, inputs)
             else:

@@ -192,7 +192,7 @@ async def petition_view(
     total = figures["total"] if figures else None
     count = Count(
         total,
-        petition.goal,
+        petition.shown_goal(total or 0),  # the next goal once this one is reached
         Markup('<strong data-total="{}">{}</strong>').format(
             "" if total is None else total, "…" if total is None else number(texts, total)
         ),

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from bs4 import BeautifulSoup
 
 from counter_worker.counts import fold_small_groups
 from counter_worker.worker import CounterWorker
@@ -107,6 +108,10 @@ async def test_once_the_goal_is_reached_the_next_goal_is_shown(
     assert (reached["total"], reached["goal"]) == (3, 10)
     live = await first_live_event(client)
     assert (live["total"], live["goal"]) == (3, 10)
+    # The petition's own page counts toward the same goal.
+    page = await client.get(f"/petitions/{SLUG}", headers={"Accept-Language": "en"})
+    words = " ".join(BeautifulSoup(await page.text(), "html.parser").get_text().split())
+    assert "3 of 10 signatures" in words
 
 
 def test_fold_small_groups() -> None:
