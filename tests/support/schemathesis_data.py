@@ -1,8 +1,8 @@
 """What schemathesis needs to reach past 401 and 404, for tests/test_openapi.py and the
 schemathesis step of .ci/run (``eval "$(python -m tests.support.schemathesis_data)"``): an
 admin token, a partner key (granted the petition), an invalidation to undo (id 1), a
-confirmation link and a receipt, handed to it as the environment variables
-tests/schemathesis.toml names.
+confirmation link, a receipt, handed to it as the environment variables
+tests/schemathesis.toml names, and two translations to remove (fr, ar).
 
 Run it after the petition refer-syria-to-icc exists, with the API's DATABASE_URL and
 COUNTERSIGN_SECRET_KEY.
@@ -20,6 +20,7 @@ from countersign_core.settings import load_settings
 from countersign_domain import moderation
 from countersign_domain.confirmation_tokens import ConfirmationRef, ConfirmationTokens
 from countersign_domain.partners import create_partner, grant_petition
+from countersign_domain.petitions import translate_petition
 from countersign_domain.signature_log.receipts import Receipt
 from countersign_domain.signatures import Hasher
 from countersign_domain.staff import Role, create_token
@@ -45,6 +46,10 @@ async def create_data(pool: asyncpg.Pool, secret_key: str) -> dict[str, str]:
     )
     # tests/schemathesis.toml names it: the first of a new database.
     assert invalidation.id == 1, "run on a database without invalidations"
+    for lang in ("fr", "ar"):  # tests/schemathesis.toml names them
+        await translate_petition(
+            pool, actor="schemathesis", slug=SLUG, lang=lang, title=f"Schemathesis ({lang})"
+        )
     email = "schemathesis@example.org"
     signature_id: int = await pool.fetchval(
         """INSERT INTO signatures (petition_id, name, email, email_hash, country)
