@@ -4,14 +4,17 @@ language every door chooses, and the next goal once one is reached."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from countersign_core.migrations import migrate, migrations_dir, pending
 from tests.support.factories import SLUG, StaffTokens
 from tests.support.http import ADMIN, Client, bearer, error_of
 from tests.support.processes import countersign
+from tests.support.servers import Servers, throwaway_database
 from tests.support.waiting import eventually
 
 ONE = f"{ADMIN}/petitions/{SLUG}"
@@ -176,3 +179,25 @@ async def test_the_translate_and_edit_commands(
         "countersign: error: some fields are invalid (validation_failed): default_lang: Use a "
         "language code of 2 or 3 lowercase letters, such as fr or ar.\n",
     )
+
+
+async def test_a_database_migrated_past_009_without_it_takes_it(
+    servers: Servers, tmp_path: Path
+) -> None:
+    # Migrations apply by name: a database migrated before 009_translations.sql existed
+    # (up to 012) finds it pending, and it applies after 012.
+    earlier = tmp_path / "sql"
+    earlier.mkdir()
+    for path in migrations_dir().glob("*.sql"):
+        if path.name != "009_translations.sql":
+            shutil.copy(path, earlier)
+    async with throwaway_database(servers) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn, earlier)
+            await conn.execute("INSERT INTO petitions (slug, title) VALUES ('older', 'Older')")
+            assert await pending(conn) == ["009_translations.sql"]
+            assert await migrate(conn) == ["009_translations.sql"]
+            assert await conn.fetchval("SELECT default_lang FROM petitions") == "en"
+        finally:
+            await conn.close()
