@@ -183,7 +183,12 @@ WITH input AS (
            s.suspect_reason IS NOT NULL AS signature_held
     FROM accepted a
     LEFT JOIN inserted i USING (petition_id, email_hash)
-    LEFT JOIN signatures s USING (petition_id, email_hash)
+    -- LATERAL: one unique-index look-up per row. A plain join lets the planner, which
+    -- cannot see how few rows the batch holds, hash the whole table on every batch.
+    LEFT JOIN LATERAL (
+        SELECT s.id, s.confirmed_at, s.suspect_reason FROM signatures s
+        WHERE s.petition_id = a.petition_id AND s.email_hash = a.email_hash
+    ) s ON true
 ), new_submissions AS (
     INSERT INTO partner_submissions (partner_id, signature_id, created_signature, confirmed_at)
     SELECT DISTINCT ON (partner_id, signature_id) partner_id, signature_id, new,
@@ -201,7 +206,10 @@ WITH input AS (
            l.suspect_reason IS NOT NULL AS held
     FROM landed l
     LEFT JOIN new_submissions ns USING (partner_id, signature_id)
-    LEFT JOIN partner_submissions ps USING (partner_id, signature_id)
+    LEFT JOIN LATERAL (
+        SELECT ps.id, ps.confirmed_at FROM partner_submissions ps
+        WHERE ps.partner_id = l.partner_id AND ps.signature_id = l.signature_id
+    ) ps ON true
     WHERE l.require_confirmation AND l.signature_id IS NOT NULL AND NOT l.signature_held
       AND (l.suspect_reason IS NULL OR l.new)
       AND CASE WHEN l.partner_id IS NULL THEN l.signature_pending
